@@ -1,0 +1,478 @@
+#!/usr/bin/env python3
+"""Generate the Keras import fixtures in test/fixtures/keras/ with real Keras 3.
+
+Each fixture is a small model saved by Keras itself (`.keras`, or `.h5` for the
+legacy format), a batch of inputs and Keras's own predictions on them. The
+Rust and Elixir tests convert every model to ONNX, run it in ONNX Runtime and
+compare with these predictions, so Keras (not our code) is the reference.
+
+Everything is listed in `manifest.tsv`, one tab-separated row per file:
+
+    fixture  role  name  dtype  shape  file
+
+`role` is `model`, `input`, `output` or `option` (an import option the test
+must pass, `name` = option, `file` = value). Tensors are raw little-endian
+bytes; `shape` is comma-separated (`-` for a scalar or a model row). Inputs
+and outputs are listed in the model's order.
+
+Run (CI never needs this; the outputs are committed):
+
+    python3 -m venv .venv-keras
+    .venv-keras/bin/pip install -r scripts/requirements-keras.txt
+    KERAS_BACKEND=jax .venv-keras/bin/python scripts/gen_keras_fixtures.py
+
+The script is seeded and writes the same predictions on every run.
+"""
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+if os.environ.get("KERAS_BACKEND") != "jax":
+    sys.exit("run with KERAS_BACKEND=jax (the pinned backend)")
+
+import numpy as np  # noqa: E402
+import keras  # noqa: E402
+from keras import layers, ops  # noqa: E402
+
+SEED = 20240611
+BATCH = 3
+OUT = Path(__file__).resolve().parent.parent / "test" / "fixtures" / "keras"
+
+# Every activation name the builder supports for Dense and Activation.
+ACTIVATIONS = [
+    "linear",
+    "relu",
+    "sigmoid",
+    "tanh",
+    "softmax",
+    "softplus",
+    "softsign",
+    "elu",
+    "selu",
+    "gelu",
+    "silu",
+    "swish",
+    "leaky_relu",
+    "relu6",
+    "hard_sigmoid",
+    "exponential",
+    "mish",
+    "log_softmax",
+]
+
+
+# --- Cerebros custom layers, ported from cerebrosllmutils/llm_utils.py -------
+# The public source uses TensorFlow ops; this is the same arithmetic in
+# keras.ops so that it runs on the JAX backend. Registered under the same
+# package and names, so the saved config carries
+# `registered_name: "cerebrosllmutils>InterleavedRoPE"` like Cerebros models.
+
+
+@keras.saving.register_keras_serializable(package="cerebrosllmutils", name="RotaryEmbedding")
+class RotaryEmbedding(layers.Layer):
+    def __init__(self, dim, max_seq_len=1024, temperature=10000.0, **kwargs):
+        super().__init__(**kwargs)
+        if dim % 2 != 0:
+            raise ValueError(f"dim ({dim}) must be even")
+        self.dim = dim
+        self.max_seq_len = max_seq_len
+        self.temperature = temperature
+
+    def call(self, x):
+        batch = ops.shape(x)[0]
+        seq_len = ops.shape(x)[1]
+        inv_freq_base = ops.arange(0, self.dim, 2, dtype="float32")
+        inv_freq = 1.0 / (self.temperature ** (inv_freq_base / self.dim))
+        inv_freq = ops.cast(inv_freq, x.dtype)
+        position = ops.arange(seq_len, dtype=x.dtype)
+        sinusoid = ops.einsum("i,j->ij", position, inv_freq)
+        sin = ops.repeat(ops.sin(sinusoid), 2, axis=-1)
+        cos = ops.repeat(ops.cos(sinusoid), 2, axis=-1)
+        sin = ops.tile(ops.expand_dims(sin, 0), [batch, 1, 1])
+        cos = ops.tile(ops.expand_dims(cos, 0), [batch, 1, 1])
+        return sin, cos
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {"dim": self.dim, "max_seq_len": self.max_seq_len, "temperature": self.temperature}
+        )
+        return config
+
+
+def _split_alternate(x):
+    _, s, d = ops.shape(x)
+    x = ops.reshape(x, [-1, s, d // 2, 2])
+    x = ops.transpose(x, [0, 1, 3, 2])
+    return ops.reshape(x, [-1, s, d])
+
+
+def _rotate_half(x):
+    x = _split_alternate(x)
+    d = ops.shape(x)[-1]
+    return ops.concatenate([-x[..., d // 2 :], x[..., : d // 2]], axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="cerebrosllmutils", name="InterleavedRoPE")
+class InterleavedRoPE(layers.Layer):
+    def __init__(self, dim, max_seq_len=1024, **kwargs):
+        super().__init__(**kwargs)
+        if dim % 2 != 0:
+            raise ValueError(f"dim ({dim}) must be even")
+        self.dim = dim
+        self.max_seq_len = max_seq_len
+        self.rotary_emb = RotaryEmbedding(dim, max_seq_len, name="rotary_embedding")
+
+    def call(self, x):
+        sin, cos = self.rotary_emb(x)
+        return x * cos + _rotate_half(x) * sin
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"dim": self.dim, "max_seq_len": self.max_seq_len})
+        return config
+
+
+# --- helpers ------------------------------------------------------------------
+
+
+def randomize_weights(model, rng):
+    """Replace every variable with seeded random values.
+
+    Fresh Keras layers have zero biases and unit batch-norm statistics, which
+    would let a converter that ignores them pass. Variances stay positive.
+    """
+    for var in model.weights:
+        path = var.path
+        shape = tuple(var.shape)
+        if path.endswith("moving_variance"):
+            value = rng.uniform(0.5, 1.5, shape)
+        elif path.endswith("gamma"):
+            value = rng.uniform(0.5, 1.5, shape)
+        else:
+            value = rng.normal(0.0, 0.5, shape)
+        var.assign(value.astype(var.dtype))
+
+
+class Manifest:
+    def __init__(self):
+        self.rows = []
+
+    def tensor(self, fixture, role, name, array):
+        array = np.ascontiguousarray(array)
+        dtype = {
+            np.dtype("float32"): "f32",
+            np.dtype("int32"): "s32",
+            np.dtype("int64"): "s64",
+        }[array.dtype]
+        fname = f"{fixture}.{role}.{name}.bin".replace("/", "_")
+        (OUT / fname).write_bytes(array.astype(array.dtype.newbyteorder("<")).tobytes())
+        shape = ",".join(str(d) for d in array.shape) or "-"
+        self.rows.append((fixture, role, name, dtype, shape, fname))
+
+    def model(self, fixture, fname):
+        self.rows.append((fixture, "model", fixture, "-", "-", fname))
+
+    def option(self, fixture, key, value):
+        self.rows.append((fixture, "option", key, "-", "-", value))
+
+    def write(self):
+        header = "# fixture\trole\tname\tdtype\tshape\tfile (written by scripts/gen_keras_fixtures.py)\n"
+        body = "".join("\t".join(row) + "\n" for row in self.rows)
+        (OUT / "manifest.tsv").write_text(header + body)
+
+
+def as_list(value):
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def save_fixture(manifest, name, model, inputs, rng, legacy=False, options=None):
+    randomize_weights(model, rng)
+    fname = f"{name}.h5" if legacy else f"{name}.keras"
+    model.save(OUT / fname)
+    # Predict from the reloaded file, so the reference is what the file holds.
+    reloaded = keras.saving.load_model(OUT / fname, compile=False)
+    outputs = as_list(reloaded(inputs if len(inputs) > 1 else inputs[0], training=False))
+    manifest.model(name, fname)
+    for (key, value) in (options or {}).items():
+        manifest.option(name, key, value)
+    input_names = [t.name for t in as_list(model.inputs)]
+    for input_name, array in zip(input_names, inputs):
+        cast = options and options.get("input_dtype") == "s64"
+        manifest.tensor(name, "input", input_name, array.astype("int64") if cast else array)
+    output_names = [ref[0] for ref in output_refs(model)]
+    for output_name, array in zip(output_names, outputs):
+        manifest.tensor(name, "output", output_name, np.asarray(array, dtype="float32"))
+
+
+def output_refs(model):
+    config = model.get_config()
+    if "output_layers" in config:
+        refs = config["output_layers"]
+        if refs and isinstance(refs[0], str):
+            refs = [refs]
+        return refs
+    return [[model.layers[-1].name, 0, 0]]
+
+
+def floats(rng, *shape, low=-2.0, high=2.0):
+    return rng.uniform(low, high, (BATCH, *shape)).astype("float32")
+
+
+def ids(rng, vocab, length):
+    return rng.integers(0, vocab, (BATCH, length)).astype("int32")
+
+
+# --- the fixtures ---------------------------------------------------------------
+
+
+def dense_activations(rng):
+    """Dense with every supported activation, one output per activation."""
+    x = keras.Input((5,), name="x")
+    outs = [layers.Dense(3, activation=a, name=f"dense_{a}")(x) for a in ACTIVATIONS]
+    no_bias = layers.Dense(4, use_bias=False, name="dense_no_bias")(x)
+    return keras.Model(x, outs + [no_bias], name="dense_activations"), [floats(rng, 5)]
+
+
+def activation_layers(rng):
+    """Standalone Activation layers for every activation, and Softmax."""
+    x = keras.Input((6,), name="x")
+    outs = [layers.Activation(a, name=f"act_{a}")(x) for a in ACTIVATIONS]
+    outs.append(layers.Softmax(name="softmax_layer")(x))
+    seq = keras.Input((3, 4), name="seq")
+    outs.append(layers.Softmax(axis=1, name="softmax_axis1")(seq))
+    return keras.Model([x, seq], outs, name="activation_layers"), [floats(rng, 6), floats(rng, 3, 4)]
+
+
+def merge_layers(rng):
+    """Two inputs, every merge layer, Concatenate on two axes: multi-in/multi-out."""
+    a = keras.Input((4, 3), name="a")
+    b = keras.Input((4, 3), name="b")
+    outs = [
+        layers.Add(name="add")([a, b]),
+        layers.Subtract(name="subtract")([a, b]),
+        layers.Multiply(name="multiply")([a, b]),
+        layers.Average(name="average")([a, b]),
+        layers.Maximum(name="maximum")([a, b]),
+        layers.Minimum(name="minimum")([a, b]),
+        layers.Add(name="add3")([a, b, a]),
+        layers.Concatenate(name="concat_last")([a, b]),
+        layers.Concatenate(axis=1, name="concat_axis1")([a, b, a]),
+    ]
+    return keras.Model([a, b], outs, name="merge_layers"), [floats(rng, 4, 3), floats(rng, 4, 3)]
+
+
+def shape_layers(rng):
+    """Pooling (with keepdims), Flatten and Reshape."""
+    x = keras.Input((4, 6), name="x")
+    outs = [
+        layers.GlobalAveragePooling1D(name="gap")(x),
+        layers.GlobalAveragePooling1D(keepdims=True, name="gap_keepdims")(x),
+        layers.GlobalMaxPooling1D(name="gmp")(x),
+        layers.GlobalMaxPooling1D(keepdims=True, name="gmp_keepdims")(x),
+        layers.Flatten(name="flatten")(x),
+        layers.Reshape((3, 8), name="reshape")(x),
+        layers.Reshape((-1, 2), name="reshape_infer")(x),
+    ]
+    return keras.Model(x, outs, name="shape_layers"), [floats(rng, 4, 6)]
+
+
+def normalization_layers(rng):
+    """BatchNormalization (axes, center/scale off) and LayerNormalization."""
+    x = keras.Input((4, 6), name="x")
+    outs = [
+        layers.BatchNormalization(name="bn_last")(x),
+        layers.BatchNormalization(axis=1, epsilon=0.01, name="bn_axis1")(x),
+        layers.BatchNormalization(center=False, name="bn_no_center")(x),
+        layers.BatchNormalization(scale=False, name="bn_no_scale")(x),
+        layers.LayerNormalization(name="ln")(x),
+        layers.LayerNormalization(epsilon=0.1, center=False, name="ln_no_center")(x),
+        layers.LayerNormalization(scale=False, name="ln_no_scale")(x),
+    ]
+    return keras.Model(x, outs, name="normalization_layers"), [floats(rng, 4, 6)]
+
+
+def noise_layers(rng):
+    """Dropout, GaussianNoise and GaussianDropout are identities at inference."""
+    x = keras.Input((5,), name="x")
+    h = layers.Dropout(0.5, name="dropout")(x)
+    h = layers.GaussianNoise(0.3, name="gaussian_noise")(h)
+    h = layers.GaussianDropout(0.4, name="gaussian_dropout")(h)
+    out = layers.Dense(3, name="out")(h)
+    return keras.Model(x, out, name="noise_layers"), [floats(rng, 5)]
+
+
+def nas_lattice(rng):
+    """A Cerebros-style lattice: each unit is Concatenate -> BatchNorm -> Dense,
+    fed by the outputs of every earlier level (the input counts as level 0)."""
+    x = keras.Input((6,), name="x")
+    levels = [[x]]
+    unit_counts = [3, 2, 2]
+    activations = ["relu", "elu", "gelu", "swish", "tanh", "softsign", "selu"]
+    k = 0
+    for level, count in enumerate(unit_counts, start=1):
+        earlier = [t for lvl in levels for t in lvl]
+        units = []
+        for u in range(count):
+            h = layers.Concatenate(name=f"l{level}_u{u}_concat")(earlier) if len(earlier) > 1 else earlier[0]
+            h = layers.BatchNormalization(name=f"l{level}_u{u}_bn")(h)
+            h = layers.Dense(4 + u, activation=activations[k % len(activations)], name=f"l{level}_u{u}_dense")(h)
+            h = layers.Dropout(0.2, name=f"l{level}_u{u}_dropout")(h)
+            units.append(h)
+            k += 1
+        levels.append(units)
+    final = layers.Concatenate(name="final_concat")([t for lvl in levels[1:] for t in lvl])
+    final = layers.BatchNormalization(name="final_bn")(final)
+    out = layers.Dense(2, activation="softmax", name="output")(final)
+    return keras.Model(x, out, name="nas_lattice"), [floats(rng, 6)]
+
+
+TEXT_VOCAB, TEXT_LEN, TEXT_DIM = 40, 6, 8
+
+
+def text_classifier(rng, positional=False):
+    """The application's text model: Embedding -> GAP1D -> Dense(relu) x2 -> Dense,
+    optionally with an eagerly computed positional encoding added as a constant."""
+    ids_in = keras.Input((TEXT_LEN,), dtype="int32", name="input_ids")
+    h = layers.Embedding(TEXT_VOCAB, TEXT_DIM, name="embedding")(ids_in)
+    if positional:
+        pos = np.arange(TEXT_LEN)[:, None] / np.power(10000.0, (2 * (np.arange(TEXT_DIM) // 2)) / TEXT_DIM)
+        pos[:, 0::2] = np.sin(pos[:, 0::2])
+        pos[:, 1::2] = np.cos(pos[:, 1::2])
+        h = h + pos.astype("float32")
+    h = layers.GlobalAveragePooling1D(name="pooling")(h)
+    h = layers.Dense(16, activation="relu", name="dense1")(h)
+    h = layers.Dense(16, activation="relu", name="dense2")(h)
+    out = layers.Dense(TEXT_VOCAB, name="logits")(h)
+    name = "text_classifier_posenc" if positional else "text_classifier"
+    return keras.Model(ids_in, out, name=name), [ids(rng, TEXT_VOCAB, TEXT_LEN)]
+
+
+def nested_models(rng):
+    """A functional model and a Sequential model used as layers of an outer one."""
+    inner_in = keras.Input((5,), dtype="int32", name="inner_ids")
+    e = layers.Embedding(20, 6, name="inner_embedding")(inner_in)
+    e = layers.GlobalAveragePooling1D(name="inner_pool")(e)
+    e = layers.BatchNormalization(name="inner_bn")(e)
+    encoder = keras.Model(inner_in, e, name="encoder")
+    head = keras.Sequential(
+        [keras.Input((6,)), layers.Dense(5, activation="tanh"), layers.Dense(3)], name="head"
+    )
+    ids_in = keras.Input((5,), dtype="int32", name="ids")
+    h = encoder(ids_in)
+    h = layers.Dense(6, activation="relu", name="middle")(h)
+    out = head(h)
+    return keras.Model(ids_in, out, name="nested_models"), [ids(rng, 20, 5)]
+
+
+def multi_io(rng):
+    """Token ids and dense features in, a class distribution and a score out."""
+    tok = keras.Input((4,), dtype="int32", name="tokens")
+    feat = keras.Input((3,), name="features")
+    t = layers.Embedding(15, 4, name="embedding")(tok)
+    t = layers.Flatten(name="flatten")(t)
+    h = layers.Concatenate(name="concat")([t, feat])
+    h = layers.Dense(8, activation="relu", name="trunk")(h)
+    cls = layers.Dense(3, activation="softmax", name="class_probs")(h)
+    score = layers.Dense(1, activation="sigmoid", name="score")(h)
+    return keras.Model([tok, feat], [cls, score], name="multi_io"), [ids(rng, 15, 4), floats(rng, 3)]
+
+
+def shared_layers(rng):
+    """One Dense layer applied to two inputs (two nodes of one layer, one set of weights)."""
+    a = keras.Input((4,), name="a")
+    b = keras.Input((4,), name="b")
+    shared = layers.Dense(3, activation="tanh", name="shared")
+    out = layers.Subtract(name="diff")([shared(a), shared(b)])
+    out = layers.Dense(2, name="out")(out)
+    return keras.Model([a, b], out, name="shared_layers"), [floats(rng, 4), floats(rng, 4)]
+
+
+def sequential(rng):
+    model = keras.Sequential(
+        [
+            keras.Input((5,), name="x"),
+            layers.Dense(8, activation="relu"),
+            layers.BatchNormalization(),
+            layers.Dropout(0.3),
+            layers.Dense(8, activation="relu"),
+            layers.Dense(3, activation="softmax"),
+        ],
+        name="sequential_model",
+    )
+    return model, [floats(rng, 5)]
+
+
+def legacy_h5(rng):
+    """Saved in the legacy whole-model HDF5 format (model_config + layer_names)."""
+    x = keras.Input((6,), name="x")
+    h = layers.Dense(5, activation="relu", name="hidden")(x)
+    h = layers.BatchNormalization(name="bn")(h)
+    inner_in = keras.Input((5,), name="inner_x")
+    inner = keras.Model(inner_in, layers.Dense(4, activation="tanh", name="inner_dense")(inner_in), name="inner")
+    h = inner(h)
+    out = layers.Dense(2, name="out")(h)
+    return keras.Model(x, out, name="legacy_h5"), [floats(rng, 6)]
+
+
+def legacy_h5_sequential(rng):
+    model = keras.Sequential(
+        [keras.Input((4,), name="x"), layers.Dense(6, activation="sigmoid"), layers.Dense(2)],
+        name="legacy_seq",
+    )
+    return model, [floats(rng, 4)]
+
+
+def interleaved_rope(rng):
+    """A Cerebros LLM-style stem: Embedding -> InterleavedRoPE -> pooling -> Dense."""
+    ids_in = keras.Input((7,), dtype="int32", name="input_ids")
+    h = layers.Embedding(30, 8, name="embedding")(ids_in)
+    h = InterleavedRoPE(8, max_seq_len=7, name="rope")(h)
+    seq_out = layers.Dense(3, name="per_token")(h)
+    h = layers.GlobalAveragePooling1D(name="pool")(h)
+    out = layers.Dense(5, name="logits")(h)
+    return keras.Model(ids_in, [out, seq_out], name="interleaved_rope"), [ids(rng, 30, 7)]
+
+
+def main():
+    keras.utils.set_random_seed(SEED)
+    rng = np.random.default_rng(SEED)
+    if OUT.exists():
+        shutil.rmtree(OUT)
+    OUT.mkdir(parents=True)
+    manifest = Manifest()
+
+    fixtures = [
+        ("dense_activations", dense_activations, {}),
+        ("activation_layers", activation_layers, {}),
+        ("merge_layers", merge_layers, {}),
+        ("shape_layers", shape_layers, {}),
+        ("normalization_layers", normalization_layers, {}),
+        ("noise_layers", noise_layers, {}),
+        ("nas_lattice", nas_lattice, {}),
+        ("text_classifier", lambda r: text_classifier(r), {}),
+        ("text_classifier_posenc", lambda r: text_classifier(r, positional=True), {}),
+        ("nested_models", nested_models, {}),
+        ("multi_io", multi_io, {}),
+        ("shared_layers", shared_layers, {}),
+        ("sequential", sequential, {}),
+        ("interleaved_rope", interleaved_rope, {}),
+    ]
+    for name, build, options in fixtures:
+        model, inputs = build(rng)
+        save_fixture(manifest, name, model, inputs, rng, options=options)
+    # The same text classifier imported with int64 token ids, like the original tooling.
+    model, inputs = text_classifier(rng)
+    save_fixture(manifest, "text_classifier_int64", model, inputs, rng, options={"input_dtype": "s64"})
+    for name, build in [("legacy_h5", legacy_h5), ("legacy_h5_sequential", legacy_h5_sequential)]:
+        model, inputs = build(rng)
+        save_fixture(manifest, name, model, inputs, rng, legacy=True)
+
+    manifest.write()
+    print(f"wrote {len(manifest.rows)} manifest rows to {OUT}")
+
+
+if __name__ == "__main__":
+    main()
