@@ -1,0 +1,22 @@
+defmodule Thunderbolt.Native do
+  @moduledoc false
+  # Every NIF stub lives here. A stub named `session_run` is implemented in
+  # native/thunderbolt_nif/src/session.rs, `builder_build` in builder.rs, etc.
+
+  @on_load :load_nif
+
+  def load_nif do
+    path = :filename.join(:code.priv_dir(:thunderbolt), ~c"native/libthunderbolt_nif")
+    :erlang.load_nif(path, 0)
+  end
+
+  defp err, do: :erlang.nif_error(:nif_not_loaded)
+
+  # session.rs
+  def session_load(_source, _options), do: err()
+  def session_run(_session, _inputs, _outputs, _mode), do: err()
+  def session_run_dirty(_session, _inputs, _outputs), do: err()
+  def session_estimated_run_us(_session, _bytes), do: err()
+  def session_pool_size(_session), do: err()
+  def runtime_info, do: err()
+end

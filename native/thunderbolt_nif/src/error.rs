@@ -1,0 +1,52 @@
+use rustler::{Encoder, Env, Term};
+use thunderbolt_runtime::RuntimeError;
+
+rustler::atoms! {
+    ok,
+    error,
+    library,
+    load,
+    invalid_input,
+    invalid_option,
+    onnxruntime,
+    unsupported,
+}
+
+/// Errors cross into Elixir as `{kind, message}`; `Thunderbolt.Error`
+/// wraps them. A NIF never raises for bad input.
+pub struct NifError {
+    kind: rustler::Atom,
+    message: String,
+}
+
+impl NifError {
+    pub fn invalid_input(message: impl Into<String>) -> Self {
+        Self {
+            kind: invalid_input(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<RuntimeError> for NifError {
+    fn from(e: RuntimeError) -> Self {
+        let kind = match &e {
+            RuntimeError::Library(_) => library(),
+            RuntimeError::Load(_) => load(),
+            RuntimeError::InvalidInput(_) => invalid_input(),
+            RuntimeError::InvalidOption(_) => invalid_option(),
+            RuntimeError::Ort(_) => onnxruntime(),
+            RuntimeError::Unsupported(_) => unsupported(),
+        };
+        Self {
+            kind,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl Encoder for NifError {
+    fn encode<'a>(&self, env: Env<'a>) -> Term<'a> {
+        (self.kind, self.message.as_str()).encode(env)
+    }
+}

@@ -1,0 +1,264 @@
+//! NIFs behind `Thunderbolt.load/2` and `Thunderbolt.run/3`.
+//!
+//! Scheduling: a run of a small model takes microseconds, and hopping to a
+//! dirty scheduler costs about as much again, so `session_run` runs on the
+//! normal scheduler when this model's measured time for inputs of this size
+//! is under the session's budget. Otherwise, or before anything was measured,
+//! it returns `:dirty` at once and Elixir calls `session_run_dirty`.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use rustler::{Atom, Binary, Encoder, Env, NifResult, OwnedBinary, ResourceArc, Term};
+use thunderbolt_runtime::{
+    environment, ElementType, ExecutionProvider, Model, ModelInfo, ModelSource, OptimizationLevel,
+    SessionOptions, TensorView, ValueInfo,
+};
+
+use crate::error::NifError;
+
+rustler::atoms! {
+    ok,
+    error,
+    dirty,
+    auto,
+    normal,
+    file,
+    binary,
+    nil,
+}
+
+pub struct SessionRef {
+    model: Model,
+    max_normal_run_ns: u64,
+}
+
+#[rustler::resource_impl]
+impl rustler::Resource for SessionRef {}
+
+/// Load options, already validated by `Thunderbolt.load/2`.
+#[derive(rustler::NifMap)]
+pub struct LoadOptions {
+    ort_lib: String,
+    intra_op_threads: Option<usize>,
+    inter_op_threads: Option<usize>,
+    optimization_level: Atom,
+    execution_providers: Vec<Atom>,
+    pool_size: usize,
+    max_normal_run_us: u64,
+}
+
+type Input<'a> = (Atom, Vec<i64>, Binary<'a>);
+
+#[rustler::nif(schedule = "DirtyCpu")]
+fn session_load<'a>(
+    env: Env<'a>,
+    source: (Atom, Term<'a>),
+    options: LoadOptions,
+) -> Result<(ResourceArc<SessionRef>, Term<'a>), NifError> {
+    environment::get_or_init(&PathBuf::from(&options.ort_lib))?;
+    let session_options = SessionOptions {
+        intra_op_threads: options.intra_op_threads,
+        inter_op_threads: options.inter_op_threads,
+        optimization_level: OptimizationLevel::from_name(&atom_name(
+            env,
+            options.optimization_level,
+        )?)?,
+        execution_providers: options
+            .execution_providers
+            .iter()
+            .map(|ep| Ok(ExecutionProvider::from_name(&atom_name(env, *ep)?)?))
+            .collect::<Result<_, NifError>>()?,
+        pool_size: options.pool_size,
+    };
+    let (kind, value) = source;
+    let model = if kind == file() {
+        let path: String = value
+            .decode()
+            .map_err(|_| NifError::invalid_input("a model path must be a string"))?;
+        Model::load(ModelSource::File(path.as_ref()), &session_options)?
+    } else if kind == binary() {
+        let bytes: Binary = value
+            .decode()
+            .map_err(|_| NifError::invalid_input("{:binary, bytes} needs a binary"))?;
+        Model::load(ModelSource::Bytes(bytes.as_slice()), &session_options)?
+    } else {
+        return Err(NifError::invalid_input(
+            "source must be {:file, path} or {:binary, bytes}",
+        ));
+    };
+    let info = encode_info(env, model.info());
+    let resource = ResourceArc::new(SessionRef {
+        model,
+        max_normal_run_ns: options.max_normal_run_us.saturating_mul(1_000),
+    });
+    Ok((resource, info))
+}
+
+/// Runs on the normal scheduler when the run is known to be short;
+/// otherwise answers `:dirty` without running.
+#[rustler::nif]
+fn session_run<'a>(
+    env: Env<'a>,
+    session: ResourceArc<SessionRef>,
+    inputs: Vec<Input<'a>>,
+    outputs: Option<Vec<usize>>,
+    mode: Atom,
+) -> NifResult<Term<'a>> {
+    if mode == auto() {
+        let bytes = inputs.iter().map(|(_, _, b)| b.len()).sum();
+        match session.model.timer().estimate(bytes) {
+            Some(ns) if ns <= session.max_normal_run_ns => {}
+            _ => return Ok(dirty().encode(env)),
+        }
+    }
+    let started = Instant::now();
+    let result = run(env, &session, &inputs, outputs.as_deref());
+    // Tell the scheduler how much of its slice this call used, so that
+    // long streams of short runs still yield to other processes.
+    let percent = (started.elapsed().as_micros() / 10).clamp(1, 100) as i32;
+    rustler::schedule::consume_timeslice(env, percent);
+    Ok(result)
+}
+
+#[rustler::nif(schedule = "DirtyCpu")]
+fn session_run_dirty<'a>(
+    env: Env<'a>,
+    session: ResourceArc<SessionRef>,
+    inputs: Vec<Input<'a>>,
+    outputs: Option<Vec<usize>>,
+) -> Term<'a> {
+    run(env, &session, &inputs, outputs.as_deref())
+}
+
+/// The expected run time in microseconds for inputs of `bytes` bytes, if
+/// measured; used by tests and benchmarks to see the scheduler choice.
+#[rustler::nif]
+fn session_estimated_run_us(session: ResourceArc<SessionRef>, bytes: usize) -> Option<f64> {
+    session
+        .model
+        .timer()
+        .estimate(bytes)
+        .map(|ns| ns as f64 / 1_000.0)
+}
+
+#[rustler::nif]
+fn session_pool_size(session: ResourceArc<SessionRef>) -> usize {
+    session.model.pool_size()
+}
+
+#[rustler::nif]
+fn runtime_info(env: Env<'_>) -> Term<'_> {
+    match environment::loaded_library() {
+        Some((path, version)) => {
+            let map = Term::map_new(env);
+            map.map_put("version", version)
+                .and_then(|m| m.map_put("path", path.to_string_lossy().as_ref()))
+                .unwrap_or(map)
+        }
+        None => nil().encode(env),
+    }
+}
+
+fn run<'a>(
+    env: Env<'a>,
+    session: &SessionRef,
+    inputs: &[Input<'a>],
+    outputs: Option<&[usize]>,
+) -> Term<'a> {
+    match run_inner(env, session, inputs, outputs) {
+        Ok(list) => (ok(), list).encode(env),
+        Err(e) => (error(), e).encode(env),
+    }
+}
+
+fn run_inner<'a>(
+    env: Env<'a>,
+    session: &SessionRef,
+    inputs: &[Input<'a>],
+    outputs: Option<&[usize]>,
+) -> Result<Vec<Term<'a>>, NifError> {
+    let mut views = Vec::with_capacity(inputs.len());
+    for (i, (ty, shape, data)) in inputs.iter().enumerate() {
+        let name = atom_name(env, *ty)?;
+        let ty = ElementType::from_name(&name)
+            .ok_or_else(|| NifError::invalid_input(format!("input {i}: unknown type {name}")))?;
+        views.push(TensorView::new(ty, shape, data.as_slice())?);
+    }
+    let terms = session.model.run(&views, outputs, |out| {
+        // The one copy of each output: from ONNX Runtime's buffer into a
+        // fresh BEAM binary.
+        let mut bin = OwnedBinary::new(out.data.len());
+        bin.as_mut_slice().copy_from_slice(out.data);
+        let ty = type_atom(env, out.element_type);
+        Ok((ty, out.shape, Binary::from_owned(bin, env)).encode(env))
+    })?;
+    Ok(terms)
+}
+
+fn atom_name(env: Env<'_>, atom: Atom) -> Result<String, NifError> {
+    atom.to_term(env)
+        .atom_to_string()
+        .map_err(|_| NifError::invalid_input("expected an atom"))
+}
+
+fn type_atom(env: Env<'_>, ty: ElementType) -> Term<'_> {
+    // Bool travels as u8, the way Nx represents it.
+    let name = if ty == ElementType::Bool {
+        "u8"
+    } else {
+        ty.name()
+    };
+    Atom::from_str(env, name)
+        .map(|a| a.encode(env))
+        .unwrap_or_else(|_| nil().encode(env))
+}
+
+fn encode_values<'a>(env: Env<'a>, values: &[ValueInfo]) -> Term<'a> {
+    values
+        .iter()
+        .map(|v| {
+            let ty = match v.element_type {
+                Some(t) => Atom::from_str(env, t.name()).map(|a| a.encode(env)),
+                None => Ok(nil().encode(env)),
+            }
+            .unwrap_or_else(|_| nil().encode(env));
+            let shape: Vec<Term> = v
+                .shape
+                .iter()
+                .map(|d| match d {
+                    Some(d) => d.encode(env),
+                    None => nil().encode(env),
+                })
+                .collect();
+            (v.name.as_str(), ty, shape).encode(env)
+        })
+        .collect::<Vec<_>>()
+        .encode(env)
+}
+
+fn encode_info<'a>(env: Env<'a>, info: &ModelInfo) -> Term<'a> {
+    let opt = |s: &Option<String>| match s {
+        Some(s) => s.as_str().encode(env),
+        None => nil().encode(env),
+    };
+    let custom: Vec<(&str, &str)> = info
+        .custom_metadata
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let pairs: Vec<(Term, Term)> = vec![
+        ("inputs".encode(env), encode_values(env, &info.inputs)),
+        ("outputs".encode(env), encode_values(env, &info.outputs)),
+        ("producer".encode(env), opt(&info.producer)),
+        ("graph_name".encode(env), opt(&info.graph_name)),
+        ("domain".encode(env), opt(&info.domain)),
+        ("description".encode(env), opt(&info.description)),
+        ("version".encode(env), info.version.encode(env)),
+        ("opset".encode(env), info.opset.encode(env)),
+        ("custom_metadata".encode(env), custom.encode(env)),
+        ("providers".encode(env), info.providers.encode(env)),
+        ("warnings".encode(env), info.warnings.encode(env)),
+    ];
+    Term::map_from_pairs(env, &pairs).unwrap_or_else(|_| nil().encode(env))
+}

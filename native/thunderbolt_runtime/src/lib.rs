@@ -1,0 +1,23 @@
+//! ONNX Runtime for Thunderbolt, independent of the BEAM.
+//!
+//! This crate owns everything that does not need Erlang terms: loading the
+//! ONNX Runtime library once per process ([`environment`]), element types
+//! ([`ElementType`]), zero-copy input views ([`TensorView`]) and pooled,
+//! thread-safe model sessions ([`Model`]). The NIF crate is a thin layer that
+//! decodes terms into these types.
+
+mod element_type;
+pub mod environment;
+mod error;
+mod model;
+mod options;
+mod raw;
+mod tensor;
+mod timing;
+
+pub use element_type::ElementType;
+pub use error::{Result, RuntimeError};
+pub use model::{Model, ModelInfo, ModelSource, OutputTensor, ValueInfo};
+pub use options::{ExecutionProvider, OptimizationLevel, SessionOptions};
+pub use tensor::TensorView;
+pub use timing::RunTimer;

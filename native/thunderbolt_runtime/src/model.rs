@@ -1,0 +1,461 @@
+use std::ffi::{c_char, CString};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, TryLockError};
+use std::time::Instant;
+
+use ort::session::Session;
+use ort::value::ValueType;
+use ort::AsPointer;
+
+use crate::element_type::ElementType;
+use crate::error::{Result, RuntimeError};
+use crate::options::{ExecutionProvider, SessionOptions};
+use crate::raw;
+use crate::tensor::TensorView;
+use crate::timing::RunTimer;
+
+/// Where a model comes from.
+#[derive(Clone, Copy, Debug)]
+pub enum ModelSource<'a> {
+    File(&'a Path),
+    Bytes(&'a [u8]),
+}
+
+/// One graph input or output.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValueInfo {
+    pub name: String,
+    /// `None` for non-tensor values (sequences, maps).
+    pub element_type: Option<ElementType>,
+    /// `None` marks a dynamic dimension.
+    pub shape: Vec<Option<i64>>,
+}
+
+/// What a loaded model declares about itself.
+#[derive(Clone, Debug, Default)]
+pub struct ModelInfo {
+    pub inputs: Vec<ValueInfo>,
+    pub outputs: Vec<ValueInfo>,
+    pub producer: Option<String>,
+    pub graph_name: Option<String>,
+    pub domain: Option<String>,
+    pub description: Option<String>,
+    pub version: Option<i64>,
+    pub opset: Option<u32>,
+    pub custom_metadata: Vec<(String, String)>,
+    /// The execution providers the sessions were built with, best first.
+    pub providers: Vec<String>,
+    /// Requested providers that were skipped, and why.
+    pub warnings: Vec<String>,
+}
+
+/// One output of a run, borrowed from ONNX Runtime's memory until the
+/// callback returns, so the caller copies it exactly once.
+#[derive(Debug)]
+pub struct OutputTensor<'a> {
+    pub index: usize,
+    pub name: &'a str,
+    pub element_type: ElementType,
+    pub shape: Vec<i64>,
+    pub data: &'a [u8],
+}
+
+/// A model loaded into a small pool of ONNX Runtime sessions.
+///
+/// `Session::run` needs exclusive access, so one session behind one lock
+/// would serialise every caller. Each run checks out a free session instead,
+/// and only waits when all of them are busy.
+pub struct Model {
+    sessions: Box<[Mutex<Session>]>,
+    next: AtomicUsize,
+    info: ModelInfo,
+    input_names: Vec<CString>,
+    output_names: Vec<CString>,
+    timer: RunTimer,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("pool_size", &self.sessions.len())
+            .field("info", &self.info)
+            .finish()
+    }
+}
+
+impl Model {
+    /// Loads a model with the process-wide environment (see
+    /// [`crate::environment::get_or_init`], which must have succeeded).
+    pub fn load(source: ModelSource<'_>, options: &SessionOptions) -> Result<Model> {
+        options.validate()?;
+        let env = crate::environment::get()
+            .ok_or_else(|| RuntimeError::Library("ONNX Runtime is not initialised".into()))?;
+        match source {
+            ModelSource::File(path) => check_model_file(path)?,
+            ModelSource::Bytes([]) => {
+                return Err(RuntimeError::Load("the model binary is empty".into()))
+            }
+            ModelSource::Bytes(_) => {}
+        }
+        let (providers, warnings) = plan_providers(&options.execution_providers)?;
+        let mut sessions = Vec::with_capacity(options.pool_size);
+        for _ in 0..options.pool_size {
+            let session = guard_panics(|| build_session(env, source, options, &providers))?;
+            sessions.push(Mutex::new(session));
+        }
+        let info = describe(&sessions[0], providers, warnings)?;
+        let names = |values: &[ValueInfo]| -> Result<Vec<CString>> {
+            values
+                .iter()
+                .map(|v| {
+                    CString::new(v.name.as_str())
+                        .map_err(|_| RuntimeError::Load(format!("name {:?} contains NUL", v.name)))
+                })
+                .collect()
+        };
+        Ok(Model {
+            input_names: names(&info.inputs)?,
+            output_names: names(&info.outputs)?,
+            sessions: sessions.into_boxed_slice(),
+            next: AtomicUsize::new(0),
+            info,
+            timer: RunTimer::default(),
+        })
+    }
+
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    pub fn pool_size(&self) -> usize {
+        self.sessions.len()
+    }
+
+    pub fn timer(&self) -> &RunTimer {
+        &self.timer
+    }
+
+    /// Runs the model. `inputs` are positional, one per model input.
+    /// `outputs` selects output indices (all when `None`). `emit` sees each
+    /// output while ONNX Runtime still owns its bytes.
+    pub fn run<R>(
+        &self,
+        inputs: &[TensorView<'_>],
+        outputs: Option<&[usize]>,
+        mut emit: impl FnMut(OutputTensor<'_>) -> Result<R>,
+    ) -> Result<Vec<R>> {
+        self.check_inputs(inputs)?;
+        let selected: Vec<usize> = match outputs {
+            Some(indices) => {
+                for (i, &idx) in indices.iter().enumerate() {
+                    if idx >= self.output_names.len() {
+                        return Err(RuntimeError::InvalidInput(format!(
+                            "output index {idx} is out of range; the model has {} outputs",
+                            self.output_names.len()
+                        )));
+                    }
+                    if indices[..i].contains(&idx) {
+                        return Err(RuntimeError::InvalidInput(format!(
+                            "output {:?} is selected twice",
+                            self.info.outputs[idx].name
+                        )));
+                    }
+                }
+                indices.to_vec()
+            }
+            None => (0..self.output_names.len()).collect(),
+        };
+
+        // Misaligned views (sub-binaries) are copied once into aligned
+        // storage; everything else is read by ONNX Runtime in place.
+        let aligned: Vec<Option<Vec<u64>>> = inputs
+            .iter()
+            .map(|v| (!v.is_aligned()).then(|| copy_aligned(v.data())))
+            .collect();
+        let mut values = Vec::with_capacity(inputs.len());
+        let mut input_bytes = 0usize;
+        for ((view, spec), copy) in inputs.iter().zip(&self.info.inputs).zip(&aligned) {
+            let data = match copy {
+                Some(words) => &bytemuck_bytes(words)[..view.data().len()],
+                None => view.data(),
+            };
+            input_bytes += data.len();
+            // A u8 tensor may feed a bool input: create it with the
+            // declared type so ONNX Runtime sees a bool tensor.
+            let ty = spec.element_type.unwrap_or(view.element_type());
+            // SAFETY: `data` borrows `inputs` or `aligned`, both of which
+            // outlive `values`, which is dropped at the end of this call.
+            values.push(unsafe { raw::tensor_over(ty, view.shape(), data)? });
+        }
+        let input_ptrs: Vec<*const ort::sys::OrtValue> =
+            values.iter().map(|v| v.0.as_ptr() as *const _).collect();
+        let input_names: Vec<*const c_char> = self.input_names.iter().map(|n| n.as_ptr()).collect();
+        let output_names: Vec<*const c_char> = selected
+            .iter()
+            .map(|&i| self.output_names[i].as_ptr())
+            .collect();
+
+        let results = {
+            let session = self.checkout();
+            let started = Instant::now();
+            // SAFETY: the guard gives this thread exclusive use of the session.
+            let results =
+                unsafe { raw::run(session.ptr(), &input_names, &input_ptrs, &output_names) };
+            self.timer
+                .record(input_bytes, started.elapsed().as_nanos() as u64);
+            results?
+        };
+        drop(values);
+
+        results
+            .iter()
+            .zip(&selected)
+            .map(|(value, &index)| {
+                let (element_type, shape, data) = raw::read_tensor(value)?;
+                emit(OutputTensor {
+                    index,
+                    name: &self.info.outputs[index].name,
+                    element_type,
+                    shape,
+                    data,
+                })
+            })
+            .collect()
+    }
+
+    fn check_inputs(&self, inputs: &[TensorView<'_>]) -> Result<()> {
+        let expected = &self.info.inputs;
+        if inputs.len() != expected.len() {
+            return Err(RuntimeError::InvalidInput(format!(
+                "the model takes {} input(s) ({}), got {}",
+                expected.len(),
+                expected
+                    .iter()
+                    .map(|v| v.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                inputs.len()
+            )));
+        }
+        for (view, spec) in inputs.iter().zip(expected) {
+            let Some(declared) = spec.element_type else {
+                return Err(RuntimeError::Unsupported(format!(
+                    "input {:?} is not a tensor; only tensor inputs are supported",
+                    spec.name
+                )));
+            };
+            if !declared.accepts(view.element_type()) {
+                return Err(RuntimeError::InvalidInput(format!(
+                    "input {:?} expects {} but got {}",
+                    spec.name,
+                    declared.name(),
+                    view.element_type().name()
+                )));
+            }
+            let shape = view.shape();
+            let rank_ok = shape.len() == spec.shape.len();
+            let dims_ok = rank_ok
+                && shape
+                    .iter()
+                    .zip(&spec.shape)
+                    .all(|(&got, want)| want.is_none_or(|w| w == got));
+            if !dims_ok {
+                return Err(RuntimeError::InvalidInput(format!(
+                    "input {:?} expects shape {} but got {:?}",
+                    spec.name,
+                    format_shape(&spec.shape),
+                    shape
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn checkout(&self) -> MutexGuard<'_, Session> {
+        let n = self.sessions.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        for i in 0..n {
+            match self.sessions[(start + i) % n].try_lock() {
+                Ok(guard) => return guard,
+                // A panic cannot happen while the lock is held (ONNX Runtime
+                // reports errors as statuses), but a poisoned session is still
+                // usable: it holds no Rust invariants of ours.
+                Err(TryLockError::Poisoned(p)) => return p.into_inner(),
+                Err(TryLockError::WouldBlock) => {}
+            }
+        }
+        self.sessions[start]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn format_shape(shape: &[Option<i64>]) -> String {
+    let dims: Vec<String> = shape
+        .iter()
+        .map(|d| d.map_or("?".to_string(), |d| d.to_string()))
+        .collect();
+    format!("[{}]", dims.join(", "))
+}
+
+fn copy_aligned(bytes: &[u8]) -> Vec<u64> {
+    let mut words = vec![0u64; bytes.len().div_ceil(8)];
+    bytemuck_bytes_mut(&mut words)[..bytes.len()].copy_from_slice(bytes);
+    words
+}
+
+fn bytemuck_bytes(words: &[u64]) -> &[u8] {
+    // SAFETY: u64 has no padding and any byte pattern is a valid u8.
+    unsafe { std::slice::from_raw_parts(words.as_ptr() as *const u8, words.len() * 8) }
+}
+
+fn bytemuck_bytes_mut(words: &mut [u64]) -> &mut [u8] {
+    // SAFETY: as above; the borrow is unique.
+    unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr() as *mut u8, words.len() * 8) }
+}
+
+fn check_model_file(path: &Path) -> Result<()> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| RuntimeError::Load(format!("cannot read {}: {e}", path.display())))?;
+    if meta.is_dir() {
+        return Err(RuntimeError::Load(format!(
+            "{} is a directory, not a model file",
+            path.display()
+        )));
+    }
+    if meta.len() == 0 {
+        return Err(RuntimeError::Load(format!("{} is empty", path.display())));
+    }
+    Ok(())
+}
+
+/// `ort` has a few `expect`s on paths that a hostile model could reach; a
+/// panic must never unwind into the VM.
+fn guard_panics<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "unknown panic".into());
+        Err(RuntimeError::Ort(format!("internal error: {message}")))
+    })
+}
+
+/// Decides which requested providers this library can offer. CPU always
+/// ends the list, so a missing accelerator degrades to CPU instead of failing.
+fn plan_providers(requested: &[ExecutionProvider]) -> Result<(Vec<String>, Vec<String>)> {
+    let available = raw::available_providers()?;
+    let mut providers = Vec::new();
+    let mut warnings = Vec::new();
+    for ep in requested {
+        let name = ep.ort_name();
+        if *ep == ExecutionProvider::Cpu || providers.iter().any(|p| p == name) {
+            continue;
+        }
+        if available.iter().any(|a| a == name) {
+            providers.push(name.to_string());
+        } else {
+            warnings.push(format!(
+                "{name} is not available in this ONNX Runtime build (it has {}); using the next provider",
+                available.join(", ")
+            ));
+        }
+    }
+    providers.push(ExecutionProvider::Cpu.ort_name().to_string());
+    Ok((providers, warnings))
+}
+
+fn build_session(
+    env: &ort::environment::Environment,
+    source: ModelSource<'_>,
+    options: &SessionOptions,
+    providers: &[String],
+) -> Result<Session> {
+    let ort_err =
+        |e: ort::Error<ort::session::builder::SessionBuilder>| RuntimeError::Ort(e.to_string());
+    // Failures come back to the caller as values; ONNX Runtime's own log
+    // lines on stderr would only repeat them.
+    let mut builder = Session::builder(env)?
+        .with_log_level(ort::logging::LogLevel::Fatal)
+        .map_err(ort_err)?
+        .with_optimization_level(options.optimization_level.to_ort())
+        .map_err(ort_err)?;
+    if let Some(n) = options.intra_op_threads {
+        builder = builder.with_intra_threads(n).map_err(ort_err)?;
+    }
+    if let Some(n) = options.inter_op_threads {
+        builder = builder.with_inter_threads(n).map_err(ort_err)?;
+    }
+    for name in providers {
+        let Some(ep) = options
+            .execution_providers
+            .iter()
+            .find(|ep| ep.ort_name() == name && **ep != ExecutionProvider::Cpu)
+        else {
+            continue;
+        };
+        let options_ptr = builder.ptr_mut();
+        match (*ep, ep.generic_name()) {
+            (ExecutionProvider::Cuda, _) => raw::append_cuda(options_ptr)?,
+            (_, Some(generic)) => raw::append_generic(options_ptr, generic)?,
+            (other, None) => {
+                return Err(RuntimeError::Unsupported(format!(
+                    "{} is available but Thunderbolt cannot register it yet",
+                    other.ort_name()
+                )))
+            }
+        }
+    }
+    let session = match source {
+        ModelSource::File(path) => builder.commit_from_file(path),
+        ModelSource::Bytes(bytes) => builder.commit_from_memory(bytes),
+    };
+    session.map_err(|e| RuntimeError::Load(e.to_string()))
+}
+
+fn describe(
+    session: &Mutex<Session>,
+    providers: Vec<String>,
+    warnings: Vec<String>,
+) -> Result<ModelInfo> {
+    let session = session.lock().unwrap_or_else(|p| p.into_inner());
+    let value_info = |outlet: &ort::value::Outlet| match outlet.dtype() {
+        ValueType::Tensor { ty, shape, .. } => ValueInfo {
+            name: outlet.name().to_string(),
+            element_type: ElementType::from_ort(*ty),
+            shape: shape.iter().map(|&d| (d >= 0).then_some(d)).collect(),
+        },
+        _ => ValueInfo {
+            name: outlet.name().to_string(),
+            element_type: None,
+            shape: Vec::new(),
+        },
+    };
+    let inputs = session.inputs().iter().map(value_info).collect();
+    let outputs = session.outputs().iter().map(value_info).collect();
+    let metadata = session.metadata()?;
+    let mut custom_metadata = Vec::new();
+    for key in metadata.custom_keys()? {
+        if let Some(value) = metadata.custom(&key) {
+            custom_metadata.push((key, value));
+        }
+    }
+    custom_metadata.sort();
+    let non_empty = |s: Option<String>| s.filter(|s| !s.is_empty());
+    Ok(ModelInfo {
+        inputs,
+        outputs,
+        producer: non_empty(metadata.producer()),
+        graph_name: non_empty(metadata.name()),
+        domain: non_empty(metadata.domain()),
+        description: non_empty(metadata.description()),
+        // ONNX Runtime reports an unset model_version as i64::MAX.
+        version: metadata.version().filter(|&v| v != i64::MAX),
+        opset: session.opset_for_domain(""),
+        custom_metadata,
+        providers,
+        warnings,
+    })
+}

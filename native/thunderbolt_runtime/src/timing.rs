@@ -1,0 +1,62 @@
+use std::sync::atomic::{AtomicU64, Ordering};
+
+const BUCKETS: usize = 64;
+
+/// Recent run times of one model, per input size class (powers of two of
+/// the input bytes). The NIF reads it to decide whether a run is short
+/// enough for a normal scheduler or belongs on a dirty one.
+#[derive(Debug)]
+pub struct RunTimer {
+    ewma_ns: [AtomicU64; BUCKETS],
+}
+
+impl Default for RunTimer {
+    fn default() -> Self {
+        Self {
+            ewma_ns: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+impl RunTimer {
+    fn bucket(input_bytes: usize) -> usize {
+        (usize::BITS - input_bytes.leading_zeros()) as usize % BUCKETS
+    }
+
+    /// Folds one measurement into the moving average (weight 1/8), so a
+    /// single slow outlier cannot flip the scheduler choice on its own.
+    pub fn record(&self, input_bytes: usize, nanos: u64) {
+        let slot = &self.ewma_ns[Self::bucket(input_bytes)];
+        let old = slot.load(Ordering::Relaxed);
+        let new = if old == 0 {
+            nanos.max(1)
+        } else {
+            (old * 7 + nanos) / 8
+        };
+        slot.store(new.max(1), Ordering::Relaxed);
+    }
+
+    /// The expected run time for inputs of this size, once measured.
+    pub fn estimate(&self, input_bytes: usize) -> Option<u64> {
+        match self.ewma_ns[Self::bucket(input_bytes)].load(Ordering::Relaxed) {
+            0 => None,
+            ns => Some(ns),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_until_measured_then_averaged() {
+        let timer = RunTimer::default();
+        assert_eq!(timer.estimate(320), None);
+        timer.record(320, 8_000);
+        assert_eq!(timer.estimate(320), Some(8_000));
+        timer.record(300, 16_000);
+        assert_eq!(timer.estimate(320), Some(9_000));
+        assert_eq!(timer.estimate(10_240), None, "other sizes are separate");
+    }
+}
