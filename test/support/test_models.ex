@@ -1,0 +1,48 @@
+defmodule Thunderbolt.TestModels do
+  @moduledoc false
+  # Where tests find models: the reference models in ../shared/models (never
+  # copied into the repo) and the small fixtures committed under test/fixtures.
+
+  @spec dir() :: String.t()
+  def dir do
+    System.get_env("THUNDERBOLT_SHARED_MODELS") ||
+      Path.expand("../../../shared/models", __DIR__)
+  end
+
+  @spec shared(String.t()) :: String.t()
+  def shared(name), do: Path.join(dir(), name)
+
+  @spec fixture(String.t()) :: String.t()
+  def fixture(relative), do: Path.expand("../fixtures/#{relative}", __DIR__)
+
+  @spec python() :: String.t() | nil
+  def python do
+    path = Path.expand("../../.venv/bin/python", __DIR__)
+    if File.exists?(path), do: path
+  end
+
+  @doc "Reads a fixture written by a scripts/gen_*_fixtures.py script as JSON with :jiffy."
+  @spec json!(String.t()) :: term()
+  def json!(relative), do: relative |> fixture() |> File.read!() |> :jiffy.decode([:return_maps])
+
+  @doc "Asserts two flat float lists agree within rtol/atol, with a useful message."
+  defmacro assert_close(actual, expected, opts \\ []) do
+    quote bind_quoted: [actual: actual, expected: expected, opts: opts] do
+      rtol = Keyword.get(opts, :rtol, 1.0e-5)
+      atol = Keyword.get(opts, :atol, 1.0e-6)
+
+      ExUnit.Assertions.assert(
+        length(actual) == length(expected),
+        "length #{length(actual)} != #{length(expected)}"
+      )
+
+      bad =
+        actual
+        |> Enum.zip(expected)
+        |> Enum.with_index()
+        |> Enum.find(fn {{a, e}, _} -> abs(a - e) > atol + rtol * abs(e) end)
+
+      ExUnit.Assertions.assert(bad == nil, "values differ: #{inspect(bad)}")
+    end
+  end
+end
