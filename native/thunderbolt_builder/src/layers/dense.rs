@@ -1,0 +1,103 @@
+//! `Dense` → ONNX `MatMul` (+ `Add` for the bias) + the activation's ops (opset 13+;
+//! `Mish` needs 18).
+//!
+//! Keras layout: the kernel is `[input_dim, units]`, so `x @ kernel` needs no transpose; on
+//! inputs of rank > 2 Keras contracts the last axis, which is what `MatMul` does too. Every
+//! activation in [`crate::activation`] is supported.
+
+use super::{
+    expect_weight_shape, expect_weights, require_float, require_weight_dtype, single_input,
+    weight_shape_error,
+};
+use crate::activation::Activation;
+use crate::config::Config;
+use crate::error::BuildError;
+use crate::graph::GraphBuilder;
+use crate::registry::{LayerConverter, ValueRef};
+use crate::shape::{format_shape, TensorInfo};
+use crate::spec::Layer;
+
+pub struct Dense;
+
+impl LayerConverter for Dense {
+    fn infer(&self, layer: &Layer, inputs: &[TensorInfo]) -> Result<TensorInfo, BuildError> {
+        let x = single_input(layer, inputs)?;
+        let cfg = Config::of(layer)?;
+        require_float(layer, "input", x.dtype)?;
+        let use_bias = cfg.bool_or("use_bias", true)?;
+        expect_weights(
+            layer,
+            if use_bias {
+                &["kernel", "bias"]
+            } else {
+                &["kernel"]
+            },
+        )?;
+        let Some(&Some(in_dim)) = x.shape.last() else {
+            return Err(layer.error(format!(
+                "the last dimension of the input must be static, got shape {}",
+                format_shape(&x.shape)
+            )));
+        };
+        let kernel = &layer.weights[0];
+        let units = cfg
+            .opt_usize("units")?
+            .or(kernel.shape.get(1).copied())
+            .unwrap_or(0);
+        if kernel.shape.as_slice() != [in_dim, units] {
+            return Err(weight_shape_error(
+                layer,
+                "kernel",
+                &kernel.shape,
+                format!(
+                    "({in_dim}, {units}) = (last dimension of input shape {}, units)",
+                    format_shape(&x.shape)
+                ),
+            ));
+        }
+        require_weight_dtype(layer, 0, "kernel", x.dtype)?;
+        if use_bias {
+            expect_weight_shape(layer, 1, "bias", &[units])?;
+            require_weight_dtype(layer, 1, "bias", x.dtype)?;
+        }
+        let mut shape = x.shape.clone();
+        *shape.last_mut().expect("rank checked above") = Some(units);
+        let out = TensorInfo::new(x.dtype, shape);
+        Activation::parse(layer, cfg.get("activation"))?.check(layer, &out)?;
+        Ok(out)
+    }
+
+    fn emit(
+        &self,
+        layer: &Layer,
+        inputs: &[ValueRef<'_>],
+        output: ValueRef<'_>,
+        g: &mut GraphBuilder,
+    ) -> Result<String, BuildError> {
+        let activation = Activation::parse(layer, Config::of(layer)?.get("activation"))?;
+        let name = &layer.name;
+        let has_bias = layer.weights.len() == 2;
+        let kernel = g.initializer(&format!("{name}/kernel"), &layer.weights[0]);
+        let pre = if activation.is_linear() {
+            output.name.to_string()
+        } else {
+            g.fresh(&format!("{name}/pre_activation"))
+        };
+        if has_bias {
+            let bias = g.initializer(&format!("{name}/bias"), &layer.weights[1]);
+            let mm = g.node(
+                "MatMul",
+                &[inputs[0].name, &kernel],
+                &format!("{name}/MatMul"),
+                vec![],
+            );
+            g.node_into("Add", &[&mm, &bias], &pre, vec![]);
+        } else {
+            g.node_into("MatMul", &[inputs[0].name, &kernel], &pre, vec![]);
+        }
+        if !activation.is_linear() {
+            activation.emit(g, &pre, output.info, name, output.name);
+        }
+        Ok(output.name.to_string())
+    }
+}

@@ -1,0 +1,29 @@
+//! `Dropout`, `GaussianNoise` and `GaussianDropout`: identities at inference. No node is
+//! emitted; consumers read the input value directly (an `Identity` appears only when the
+//! layer is itself a graph output).
+
+use super::{expect_weights, single_input};
+use crate::error::BuildError;
+use crate::graph::GraphBuilder;
+use crate::registry::{LayerConverter, ValueRef};
+use crate::shape::TensorInfo;
+use crate::spec::Layer;
+
+pub struct Identity;
+
+impl LayerConverter for Identity {
+    fn infer(&self, layer: &Layer, inputs: &[TensorInfo]) -> Result<TensorInfo, BuildError> {
+        expect_weights(layer, &[])?;
+        Ok(single_input(layer, inputs)?.clone())
+    }
+
+    fn emit(
+        &self,
+        _layer: &Layer,
+        inputs: &[ValueRef<'_>],
+        _output: ValueRef<'_>,
+        _g: &mut GraphBuilder,
+    ) -> Result<String, BuildError> {
+        Ok(inputs[0].name.to_string())
+    }
+}

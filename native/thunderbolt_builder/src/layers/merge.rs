@@ -1,0 +1,93 @@
+//! The element-wise merge layers: `Add` → ONNX `Sum`, `Subtract` → `Sub` (exactly two
+//! inputs), `Multiply` → a chain of `Mul`, `Average` → `Mean`, `Maximum` → `Max`,
+//! `Minimum` → `Min`. Opset 13+.
+//!
+//! Inputs must share element type and rank; dimensions broadcast NumPy-style (equal or 1).
+//! Keras reshapes inputs of different ranks in its own way, which is rejected here.
+
+use super::{expect_weights, require_float};
+use crate::error::BuildError;
+use crate::graph::GraphBuilder;
+use crate::registry::{LayerConverter, ValueRef};
+use crate::shape::{broadcast, format_shape, TensorInfo};
+use crate::spec::Layer;
+use crate::tensor::DType;
+
+/// Which element-wise operation the merge layer performs.
+pub enum Merge {
+    Add,
+    Subtract,
+    Multiply,
+    Average,
+    Maximum,
+    Minimum,
+}
+
+impl LayerConverter for Merge {
+    fn infer(&self, layer: &Layer, inputs: &[TensorInfo]) -> Result<TensorInfo, BuildError> {
+        expect_weights(layer, &[])?;
+        let first = inputs
+            .first()
+            .ok_or_else(|| layer.error("expects at least 1 input, got 0"))?;
+        if matches!(self, Merge::Subtract) && inputs.len() != 2 {
+            return Err(layer.error(format!("expects exactly 2 inputs, got {}", inputs.len())));
+        }
+        if matches!(self, Merge::Average) {
+            require_float(layer, "input", first.dtype)?;
+        } else if first.dtype == DType::Bool {
+            return Err(layer.dtype_error("input", first.dtype, "numeric types"));
+        }
+        let mut shape = first.shape.clone();
+        for (i, x) in inputs.iter().enumerate().skip(1) {
+            if x.dtype != first.dtype {
+                return Err(layer.error(format!(
+                    "input {i} has dtype {}, input 0 has {}",
+                    x.dtype, first.dtype
+                )));
+            }
+            let merged = (x.rank() == first.rank())
+                .then(|| broadcast(&shape, &x.shape))
+                .flatten();
+            shape = merged.ok_or_else(|| {
+                layer.error(format!(
+                    "input {i} of shape {} does not match shape {}",
+                    format_shape(&x.shape),
+                    format_shape(&first.shape)
+                ))
+            })?;
+        }
+        Ok(TensorInfo::new(first.dtype, shape))
+    }
+
+    fn emit(
+        &self,
+        layer: &Layer,
+        inputs: &[ValueRef<'_>],
+        output: ValueRef<'_>,
+        g: &mut GraphBuilder,
+    ) -> Result<String, BuildError> {
+        let names: Vec<&str> = inputs.iter().map(|v| v.name).collect();
+        let op = match self {
+            Merge::Add => "Sum",
+            Merge::Subtract => "Sub",
+            Merge::Average => "Mean",
+            Merge::Maximum => "Max",
+            Merge::Minimum => "Min",
+            Merge::Multiply => {
+                // Mul is binary: fold left, the last product writing the output.
+                let mut acc = names[0].to_string();
+                for (i, next) in names.iter().enumerate().skip(1) {
+                    if i + 1 == names.len() {
+                        g.node_into("Mul", &[&acc, next], output.name, vec![]);
+                        return Ok(output.name.to_string());
+                    }
+                    acc = g.node("Mul", &[&acc, next], &format!("{}/Mul", layer.name), vec![]);
+                }
+                g.node_into("Identity", &[&acc], output.name, vec![]);
+                return Ok(output.name.to_string());
+            }
+        };
+        g.node_into(op, &names, output.name, vec![]);
+        Ok(output.name.to_string())
+    }
+}

@@ -1,0 +1,122 @@
+//! The layer converters, looked up by Keras class name. [`LayerRegistry::default`] holds every
+//! built-in converter, registered explicitly below; callers add their own (custom Keras
+//! layers) with [`LayerRegistry::register`].
+
+use crate::error::BuildError;
+use crate::graph::GraphBuilder;
+use crate::layers;
+use crate::shape::TensorInfo;
+use crate::spec::Layer;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// A graph value a converter reads or writes: its ONNX name and its static type.
+#[derive(Debug, Clone, Copy)]
+pub struct ValueRef<'a> {
+    pub name: &'a str,
+    pub info: &'a TensorInfo,
+}
+
+/// Converts one Keras layer class into ONNX nodes, in two steps:
+/// [`infer`](LayerConverter::infer) validates the config and weights against the incoming
+/// types and computes the output type, for every layer before anything is emitted; then
+/// [`emit`](LayerConverter::emit) writes the nodes.
+pub trait LayerConverter: Send + Sync {
+    /// Validates `layer` (config, weights, the number and types of `inputs`) and returns the
+    /// type of its output. Errors must name the layer (see [`Layer::error`]).
+    fn infer(&self, layer: &Layer, inputs: &[TensorInfo]) -> Result<TensorInfo, BuildError>;
+
+    /// Emits the nodes computing `layer`, after a successful `infer`. The last node should
+    /// write to `output.name`; a layer that only forwards a value (an identity) may return
+    /// that value's name instead. Returns the name of the value holding the result.
+    fn emit(
+        &self,
+        layer: &Layer,
+        inputs: &[ValueRef<'_>],
+        output: ValueRef<'_>,
+        graph: &mut GraphBuilder,
+    ) -> Result<String, BuildError>;
+}
+
+/// Keras class name to converter.
+#[derive(Clone)]
+pub struct LayerRegistry {
+    converters: HashMap<String, Arc<dyn LayerConverter>>,
+}
+
+impl LayerRegistry {
+    /// A registry with no converters.
+    pub fn empty() -> Self {
+        LayerRegistry {
+            converters: HashMap::new(),
+        }
+    }
+
+    /// Registers `converter` for `class_name`, replacing and returning any previous one.
+    pub fn register(
+        &mut self,
+        class_name: impl Into<String>,
+        converter: impl LayerConverter + 'static,
+    ) -> Option<Arc<dyn LayerConverter>> {
+        self.converters
+            .insert(class_name.into(), Arc::new(converter))
+    }
+
+    pub fn get(&self, class_name: &str) -> Option<&dyn LayerConverter> {
+        self.converters.get(class_name).map(|c| c.as_ref())
+    }
+
+    /// The registered class names, sorted.
+    pub fn class_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.converters.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+}
+
+impl Default for LayerRegistry {
+    /// Every built-in converter.
+    fn default() -> Self {
+        use layers::*;
+        let mut r = LayerRegistry::empty();
+        r.register("Embedding", embedding::Embedding);
+        r.register("Dense", dense::Dense);
+        r.register("Activation", activation::ActivationLayer);
+        r.register("Softmax", softmax::Softmax);
+        r.register(
+            "GlobalAveragePooling1D",
+            global_pooling::GlobalPooling1D::Average,
+        );
+        r.register("GlobalMaxPooling1D", global_pooling::GlobalPooling1D::Max);
+        r.register("Flatten", flatten::Flatten);
+        r.register("Reshape", reshape::Reshape);
+        r.register("Concatenate", concatenate::Concatenate);
+        r.register("Add", merge::Merge::Add);
+        r.register("Subtract", merge::Merge::Subtract);
+        r.register("Multiply", merge::Merge::Multiply);
+        r.register("Average", merge::Merge::Average);
+        r.register("Maximum", merge::Merge::Maximum);
+        r.register("Minimum", merge::Merge::Minimum);
+        r.register("Dropout", identity::Identity);
+        r.register("GaussianNoise", identity::Identity);
+        r.register("GaussianDropout", identity::Identity);
+        r.register(
+            "BatchNormalization",
+            batch_normalization::BatchNormalization,
+        );
+        r.register(
+            "LayerNormalization",
+            layer_normalization::LayerNormalization,
+        );
+        r.register("AddConstant", add_constant::AddConstant);
+        r
+    }
+}
+
+impl std::fmt::Debug for LayerRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LayerRegistry")
+            .field("class_names", &self.class_names())
+            .finish()
+    }
+}
