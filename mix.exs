@@ -68,6 +68,8 @@ defmodule Thunderbolt.MixProject do
       compilers: [:thunderbolt_nif] ++ Mix.compilers(),
       elixirc_paths: elixirc_paths(Mix.env()),
       deps: [],
+      # JSON comes from Debian's erlang-jiffy, which is not a Mix dependency.
+      xref: [exclude: [:jiffy]],
       aliases: aliases(),
       docs: [main: "readme", extras: ["README.md"]]
     ]

@@ -1,0 +1,123 @@
+defmodule Thunderbolt.TensorTest do
+  use ExUnit.Case, async: true
+  doctest Thunderbolt.Tensor
+
+  alias Thunderbolt.Tensor
+
+  describe "new/2" do
+    test "infers s64 for integers and f32 for floats, like Nx" do
+      assert %Tensor{type: {:s, 64}, shape: {2}} = Tensor.new([1, 2])
+      assert %Tensor{type: {:f, 32}, shape: {2}} = Tensor.new([1, 2.5])
+    end
+
+    test "round-trips every type" do
+      for {type, values} <- [
+            f16: [0.5, -2.0, 1024.0],
+            bf16: [1.0, -0.5, 256.0],
+            f32: [1.5, -2.25, 1_073_741_824.0],
+            f64: [1.0e-300, -2.5, 3.0],
+            s8: [-128, 0, 127],
+            s16: [-32768, 1, 32767],
+            s32: [-2_147_483_648, 0, 2_147_483_647],
+            s64: [-9_223_372_036_854_775_808, 0, 9_223_372_036_854_775_807],
+            u8: [0, 1, 255],
+            u16: [0, 65535, 7],
+            u32: [0, 4_294_967_295, 9],
+            u64: [0, 18_446_744_073_709_551_615, 3]
+          ] do
+        tensor = Tensor.new(values, type: type)
+        assert Tensor.to_flat_list(tensor) == values, "#{type}"
+        assert byte_size(tensor.data) == 3 * Tensor.element_bytes(tensor.type)
+      end
+    end
+
+    test "bool is u8, as in Nx" do
+      assert %Tensor{type: {:u, 8}} = Tensor.new([1, 0], type: :bool)
+    end
+
+    test "bf16 rounds to nearest even" do
+      # 1 + 2^-8 lies exactly between two bf16 values; the tie goes to even (1.0).
+      assert Tensor.new([1.00390625], type: :bf16) |> Tensor.to_flat_list() == [1.0]
+      assert Tensor.new([1.01171875], type: :bf16) |> Tensor.to_flat_list() == [1.015625]
+    end
+
+    test "non-finite floats" do
+      for type <- [:f16, :f32, :f64, :bf16] do
+        tensor = Tensor.new([:nan, :infinity, :neg_infinity, 1.0], type: type)
+        assert Tensor.to_flat_list(tensor) == [:nan, :infinity, :neg_infinity, 1.0], "#{type}"
+      end
+    end
+
+    test "nested lists keep their shape; empty lists have a zero dimension" do
+      assert Tensor.new([[[1], [2]], [[3], [4]]]).shape == {2, 2, 1}
+      assert Tensor.new([]).shape == {0}
+      assert Tensor.new([[], []], type: :f32) |> Tensor.to_list() == [[], []]
+    end
+
+    test "rejects ragged lists, non-numbers and out-of-range integers" do
+      assert_raise ArgumentError, ~r/ragged/, fn -> Tensor.new([[1, 2], [3]]) end
+      assert_raise ArgumentError, ~r/expected a number/, fn -> Tensor.new(["a"]) end
+      assert_raise ArgumentError, ~r/does not fit in u8/, fn -> Tensor.new([256], type: :u8) end
+      assert_raise ArgumentError, ~r/not an integer/, fn -> Tensor.new([1.5], type: :s32) end
+      assert_raise ArgumentError, ~r/unknown tensor type/, fn -> Tensor.new([1], type: :c64) end
+    end
+  end
+
+  describe "from_binary/3" do
+    test "checks the size against type and shape" do
+      assert %Tensor{shape: {2, 2}} = Tensor.from_binary(<<0::128>>, {:s, 32}, {2, 2})
+      assert %Tensor{shape: {2, 2}} = Tensor.from_binary(<<0::128>>, :s32, [2, 2])
+
+      assert_raise ArgumentError, ~r/needs 16 bytes, got 15/, fn ->
+        Tensor.from_binary(<<0::120>>, :s32, {2, 2})
+      end
+
+      assert_raise ArgumentError, ~r/non-negative/, fn -> Tensor.from_binary(<<>>, :s32, {-1}) end
+    end
+  end
+
+  describe "to_list/1" do
+    test "scalars become numbers" do
+      assert Tensor.new(7) |> Tensor.to_list() == 7
+    end
+  end
+
+  describe "reshape/2" do
+    test "keeps the elements and accepts one :auto" do
+      tensor = Tensor.new(Enum.to_list(1..6))
+      assert Tensor.reshape(tensor, {3, 2}) |> Tensor.to_list() == [[1, 2], [3, 4], [5, 6]]
+      assert Tensor.reshape(tensor, [:auto, 3]).shape == {2, 3}
+    end
+
+    test "refuses a different element count" do
+      assert_raise ArgumentError, ~r/cannot reshape/, fn ->
+        Tensor.reshape(Tensor.new([1, 2, 3]), {2, 2})
+      end
+
+      assert_raise ArgumentError, ~r/only one dimension/, fn ->
+        Tensor.reshape(Tensor.new([1, 2, 3, 4]), {:auto, :auto})
+      end
+    end
+  end
+
+  describe "coerce/1" do
+    test "accepts tensors and refuses other terms with an error tuple" do
+      tensor = Tensor.new([1])
+      assert {:ok, ^tensor} = Tensor.coerce(tensor)
+      assert {:error, %Thunderbolt.Error{kind: :invalid_input}} = Tensor.coerce([1, 2])
+    end
+  end
+
+  describe "to_nx/1 and from_nx/1" do
+    if Code.ensure_loaded?(Nx) do
+      test "round-trip through Nx" do
+        tensor = Tensor.new([[1.0, 2.0]], type: :f32)
+        assert tensor |> Tensor.to_nx() |> Tensor.from_nx() == tensor
+      end
+    else
+      test "say plainly that Nx is needed when it is absent" do
+        assert_raise ArgumentError, ~r/Nx is not available/, fn -> Tensor.to_nx(Tensor.new([1])) end
+      end
+    end
+  end
+end
