@@ -63,12 +63,7 @@ fn init(path: &Path) -> std::result::Result<Loaded, String> {
         ));
     }
     let version = read_version(path)?;
-    let minor = version
-        .split('.')
-        .nth(1)
-        .and_then(|m| m.parse::<u32>().ok())
-        .unwrap_or(0);
-    if !version.starts_with("1.") || minor < MIN_MINOR {
+    if !version_supported(&version) {
         return Err(format!(
             "ONNX Runtime at {} is version {version}, but Thunderbolt needs >= 1.{MIN_MINOR}: {FIX_HINT}",
             path.display()
@@ -96,6 +91,11 @@ fn init(path: &Path) -> std::result::Result<Loaded, String> {
         path: path.to_path_buf(),
         version,
     })
+}
+
+fn version_supported(version: &str) -> bool {
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().ok());
+    matches!((parts.next(), parts.next()), (Some(Some(1)), Some(Some(minor))) if minor >= MIN_MINOR)
 }
 
 /// Reads `OrtGetApiBase()->GetVersionString()` without initialising `ort`,
@@ -141,6 +141,15 @@ mod tests {
             .unwrap();
         assert!(err.contains("not found"), "{err}");
         assert!(err.contains("scripts/setup.sh"), "{err}");
+    }
+
+    #[test]
+    fn only_releases_with_api_31_are_supported() {
+        assert!(version_supported("1.31.1"));
+        assert!(version_supported("1.32.0"));
+        assert!(!version_supported("1.20.1"));
+        assert!(!version_supported("2.0.0"));
+        assert!(!version_supported("garbage"));
     }
 
     #[test]
