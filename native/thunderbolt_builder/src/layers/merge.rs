@@ -1,4 +1,4 @@
-//! The element-wise merge layers: `Add` → ONNX `Sum`, `Subtract` → `Sub` (exactly two
+//! The element-wise merge layers: `Add` → a chain of ONNX `Add`, `Subtract` → `Sub` (exactly two
 //! inputs), `Multiply` → a chain of `Mul`, `Average` → `Mean`, `Maximum` → `Max`,
 //! `Minimum` → `Min`. Opset 13+.
 //!
@@ -68,26 +68,34 @@ impl LayerConverter for Merge {
     ) -> Result<String, BuildError> {
         let names: Vec<&str> = inputs.iter().map(|v| v.name).collect();
         let op = match self {
-            Merge::Add => "Sum",
+            Merge::Add => return Ok(chain(g, "Add", &names, &layer.name, output.name)),
+            Merge::Multiply => return Ok(chain(g, "Mul", &names, &layer.name, output.name)),
             Merge::Subtract => "Sub",
             Merge::Average => "Mean",
             Merge::Maximum => "Max",
             Merge::Minimum => "Min",
-            Merge::Multiply => {
-                // Mul is binary: fold left, the last product writing the output.
-                let mut acc = names[0].to_string();
-                for (i, next) in names.iter().enumerate().skip(1) {
-                    if i + 1 == names.len() {
-                        g.node_into("Mul", &[&acc, next], output.name, vec![]);
-                        return Ok(output.name.to_string());
-                    }
-                    acc = g.node("Mul", &[&acc, next], &format!("{}/Mul", layer.name), vec![]);
-                }
-                g.node_into("Identity", &[&acc], output.name, vec![]);
-                return Ok(output.name.to_string());
-            }
         };
         g.node_into(op, &names, output.name, vec![]);
         Ok(output.name.to_string())
     }
+}
+
+/// Folds the binary `op` over `names` from the left, the last node writing `output`.
+/// (`Sum` would take all inputs at once but accepts float types only.)
+fn chain(g: &mut GraphBuilder, op: &str, names: &[&str], layer: &str, output: &str) -> String {
+    let Some((first, rest)) = names.split_first() else {
+        return output.to_string();
+    };
+    let mut acc = first.to_string();
+    for (i, next) in rest.iter().enumerate() {
+        if i + 1 == rest.len() {
+            g.node_into(op, &[&acc, next], output, vec![]);
+        } else {
+            acc = g.node(op, &[&acc, next], &format!("{layer}/{op}"), vec![]);
+        }
+    }
+    if rest.is_empty() {
+        g.node_into("Identity", &[&acc], output, vec![]);
+    }
+    output.to_string()
 }

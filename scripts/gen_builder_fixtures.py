@@ -1,0 +1,611 @@
+#!/usr/bin/env python3
+"""Generates the ONNX builder's numerical fixtures in test/fixtures/builder/.
+
+Each case is a small model spec (inputs, Keras-style layers with configs and weights,
+outputs), input feeds, and the outputs expected for those feeds. The expected outputs
+come from the NumPy reference implementations of the Keras layers and activations
+below, written from the Keras 3 documentation and source, independently of the Rust
+builder. They are computed in float64 from the float32 weights and inputs, then rounded
+to the output type.
+
+Every case is written twice, with the same content:
+  <case>.json  for the Rust tests (tensor bytes as lowercase hex), and
+  <case>.etf   Erlang external term format for the ExUnit tests (tensor bytes as
+               binaries), read with :erlang.binary_to_term/1.
+
+Tensors are {"dtype": "float32", "shape": [...], "data": <little-endian bytes>}.
+
+Run: .venv/bin/python scripts/gen_builder_fixtures.py   (seeded; rerunning gives the same files)
+"""
+
+import json
+import math
+import struct
+from pathlib import Path
+
+import numpy as np
+
+OUT = Path(__file__).resolve().parent.parent / "test" / "fixtures" / "builder"
+SEED = 20240611
+
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+
+
+# --- NumPy reference implementations (float64) ------------------------------------------
+
+def softplus(x):
+    return np.logaddexp(0.0, x)
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def softmax(x, axis=-1):
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def log_softmax(x, axis=-1):
+    m = np.max(x, axis=axis, keepdims=True)
+    return x - m - np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True))
+
+
+def softmax_multi(x, axes):
+    # Keras Softmax layer with a list of axes: exp(x - logsumexp(x, axes)).
+    m = np.max(x, axis=axes, keepdims=True)
+    lse = m + np.log(np.sum(np.exp(x - m), axis=axes, keepdims=True))
+    return np.exp(x - lse)
+
+
+def gelu(x, approximate=False):
+    if approximate:
+        return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
+    erf = np.vectorize(math.erf)
+    return 0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))
+
+
+def hard_sigmoid(x):
+    return np.clip(x / 6.0 + 0.5, 0.0, 1.0)
+
+
+def elu(x, alpha=1.0):
+    return np.where(x > 0, x, alpha * (np.exp(x) - 1.0))
+
+
+ACTIVATIONS = {
+    "linear": lambda x: x,
+    "relu": lambda x: np.maximum(x, 0.0),
+    "sigmoid": sigmoid,
+    "tanh": np.tanh,
+    "softmax": softmax,
+    "softplus": softplus,
+    "softsign": lambda x: x / (1.0 + np.abs(x)),
+    "elu": elu,
+    "selu": lambda x: SELU_SCALE * np.where(x > 0, x, SELU_ALPHA * (np.exp(x) - 1.0)),
+    "gelu": gelu,
+    "silu": lambda x: x * sigmoid(x),
+    "swish": lambda x: x * sigmoid(x),
+    "leaky_relu": lambda x: np.where(x > 0, x, 0.2 * x),
+    "relu6": lambda x: np.clip(x, 0.0, 6.0),
+    "hard_sigmoid": hard_sigmoid,
+    "hard_silu": lambda x: x * hard_sigmoid(x),
+    "hard_swish": lambda x: x * hard_sigmoid(x),
+    "exponential": np.exp,
+    "mish": lambda x: x * np.tanh(softplus(x)),
+    "log_softmax": log_softmax,
+}
+
+# Activations given as objects with parameters: (config value, reference function).
+PARAMETRIZED = {
+    "gelu_tanh": ({"name": "gelu", "approximate": True}, lambda x: gelu(x, approximate=True)),
+    "leaky_relu_0_05": ({"name": "leaky_relu", "negative_slope": 0.05}, lambda x: np.where(x > 0, x, 0.05 * x)),
+    "elu_0_5": ({"name": "elu", "alpha": 0.5}, lambda x: elu(x, 0.5)),
+    "keras_fn_tanh": (
+        {"module": "keras.activations", "class_name": "function", "config": "tanh", "registered_name": "function"},
+        np.tanh,
+    ),
+}
+
+
+def dense(x, kernel, bias=None, activation=lambda v: v):
+    y = np.tensordot(x.astype(np.float64), kernel.astype(np.float64), axes=([x.ndim - 1], [0]))
+    if bias is not None:
+        y = y + bias.astype(np.float64)
+    return activation(y)
+
+
+def batch_norm(x, axis, mean, var, gamma, beta, eps):
+    shape = [1] * x.ndim
+    shape[axis] = -1
+    r = lambda v: v.astype(np.float64).reshape(shape)
+    y = (x.astype(np.float64) - r(mean)) / np.sqrt(r(var) + eps)
+    if gamma is not None:
+        y = y * r(gamma)
+    if beta is not None:
+        y = y + r(beta)
+    return y
+
+
+def layer_norm(x, axes, gamma, beta, eps):
+    x = x.astype(np.float64)
+    axes = tuple(a % x.ndim for a in axes)
+    mean = x.mean(axis=axes, keepdims=True)
+    var = ((x - mean) ** 2).mean(axis=axes, keepdims=True)
+    y = (x - mean) / np.sqrt(var + eps)
+    shape = [x.shape[a] if a in axes else 1 for a in range(x.ndim)]
+    if gamma is not None:
+        y = y * gamma.astype(np.float64).reshape(shape)
+    if beta is not None:
+        y = y + beta.astype(np.float64).reshape(shape)
+    return y
+
+
+def flatten(x, channels_first=False):
+    if channels_first and x.ndim > 2:
+        x = np.transpose(x, (0, *range(2, x.ndim), 1))
+    return x.reshape(x.shape[0], -1)
+
+
+# --- spec helpers -----------------------------------------------------------------------
+
+class Case:
+    def __init__(self, name, description, seed_offset):
+        self.name = name
+        self.description = description
+        self.rng = np.random.default_rng(SEED + seed_offset)
+        self.inputs, self.layers, self.outputs = [], [], []
+        self.feeds, self.expected = {}, {}
+        self.opset = None
+        self.rtol, self.atol = 1e-5, 1e-6
+
+    def input(self, name, dtype, shape, value):
+        self.inputs.append({"name": name, "dtype": dtype, "shape": shape})
+        self.feeds[name] = value
+        return value
+
+    def layer(self, name, class_name, config, inbound, weights=()):
+        self.layers.append(
+            {"name": name, "class_name": class_name, "config": config, "inbound": list(inbound), "weights": list(weights)}
+        )
+
+    def output(self, name, source, value, dtype=np.float32):
+        self.outputs.append({"name": name, "source": source})
+        self.expected[name] = np.asarray(value).astype(dtype)
+
+    def normal(self, *shape, scale=1.0):
+        return (self.rng.standard_normal(shape) * scale).astype(np.float32)
+
+    def uniform(self, lo, hi, *shape):
+        return self.rng.uniform(lo, hi, shape).astype(np.float32)
+
+    def document(self):
+        return {
+            "name": self.name,
+            "description": self.description,
+            "rtol": self.rtol,
+            "atol": self.atol,
+            "spec": {
+                "name": self.name,
+                "opset": self.opset,
+                "inputs": self.inputs,
+                "layers": self.layers,
+                "outputs": self.outputs,
+            },
+            "feeds": self.feeds,
+            "expected": self.expected,
+        }
+
+
+def dense_layer(case, name, inbound, x, units, activation="linear", use_bias=True, act_fn=None):
+    kernel = case.normal(x.shape[-1], units, scale=1.0 / math.sqrt(x.shape[-1]))
+    bias = case.normal(units, scale=0.5) if use_bias else None
+    config = {"name": name, "units": units, "activation": activation, "use_bias": use_bias}
+    case.layer(name, "Dense", config, inbound, [kernel] + ([bias] if use_bias else []))
+    fn = act_fn or ACTIVATIONS[activation]
+    return dense(x, kernel, bias, fn)
+
+
+# --- cases ------------------------------------------------------------------------------
+
+def case_embedding():
+    c = Case("embedding", "Embedding on int32, int64 and float32 ids (Gather; Cast for non-integer ids)", 1)
+    ids = c.rng.integers(0, 12, size=(3, 5))
+    ids[0, 0], ids[2, 4] = 0, 11
+    for dtype in ["int32", "int64", "float32"]:
+        x = c.input(f"ids_{dtype}", dtype, [None, 5], ids.astype(dtype))
+        table = c.normal(12, 4)
+        c.layer(f"embed_{dtype}", "Embedding", {"input_dim": 12, "output_dim": 4, "mask_zero": False}, [f"ids_{dtype}"], [table])
+        c.output(f"out_{dtype}", f"embed_{dtype}", table[x.astype(np.int64)])
+    return c
+
+
+def case_dense_activations():
+    c = Case("dense_activations", "Dense(5) with every Keras activation, plus parametrized forms, no bias and rank-3 input", 2)
+    x = c.input("x", "float32", [None, 6], c.uniform(-3, 3, 4, 6))
+    for act in ACTIVATIONS:
+        # A large kernel scale so relu6, hard_sigmoid and friends see both saturated sides.
+        kernel = c.normal(6, 5, scale=1.2)
+        bias = c.normal(5, scale=0.5)
+        c.layer(f"dense_{act}", "Dense", {"units": 5, "activation": act}, ["x"], [kernel, bias])
+        c.output(f"out_{act}", f"dense_{act}", dense(x, kernel, bias, ACTIVATIONS[act]))
+    for label, (config, fn) in PARAMETRIZED.items():
+        kernel = c.normal(6, 5, scale=1.2)
+        bias = c.normal(5, scale=0.5)
+        c.layer(f"dense_{label}", "Dense", {"units": 5, "activation": config}, ["x"], [kernel, bias])
+        c.output(f"out_{label}", f"dense_{label}", dense(x, kernel, bias, fn))
+    kernel = c.normal(6, 3)
+    c.layer("dense_no_bias", "Dense", {"units": 3, "activation": "tanh", "use_bias": False}, ["x"], [kernel])
+    c.output("out_no_bias", "dense_no_bias", dense(x, kernel, None, np.tanh))
+    seq = c.input("seq", "float32", [None, 3, 6], c.uniform(-2, 2, 4, 3, 6))
+    kernel, bias = c.normal(6, 2), c.normal(2)
+    c.layer("dense_rank3", "Dense", {"units": 2, "activation": "relu"}, ["seq"], [kernel, bias])
+    c.output("out_rank3", "dense_rank3", dense(seq, kernel, bias, ACTIVATIONS["relu"]))
+    return c
+
+
+def case_activation_layers():
+    c = Case("activation_layers", "Standalone Activation layers for every activation, on a rank-3 input", 3)
+    x = c.input("x", "float32", [None, 3, 4], c.uniform(-7, 7, 2, 3, 4))
+    for act, fn in ACTIVATIONS.items():
+        c.layer(f"act_{act}", "Activation", {"activation": act}, ["x"])
+        c.output(f"out_{act}", f"act_{act}", fn(x.astype(np.float64)))
+    for label, (config, fn) in PARAMETRIZED.items():
+        c.layer(f"act_{label}", "Activation", {"activation": config}, ["x"])
+        c.output(f"out_{label}", f"act_{label}", fn(x.astype(np.float64)))
+    return c
+
+
+def case_softmax():
+    c = Case("softmax", "Softmax layer over the last axis, a middle axis and a list of axes", 4)
+    x = c.input("x", "float32", [None, 3, 4], c.uniform(-4, 4, 2, 3, 4)).astype(np.float64)
+    c.layer("softmax_last", "Softmax", {"axis": -1}, ["x"])
+    c.output("out_last", "softmax_last", softmax(x, -1))
+    c.layer("softmax_mid", "Softmax", {"axis": 1}, ["x"])
+    c.output("out_mid", "softmax_mid", softmax(x, 1))
+    c.layer("softmax_multi", "Softmax", {"axis": [1, 2]}, ["x"])
+    c.output("out_multi", "softmax_multi", softmax_multi(x, (1, 2)))
+    c.layer("softmax_default", "Softmax", {}, ["x"])
+    c.output("out_default", "softmax_default", softmax(x, -1))
+    return c
+
+
+def case_global_pooling():
+    c = Case("global_pooling", "GlobalAveragePooling1D and GlobalMaxPooling1D: keepdims and data_format", 5)
+    x = c.input("x", "float32", [None, 5, 3], c.normal(2, 5, 3)).astype(np.float64)
+    for cls, fn in [("GlobalAveragePooling1D", np.mean), ("GlobalMaxPooling1D", np.max)]:
+        tag = "avg" if "Average" in cls else "max"
+        c.layer(f"{tag}_default", cls, {"data_format": "channels_last", "keepdims": False}, ["x"])
+        c.output(f"out_{tag}_default", f"{tag}_default", fn(x, axis=1))
+        c.layer(f"{tag}_keepdims", cls, {"keepdims": True}, ["x"])
+        c.output(f"out_{tag}_keepdims", f"{tag}_keepdims", fn(x, axis=1, keepdims=True))
+        c.layer(f"{tag}_channels_first", cls, {"data_format": "channels_first"}, ["x"])
+        c.output(f"out_{tag}_channels_first", f"{tag}_channels_first", fn(x, axis=2))
+    return c
+
+
+def case_flatten_reshape():
+    c = Case("flatten_reshape", "Flatten (channels_last/first, rank 2 and 4) and Reshape (static, -1)", 6)
+    x = c.input("x", "float32", [None, 2, 3, 4], c.normal(2, 2, 3, 4))
+    v = c.input("v", "float32", [None, 3], c.normal(2, 3))
+    c.layer("flatten", "Flatten", {}, ["x"])
+    c.output("out_flatten", "flatten", flatten(x))
+    c.layer("flatten_cf", "Flatten", {"data_format": "channels_first"}, ["x"])
+    c.output("out_flatten_cf", "flatten_cf", flatten(x, channels_first=True))
+    c.layer("flatten_rank2", "Flatten", {}, ["v"])
+    c.output("out_flatten_rank2", "flatten_rank2", flatten(v))
+    c.layer("reshape", "Reshape", {"target_shape": [6, 4]}, ["x"])
+    c.output("out_reshape", "reshape", x.reshape(2, 6, 4))
+    c.layer("reshape_infer", "Reshape", {"target_shape": [-1, 2]}, ["x"])
+    c.output("out_reshape_infer", "reshape_infer", x.reshape(2, -1, 2))
+    c.layer("reshape_then_flatten", "Flatten", {}, ["reshape"])
+    c.output("out_reshape_then_flatten", "reshape_then_flatten", flatten(x.reshape(2, 6, 4)))
+    return c
+
+
+def case_concatenate():
+    c = Case("concatenate", "Concatenate on the last axis (default), a middle axis, a negative axis, three inputs", 7)
+    a = c.input("a", "float32", [None, 2, 3], c.normal(2, 2, 3))
+    b = c.input("b", "float32", [None, 2, 5], c.normal(2, 2, 5))
+    d = c.input("d", "float32", [None, 4, 3], c.normal(2, 4, 3))
+    c.layer("concat_last", "Concatenate", {}, ["a", "b"])
+    c.output("out_last", "concat_last", np.concatenate([a, b], axis=-1))
+    c.layer("concat_mid", "Concatenate", {"axis": 1}, ["a", "d"])
+    c.output("out_mid", "concat_mid", np.concatenate([a, d], axis=1))
+    c.layer("concat_neg", "Concatenate", {"axis": -2}, ["d", "a"])
+    c.output("out_neg", "concat_neg", np.concatenate([d, a], axis=-2))
+    c.layer("concat_three", "Concatenate", {"axis": 2}, ["a", "b", "a"])
+    c.output("out_three", "concat_three", np.concatenate([a, b, a], axis=2))
+    return c
+
+
+def case_merge():
+    c = Case("merge", "Add, Subtract, Multiply, Average, Maximum, Minimum; several inputs and broadcasting", 8)
+    a = c.input("a", "float32", [None, 4], c.normal(3, 4)).astype(np.float64)
+    b = c.input("b", "float32", [None, 4], c.normal(3, 4)).astype(np.float64)
+    d = c.input("d", "float32", [None, 4], c.normal(3, 4)).astype(np.float64)
+    e = c.input("e", "float32", [None, 1], c.normal(3, 1)).astype(np.float64)
+    cases = [
+        ("add", "Add", ["a", "b", "d"], a + b + d),
+        ("subtract", "Subtract", ["a", "b"], a - b),
+        ("multiply", "Multiply", ["a", "b", "d"], a * b * d),
+        ("multiply_two", "Multiply", ["b", "d"], b * d),
+        ("average", "Average", ["a", "b", "d"], (a + b + d) / 3.0),
+        ("maximum", "Maximum", ["a", "b", "d"], np.maximum(np.maximum(a, b), d)),
+        ("minimum", "Minimum", ["a", "b"], np.minimum(a, b)),
+        ("add_broadcast", "Add", ["a", "e"], a + e),
+    ]
+    for name, cls, inbound, value in cases:
+        c.layer(name, cls, {}, inbound)
+        c.output(f"out_{name}", name, value)
+    return c
+
+
+def case_merge_int():
+    c = Case("merge_int", "Merge layers on int32 values (exact)", 9)
+    a = c.input("a", "int32", [None, 3], c.rng.integers(-50, 50, size=(2, 3)).astype(np.int32))
+    b = c.input("b", "int32", [None, 3], c.rng.integers(-50, 50, size=(2, 3)).astype(np.int32))
+    for name, cls, value in [
+        ("add", "Add", a + b),
+        ("subtract", "Subtract", a - b),
+        ("multiply", "Multiply", a * b),
+        ("maximum", "Maximum", np.maximum(a, b)),
+        ("minimum", "Minimum", np.minimum(a, b)),
+    ]:
+        c.layer(name, cls, {}, ["a", "b"])
+        c.output(f"out_{name}", name, value, dtype=np.int32)
+    c.rtol, c.atol = 0.0, 0.0
+    return c
+
+
+def case_identity_layers():
+    c = Case("identity_layers", "Dropout, GaussianNoise and GaussianDropout are identities at inference", 10)
+    x = c.input("x", "float32", [None, 4], c.normal(3, 4))
+    c.layer("dropout", "Dropout", {"rate": 0.5, "noise_shape": None, "seed": None}, ["x"])
+    c.layer("noise", "GaussianNoise", {"stddev": 1.0, "seed": None}, ["dropout"])
+    c.layer("gdrop", "GaussianDropout", {"rate": 0.3, "seed": None}, ["noise"])
+    y = dense_layer(c, "dense", ["gdrop"], x, 2, "relu")
+    c.output("out_dense", "dense", y)
+    c.output("out_dropout", "dropout", x)
+    c.output("out_noise", "noise", x)
+    c.output("out_gdrop", "gdrop", x)
+    return c
+
+
+def case_batch_normalization():
+    c = Case("batch_normalization", "BatchNormalization (inference): axis -1 and 1, center/scale flags, epsilon", 11)
+    x = c.input("x", "float32", [None, 3, 4], c.normal(2, 3, 4, scale=2.0))
+    variants = [
+        ("bn_last", -1, True, True, 1e-3),
+        ("bn_axis1", 1, True, True, 1e-3),
+        ("bn_no_center", -1, False, True, 1e-2),
+        ("bn_no_scale", 1, True, False, 1e-3),
+        ("bn_plain", 2, False, False, 1e-5),
+    ]
+    for name, axis, center, scale, eps in variants:
+        ch = x.shape[axis]
+        gamma = c.uniform(0.5, 1.5, ch) if scale else None
+        beta = c.normal(ch) if center else None
+        mean = c.normal(ch)
+        var = c.uniform(0.2, 2.0, ch)
+        weights = [w for w in (gamma, beta) if w is not None] + [mean, var]
+        config = {"axis": axis, "momentum": 0.99, "epsilon": eps, "center": center, "scale": scale}
+        c.layer(name, "BatchNormalization", config, ["x"], weights)
+        c.output(f"out_{name}", name, batch_norm(x, axis, mean, var, gamma, beta, eps))
+    return c
+
+
+def case_layer_normalization():
+    c = Case("layer_normalization", "LayerNormalization: trailing axes (ONNX op), other axes, center/scale flags", 12)
+    x = c.input("x", "float32", [None, 3, 4], c.normal(2, 3, 4, scale=3.0))
+    variants = [
+        ("ln_last", -1, True, True, 1e-3),
+        ("ln_last_two", [1, 2], True, True, 1e-5),
+        ("ln_axis1", 1, True, True, 1e-3),
+        ("ln_no_center", -1, False, True, 1e-3),
+        ("ln_no_scale", -1, True, False, 1e-3),
+        ("ln_plain", -1, False, False, 1e-3),
+        ("ln_axis1_no_center", [-2], False, True, 1e-3),
+        ("ln_axis1_plain", 1, False, False, 1e-3),
+    ]
+    for name, axis, center, scale, eps in variants:
+        axes = axis if isinstance(axis, list) else [axis]
+        pshape = [x.shape[a] for a in axes]
+        gamma = c.uniform(0.5, 1.5, *pshape) if scale else None
+        beta = c.normal(*pshape) if center else None
+        weights = [w for w in (gamma, beta) if w is not None]
+        config = {"axis": axis, "epsilon": eps, "center": center, "scale": scale, "rms_scaling": False}
+        c.layer(name, "LayerNormalization", config, ["x"], weights)
+        c.output(f"out_{name}", name, layer_norm(x, axes, gamma, beta, eps))
+    return c
+
+
+def case_add_constant():
+    c = Case("add_constant", "Embedding + constant positional encoding (AddConstant) + pooling + Dense", 13)
+    ids = c.input("input_ids", "int32", [None, 5], c.rng.integers(0, 10, size=(3, 5)).astype(np.int32))
+    table = c.normal(10, 4)
+    pos = np.array(
+        [[math.sin(p / 10000 ** (2 * (i // 2) / 4)) if i % 2 == 0 else math.cos(p / 10000 ** (2 * (i // 2) / 4)) for i in range(4)] for p in range(5)],
+        dtype=np.float32,
+    )
+    c.layer("embedding", "Embedding", {"input_dim": 10, "output_dim": 4}, ["input_ids"], [table])
+    c.layer("positional", "AddConstant", {}, ["embedding"], [pos])
+    c.layer("pool", "GlobalAveragePooling1D", {}, ["positional"])
+    h = (table[ids].astype(np.float64) + pos).mean(axis=1)
+    y = dense_layer(c, "dense", ["pool"], h, 3, "linear")
+    c.output("logits", "dense", y)
+    bias_row = c.normal(4)
+    c.layer("add_row", "AddConstant", {}, ["embedding"], [bias_row])
+    c.output("out_add_row", "add_row", table[ids].astype(np.float64) + bias_row)
+    return c
+
+
+def case_branching():
+    c = Case("branching", "A DAG with two inputs, a split, a rejoin and two outputs; layers listed out of order", 14)
+    x = c.input("x", "float32", [None, 4], c.normal(3, 4))
+    z = c.input("z", "float32", [None, 6], c.normal(3, 6))
+    h = dense_layer(c, "trunk", ["x"], x, 3, "relu")
+    left = dense_layer(c, "left", ["trunk"], h, 3, "tanh")
+    right = dense_layer(c, "right", ["trunk"], h, 3, "sigmoid")
+    c.layer("join", "Concatenate", {"axis": -1}, ["left", "right"])
+    joined = np.concatenate([left, right], axis=-1)
+    c.layer("mix", "Add", {}, ["join", "z"])
+    mixed = joined + z
+    head = dense_layer(c, "head", ["mix"], mixed, 2, "softmax")
+    c.output("probs", "head", head)
+    c.output("left_features", "left", left)
+    order = [4, 2, 0, 5, 3, 1]
+    c.layers = [c.layers[i] for i in order]
+    return c
+
+
+def case_cerebros_like():
+    c = Case("cerebros_like", "The original application's architecture, small: Embedding, pooling, Dense relu x2, Dense", 15)
+    ids = c.input("input_ids", "int64", [None, 8], c.rng.integers(0, 50, size=(4, 8)))
+    table = c.uniform(-0.05, 0.05, 50, 8)
+    c.layer("embedding", "Embedding", {"input_dim": 50, "output_dim": 8}, ["input_ids"], [table])
+    c.layer("pooling", "GlobalAveragePooling1D", {"data_format": "channels_last", "keepdims": False}, ["embedding"])
+    h = table[ids].astype(np.float64).mean(axis=1)
+    h = dense_layer(c, "dense1", ["pooling"], h, 16, "relu")
+    h = dense_layer(c, "dense2", ["dense1"], h, 16, "relu")
+    y = dense_layer(c, "logits", ["dense2"], h, 50, "linear")
+    c.output("logits", "logits", y)
+    return c
+
+
+def case_dynamic_dims():
+    c = Case("dynamic_dims", "A dynamic sequence dimension through Dense, LayerNormalization, pooling and Softmax", 16)
+    x = c.input("x", "float32", [None, None, 4], c.normal(2, 3, 4))
+    h = dense_layer(c, "proj", ["x"], x, 4, "gelu")
+    gamma, beta = c.uniform(0.5, 1.5, 4), c.normal(4)
+    c.layer("norm", "LayerNormalization", {"axis": -1, "epsilon": 1e-6}, ["proj"], [gamma, beta])
+    h = layer_norm(h, [-1], gamma, beta, 1e-6)
+    c.layer("pool", "GlobalMaxPooling1D", {}, ["norm"])
+    c.layer("probs", "Softmax", {}, ["pool"])
+    c.output("probs", "probs", softmax(h.max(axis=1)))
+    c.output("normalized", "norm", h)
+    return c
+
+
+def case_float64():
+    c = Case("float64", "A float64 model: Dense, BatchNormalization, Activation", 17)
+    x = c.input("x", "float64", [None, 3], c.rng.standard_normal((2, 3)))
+    kernel, bias = c.rng.standard_normal((3, 4)), c.rng.standard_normal(4)
+    c.layer("dense", "Dense", {"units": 4, "activation": "relu"}, ["x"], [kernel, bias])
+    gamma, beta, mean, var = c.rng.uniform(0.5, 1.5, 4), c.rng.standard_normal(4), c.rng.standard_normal(4), c.rng.uniform(0.5, 2, 4)
+    c.layer("bn", "BatchNormalization", {"axis": -1, "epsilon": 1e-3}, ["dense"], [gamma, beta, mean, var])
+    c.layer("act", "Activation", {"activation": "sigmoid"}, ["bn"])
+    y = sigmoid(batch_norm(dense(x, kernel, bias, ACTIVATIONS["relu"]), -1, mean, var, gamma, beta, 1e-3))
+    c.output("y", "act", y, dtype=np.float64)
+    c.rtol, c.atol = 1e-12, 1e-12
+    return c
+
+
+def case_opset22():
+    c = case_dense_activations()
+    c.name = "dense_activations_opset22"
+    c.description = "The dense_activations model at the highest supported opset (22, IR 10)"
+    c.opset = 22
+    return c
+
+
+CASES = [
+    case_embedding,
+    case_dense_activations,
+    case_activation_layers,
+    case_softmax,
+    case_global_pooling,
+    case_flatten_reshape,
+    case_concatenate,
+    case_merge,
+    case_merge_int,
+    case_identity_layers,
+    case_batch_normalization,
+    case_layer_normalization,
+    case_add_constant,
+    case_branching,
+    case_cerebros_like,
+    case_dynamic_dims,
+    case_float64,
+    case_opset22,
+]
+
+
+# --- serialization ----------------------------------------------------------------------
+
+def tensor_parts(value):
+    a = np.ascontiguousarray(value)
+    dtype = {"float32": "float32", "float64": "float64", "int32": "int32", "int64": "int64"}[str(a.dtype)]
+    return {"dtype": dtype, "shape": list(a.shape), "data": a.astype(a.dtype.newbyteorder("<")).tobytes()}
+
+
+def to_plain(obj, tensor_data):
+    """Replaces NumPy arrays by tensor maps, with bytes rendered by `tensor_data`."""
+    if isinstance(obj, np.ndarray):
+        t = tensor_parts(obj)
+        t["data"] = tensor_data(t["data"])
+        return t
+    if isinstance(obj, dict):
+        return {k: to_plain(v, tensor_data) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_plain(v, tensor_data) for v in obj]
+    return obj
+
+
+def etf(obj):
+    """Erlang external term format: maps with binary keys, strings as binaries, None as nil."""
+    out = bytearray(b"\x83")
+
+    def atom(name):
+        out.extend(struct.pack(">BB", 119, len(name)) + name.encode())
+
+    def enc(v):
+        if v is None:
+            atom("nil")
+        elif v is True or v is False:
+            atom("true" if v else "false")
+        elif isinstance(v, int):
+            if 0 <= v < 256:
+                out.extend(struct.pack(">BB", 97, v))
+            elif -(2**31) <= v < 2**31:
+                out.extend(struct.pack(">Bi", 98, v))
+            else:
+                raise ValueError(f"integer {v} too large for this encoder")
+        elif isinstance(v, float):
+            out.extend(struct.pack(">Bd", 70, v))
+        elif isinstance(v, str):
+            b = v.encode()
+            out.extend(struct.pack(">BI", 109, len(b)) + b)
+        elif isinstance(v, (bytes, bytearray)):
+            out.extend(struct.pack(">BI", 109, len(v)) + bytes(v))
+        elif isinstance(v, list):
+            if v:
+                out.extend(struct.pack(">BI", 108, len(v)))
+                for item in v:
+                    enc(item)
+            out.append(106)
+        elif isinstance(v, dict):
+            out.extend(struct.pack(">BI", 116, len(v)))
+            for k, item in v.items():
+                enc(k)
+                enc(item)
+        else:
+            raise TypeError(f"cannot encode {type(v)}")
+
+    enc(obj)
+    return bytes(out)
+
+
+def main():
+    OUT.mkdir(parents=True, exist_ok=True)
+    for make in CASES:
+        case = make()
+        doc = case.document()
+        (OUT / f"{case.name}.json").write_text(json.dumps(to_plain(doc, bytes.hex), indent=1) + "\n")
+        (OUT / f"{case.name}.etf").write_bytes(etf(to_plain(doc, lambda b: b)))
+        print(f"{case.name}: {len(case.layers)} layers, {len(case.outputs)} outputs")
+
+
+if __name__ == "__main__":
+    main()
