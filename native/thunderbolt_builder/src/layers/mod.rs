@@ -119,3 +119,125 @@ pub fn require_weight_dtype(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::spec::{Input, Layer, ModelSpec, Output};
+    use crate::tensor::{DType, Tensor};
+    use serde_json::{json, Value};
+
+    fn f32s(shape: &[usize]) -> Tensor {
+        Tensor::from_f32(shape.to_vec(), &vec![0.5; shape.iter().product()])
+    }
+
+    /// Builds one layer of class `class` reading an f32 input of `shape` and returns the error.
+    fn reject(
+        shape: &[Option<usize>],
+        class: &str,
+        config: Value,
+        weights: Vec<Tensor>,
+        inputs: usize,
+    ) -> String {
+        let spec = ModelSpec {
+            name: "t".into(),
+            inputs: (0..inputs)
+                .map(|i| Input {
+                    name: format!("x{i}"),
+                    dtype: DType::F32,
+                    shape: shape.to_vec(),
+                })
+                .collect(),
+            layers: vec![Layer {
+                name: "l".into(),
+                class_name: class.into(),
+                config,
+                inbound: (0..inputs).map(|i| format!("x{i}")).collect(),
+                weights,
+            }],
+            outputs: vec![Output {
+                name: "y".into(),
+                source: "l".into(),
+            }],
+            opset: None,
+        };
+        crate::build(&spec)
+            .expect_err("should be rejected")
+            .to_string()
+    }
+
+    #[test]
+    fn each_converter_rejects_what_it_cannot_convert() {
+        let s3 = [None, Some(3), Some(4)];
+        let s2 = [None, Some(4)];
+        let cases: Vec<(String, &str)> = vec![
+            (reject(&s2, "Embedding", json!({"mask_zero": true}), vec![f32s(&[5, 2])], 1), "mask_zero=true is not supported"),
+            (reject(&s2, "Embedding", json!({"input_dim": 6}), vec![f32s(&[5, 2])], 1), "weight \"embeddings\" has shape [5, 2], expected (input_dim, output_dim) = (6, ?)"),
+            (reject(&s2, "Dense", json!({"units": 3, "activation": "nope"}), vec![f32s(&[4, 3]), f32s(&[3])], 1), "unknown activation \"nope\""),
+            (reject(&s2, "Dense", json!({"units": 3}), vec![f32s(&[4, 3]), f32s(&[2])], 1), "weight \"bias\" has shape [2], expected (3,)"),
+            (reject(&[None, None], "Dense", json!({}), vec![f32s(&[4, 3]), f32s(&[3])], 1), "last dimension of the input must be static"),
+            (reject(&s2, "Dense", json!({}), vec![f32s(&[4, 3]), f32s(&[3])], 2), "expects 1 input(s), got 2"),
+            (reject(&s2, "Activation", json!({}), vec![], 1), "config key \"activation\" is required"),
+            (reject(&s2, "Activation", json!({"activation": "relu"}), vec![f32s(&[1])], 1), "expects 0 weight tensor(s)"),
+            (reject(&s2, "Softmax", json!({"axis": 2}), vec![], 1), "axis 2 is out of range for an input of rank 2"),
+            (reject(&s2, "GlobalAveragePooling1D", json!({}), vec![], 1), "expects an input of rank 3"),
+            (reject(&s3, "GlobalMaxPooling1D", json!({"data_format": "nhwc"}), vec![], 1), "data_format must be"),
+            (reject(&s3, "Reshape", json!({"target_shape": [5, -1]}), vec![], 1), "cannot reshape input of shape (None, 3, 4) to target_shape [5, -1]"),
+            (reject(&s3, "Reshape", json!({"target_shape": [-1, -1]}), vec![], 1), "more than one -1"),
+            (reject(&s3, "Reshape", json!({}), vec![], 1), "\"target_shape\" is required"),
+            (reject(&s3, "Concatenate", json!({"axis": 3}), vec![], 2), "axis 3 is out of range"),
+            (reject(&s3, "Subtract", json!({}), vec![], 3), "expects exactly 2 inputs, got 3"),
+            (reject(&s3, "BatchNormalization", json!({}), vec![f32s(&[4]), f32s(&[4]), f32s(&[4])], 1), "expects 4 weight tensor(s) [gamma, beta, moving_mean, moving_variance], got 3"),
+            (reject(&s3, "BatchNormalization", json!({"axis": 1, "center": false}), vec![f32s(&[3]), f32s(&[3]), f32s(&[4])], 1), "weight \"moving_variance\" has shape [4], expected (3,)"),
+            (reject(&s3, "LayerNormalization", json!({"axis": [2, 1]}), vec![f32s(&[4, 3]), f32s(&[4, 3])], 1), "distinct axes in increasing order"),
+            (reject(&s3, "LayerNormalization", json!({"rms_scaling": true}), vec![f32s(&[4])], 1), "rms_scaling=true is not supported"),
+            (reject(&s3, "LayerNormalization", json!({"axis": -1}), vec![f32s(&[3]), f32s(&[3])], 1), "weight \"gamma\" has shape [3], expected (4,)"),
+            (reject(&s3, "AddConstant", json!({}), vec![f32s(&[5, 4])], 1), "weight \"constant\" has shape [5, 4], expected a shape that broadcasts with the input shape (None, 3, 4)"),
+            (reject(&s3, "AddConstant", json!({}), vec![Tensor::from_i32(vec![4], &[1; 4])], 1), "weight \"constant\": unsupported dtype int32"),
+        ];
+        for (err, expected) in cases {
+            assert!(
+                err.contains("layer \"l\""),
+                "error does not name the layer: {err}"
+            );
+            assert!(err.contains(expected), "expected {expected:?} in: {err}");
+        }
+    }
+
+    #[test]
+    fn concatenate_and_merge_need_compatible_shapes() {
+        let spec = |class: &str| ModelSpec {
+            name: "t".into(),
+            inputs: vec![
+                Input {
+                    name: "a".into(),
+                    dtype: DType::F32,
+                    shape: vec![None, Some(2), Some(3)],
+                },
+                Input {
+                    name: "b".into(),
+                    dtype: DType::F32,
+                    shape: vec![None, Some(4), Some(5)],
+                },
+            ],
+            layers: vec![Layer {
+                name: "m".into(),
+                class_name: class.into(),
+                config: json!({"axis": -1}),
+                inbound: vec!["a".into(), "b".into()],
+                weights: vec![],
+            }],
+            outputs: vec![Output {
+                name: "y".into(),
+                source: "m".into(),
+            }],
+            opset: None,
+        };
+        let err = crate::build(&spec("Concatenate")).unwrap_err().to_string();
+        assert!(err.contains("input 1 of shape (None, 4, 5) cannot be concatenated with shape (None, 2, 3) along axis 2"), "{err}");
+        let err = crate::build(&spec("Add")).unwrap_err().to_string();
+        assert!(
+            err.contains("input 1 of shape (None, 4, 5) does not match shape (None, 2, 3)"),
+            "{err}"
+        );
+    }
+}
