@@ -109,6 +109,7 @@ impl Default for LayerRegistry {
             layer_normalization::LayerNormalization,
         );
         r.register("AddConstant", add_constant::AddConstant);
+        r.register("InterleavedRoPE", interleaved_rope::InterleavedRoPE);
         r
     }
 }

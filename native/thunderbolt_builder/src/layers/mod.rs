@@ -11,6 +11,7 @@ pub mod embedding;
 pub mod flatten;
 pub mod global_pooling;
 pub mod identity;
+pub mod interleaved_rope;
 pub mod layer_normalization;
 pub mod merge;
 pub mod reshape;

@@ -1,0 +1,185 @@
+//! Opening a saved model: a Keras 3 `.keras` zip (`config.json` + `model.weights.h5`) or a
+//! legacy whole-model HDF5 file (`model_config` attribute + `model_weights` group).
+
+use crate::config::{parse_model_json, ModelConfig};
+use crate::error::{ImportError, Result};
+use crate::weights::{WeightFile, WeightScope};
+use std::io::{Cursor, Read};
+
+const ZIP_MAGIC: &[u8] = b"PK\x03\x04";
+const EMPTY_ZIP_MAGIC: &[u8] = b"PK\x05\x06";
+const HDF5_MAGIC: &[u8] = b"\x89HDF\r\n\x1a\n";
+
+/// `config.json` of real models is a few kilobytes to a few megabytes.
+const MAX_CONFIG_BYTES: u64 = 64 << 20;
+/// The largest weights file we unpack from a zip.
+const MAX_WEIGHTS_BYTES: u64 = 16 << 30;
+
+/// Which file format a model came in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Keras 3 `.keras` zip.
+    Keras,
+    /// Legacy whole-model `.h5`.
+    LegacyH5,
+}
+
+/// A model's graph and the file its weights are read from.
+pub struct SavedModel {
+    pub config: ModelConfig,
+    pub weights: WeightFile,
+    /// The weight scope of the top-level model.
+    pub scope: WeightScope,
+}
+
+/// The format of `bytes`, from the zip or HDF5 signature.
+pub fn detect(bytes: &[u8]) -> Option<Format> {
+    if bytes.starts_with(ZIP_MAGIC) || bytes.starts_with(EMPTY_ZIP_MAGIC) {
+        Some(Format::Keras)
+    } else if hdf5_signature_at(bytes).is_some() {
+        Some(Format::LegacyH5)
+    } else {
+        None
+    }
+}
+
+/// Detects the format from the first bytes and opens the model.
+pub fn open(bytes: Vec<u8>) -> Result<SavedModel> {
+    match detect(&bytes) {
+        Some(Format::Keras) => open_keras(&bytes),
+        Some(Format::LegacyH5) => open_legacy_h5(bytes),
+        None => {
+            let head: Vec<String> = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect();
+            Err(ImportError::UnknownFormat(format!(
+            "expected a .keras zip archive or a legacy .h5 (HDF5) file, but the data starts with [{}] ({} bytes)",
+            head.join(" "),
+            bytes.len()
+        )))
+        }
+    }
+}
+
+/// HDF5 allows a user block before the superblock, at 0, 512, 1024, 2048, ... bytes.
+fn hdf5_signature_at(bytes: &[u8]) -> Option<usize> {
+    let mut offset = 0usize;
+    while offset + HDF5_MAGIC.len() <= bytes.len() {
+        if &bytes[offset..offset + HDF5_MAGIC.len()] == HDF5_MAGIC {
+            return Some(offset);
+        }
+        offset = if offset == 0 {
+            512
+        } else {
+            offset.checked_mul(2)?
+        };
+    }
+    None
+}
+
+fn open_keras(bytes: &[u8]) -> Result<SavedModel> {
+    let mut archive = zip::ZipArchive::new(Cursor::new(bytes))?;
+    let config = read_entry(&mut archive, "config.json", MAX_CONFIG_BYTES)?;
+    let config = String::from_utf8(config)
+        .map_err(|_| ImportError::config("config.json is not valid UTF-8"))?;
+    let config = parse_model_json(&config)?;
+    let weights = read_entry(&mut archive, "model.weights.h5", MAX_WEIGHTS_BYTES)?;
+    let weights = WeightFile::from_bytes(weights, "model.weights.h5")?;
+    Ok(SavedModel {
+        config,
+        weights,
+        scope: WeightScope::Keras3 {
+            prefix: String::new(),
+        },
+    })
+}
+
+fn read_entry(
+    archive: &mut zip::ZipArchive<Cursor<&[u8]>>,
+    name: &str,
+    limit: u64,
+) -> Result<Vec<u8>> {
+    if archive.index_for_name(name).is_none() {
+        let found: Vec<String> = (0..archive.len().min(20))
+            .filter_map(|i| {
+                archive
+                    .name_for_index(i)
+                    .and_then(|n| n.ok())
+                    .map(|n| n.into_owned())
+            })
+            .collect();
+        return Err(ImportError::MissingEntry {
+            entry: name.to_string(),
+            found: if found.is_empty() {
+                "none".to_string()
+            } else {
+                found.join(", ")
+            },
+        });
+    }
+    let mut entry = archive.by_name(name)?;
+    if entry.size() > limit {
+        return Err(ImportError::EntryTooLarge {
+            entry: name.to_string(),
+            limit,
+        });
+    }
+    // The declared size only sizes the buffer up to what the archive can hold, and the read
+    // is capped, so a lying header can neither over-allocate nor run forever.
+    let capacity = usize::try_from(entry.size().min(limit)).unwrap_or(0);
+    let mut out = Vec::with_capacity(capacity);
+    (&mut entry)
+        .take(limit + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| ImportError::Zip(zip::result::ZipError::Io(e)))?;
+    if out.len() as u64 > limit {
+        return Err(ImportError::EntryTooLarge {
+            entry: name.to_string(),
+            limit,
+        });
+    }
+    Ok(out)
+}
+
+fn open_legacy_h5(bytes: Vec<u8>) -> Result<SavedModel> {
+    let weights = WeightFile::from_bytes(bytes, "legacy .h5 file")?;
+    let config = weights.root_string_attr("model_config")?.ok_or_else(|| {
+        ImportError::config(
+            "this HDF5 file has no model_config attribute: it holds weights only \
+             (model.save_weights); save the whole model with model.save(\"model.keras\")",
+        )
+    })?;
+    let config = parse_model_json(&config)?;
+    Ok(SavedModel {
+        config,
+        weights,
+        scope: WeightScope::LegacyTop,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_bytes_name_both_formats() {
+        let err = open(b"GIF89a....".to_vec()).err().unwrap().to_string();
+        assert!(
+            err.contains("expected a .keras zip archive or a legacy .h5"),
+            "{err}"
+        );
+        assert!(err.contains("47 49 46 38"), "{err}");
+    }
+
+    #[test]
+    fn empty_input() {
+        let err = open(vec![]).err().unwrap().to_string();
+        assert!(err.contains("(0 bytes)"), "{err}");
+    }
+
+    #[test]
+    fn hdf5_user_block_offsets() {
+        let mut bytes = vec![0u8; 600];
+        bytes[512..520].copy_from_slice(HDF5_MAGIC);
+        assert_eq!(hdf5_signature_at(&bytes), Some(512));
+        assert_eq!(hdf5_signature_at(&bytes[..519]), None);
+    }
+}

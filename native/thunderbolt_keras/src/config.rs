@@ -1,0 +1,694 @@
+//! Parses a Keras model config (`config.json` of a `.keras` file, or the `model_config`
+//! attribute of a legacy `.h5` file) into a tree of models, layers and call nodes.
+//!
+//! Both serializations of a functional graph are read:
+//! - Keras 3: `inbound_nodes: [{"args": [...], "kwargs": {...}}]`, where tensors are
+//!   `{"class_name": "__keras_tensor__", "config": {"keras_history": [layer, node, index]}}`
+//!   and constants computed eagerly are `__numpy__` / `__tensor__` objects or plain numbers;
+//! - Keras 2 / tf.keras: `inbound_nodes: [[[layer, node, index, kwargs], ...], ...]`.
+//!
+//! Sequential models become a chain of single-input nodes.
+
+use crate::error::{ImportError, Result};
+use serde_json::{Map, Value};
+use thunderbolt_builder::{DType, Tensor};
+
+/// Deeper nesting of models inside models is refused (it only appears in hostile files).
+const MAX_MODEL_DEPTH: usize = 32;
+
+/// A reference to output `tensor` of call `node` of `layer`, within one model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorRef {
+    pub layer: String,
+    pub node: usize,
+    pub tensor: usize,
+}
+
+/// One argument of a layer call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Arg {
+    Tensor(TensorRef),
+    /// A constant serialized in the call (for example `x + positional_encoding`).
+    Constant(Tensor),
+    /// A Python number; it takes the element type of the tensor it meets.
+    Scalar(f64),
+}
+
+/// One call of a layer: its positional arguments, flattened in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub args: Vec<Arg>,
+}
+
+impl Node {
+    pub fn tensors(&self) -> impl Iterator<Item = &TensorRef> {
+        self.args.iter().filter_map(|a| match a {
+            Arg::Tensor(t) => Some(t),
+            _ => None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum LayerKind {
+    /// An `InputLayer`: a placeholder bound to a graph input or to a nested model's argument.
+    Input {
+        dtype: String,
+        shape: Vec<Option<usize>>,
+    },
+    /// A `Functional` or `Sequential` model used as a layer.
+    Model(Box<ModelConfig>),
+    /// A `keras.ops` operation recorded in a functional graph (`x + y`), not a `Layer`.
+    Operation,
+    /// Any other layer.
+    Layer,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerConfig {
+    pub name: String,
+    pub class_name: String,
+    pub registered_name: Option<String>,
+    /// The layer's own `config` object, with Keras key names.
+    pub config: Value,
+    pub nodes: Vec<Node>,
+    pub kind: LayerKind,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelConfig {
+    pub name: String,
+    /// `Functional` or `Sequential`.
+    pub class_name: String,
+    pub layers: Vec<LayerConfig>,
+    pub inputs: Vec<TensorRef>,
+    pub outputs: Vec<TensorRef>,
+}
+
+impl ModelConfig {
+    pub fn layer(&self, name: &str) -> Option<(usize, &LayerConfig)> {
+        self.layers.iter().enumerate().find(|(_, l)| l.name == name)
+    }
+}
+
+/// Parses the JSON text of a model config.
+pub fn parse_model_json(text: &str) -> Result<ModelConfig> {
+    let value: Value = serde_json::from_str(text)?;
+    parse_model(&value, 0)
+}
+
+/// Parses a serialized model object (`{"class_name": "Functional", "config": {...}}`).
+pub fn parse_model(value: &Value, depth: usize) -> Result<ModelConfig> {
+    if depth > MAX_MODEL_DEPTH {
+        return Err(ImportError::config(format!(
+            "models are nested more than {MAX_MODEL_DEPTH} deep"
+        )));
+    }
+    let obj = as_object(value, "the model")?;
+    let class_name = str_field(obj, "class_name", "the model")?;
+    let config = obj
+        .get("config")
+        .and_then(Value::as_object)
+        .ok_or_else(|| {
+            ImportError::config(format!(
+                "model of class {class_name} has no \"config\" object"
+            ))
+        })?;
+    match class_name {
+        "Functional" | "Model" => parse_functional(config, depth),
+        "Sequential" => parse_sequential(config, depth),
+        other => Err(ImportError::config(format!(
+            "top-level class {other:?} is not a Functional or Sequential model \
+             (subclassed models carry no graph and cannot be imported)"
+        ))),
+    }
+}
+
+fn parse_functional(config: &Map<String, Value>, depth: usize) -> Result<ModelConfig> {
+    let name = config
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or("model")
+        .to_string();
+    let what = format!("model {name:?}");
+    let layer_values = config
+        .get("layers")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ImportError::config(format!("{what} has no \"layers\" list")))?;
+    let layers = layer_values
+        .iter()
+        .map(|l| parse_layer(l, depth, true))
+        .collect::<Result<Vec<_>>>()?;
+    let inputs = parse_ref_list(config.get("input_layers"), &format!("{what} input_layers"))?;
+    let outputs = parse_ref_list(
+        config.get("output_layers"),
+        &format!("{what} output_layers"),
+    )?;
+    if inputs.is_empty() || outputs.is_empty() {
+        return Err(ImportError::config(format!(
+            "{what} needs at least one input and one output"
+        )));
+    }
+    let model = ModelConfig {
+        name,
+        class_name: "Functional".into(),
+        layers,
+        inputs,
+        outputs,
+    };
+    check_unique_names(&model)?;
+    Ok(model)
+}
+
+fn parse_sequential(config: &Map<String, Value>, depth: usize) -> Result<ModelConfig> {
+    let name = config
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or("sequential")
+        .to_string();
+    let what = format!("Sequential model {name:?}");
+    let layer_values = config
+        .get("layers")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ImportError::config(format!("{what} has no \"layers\" list")))?;
+    let mut layers = layer_values
+        .iter()
+        .map(|l| parse_layer(l, depth, false))
+        .collect::<Result<Vec<_>>>()?;
+    if layers.is_empty() {
+        return Err(ImportError::config(format!("{what} has no layers")));
+    }
+    if !matches!(layers[0].kind, LayerKind::Input { .. }) {
+        // Keras 2 and unbuilt Keras 3 models carry the input shape elsewhere.
+        let shape = config
+            .get("build_input_shape")
+            .or_else(|| layers[0].config.get("batch_input_shape"))
+            .or_else(|| layers[0].config.get("batch_shape"))
+            .ok_or_else(|| {
+                ImportError::config(format!("{what} has no InputLayer and no input shape"))
+            })?;
+        let shape = parse_shape(shape, &what)?;
+        let dtype = layers[0]
+            .config
+            .get("dtype")
+            .and_then(dtype_name)
+            .unwrap_or("float32")
+            .to_string();
+        let input = LayerConfig {
+            name: format!("{name}_input"),
+            class_name: "InputLayer".into(),
+            registered_name: None,
+            config: Value::Null,
+            nodes: vec![],
+            kind: LayerKind::Input { dtype, shape },
+        };
+        layers.insert(0, input);
+    }
+    for i in 1..layers.len() {
+        let previous = TensorRef {
+            layer: layers[i - 1].name.clone(),
+            node: 0,
+            tensor: 0,
+        };
+        layers[i].nodes = vec![Node {
+            args: vec![Arg::Tensor(previous)],
+        }];
+    }
+    let first = TensorRef {
+        layer: layers[0].name.clone(),
+        node: 0,
+        tensor: 0,
+    };
+    let last = TensorRef {
+        layer: layers[layers.len() - 1].name.clone(),
+        node: 0,
+        tensor: 0,
+    };
+    let model = ModelConfig {
+        name,
+        class_name: "Sequential".into(),
+        layers,
+        inputs: vec![first],
+        outputs: vec![last],
+    };
+    check_unique_names(&model)?;
+    Ok(model)
+}
+
+fn check_unique_names(model: &ModelConfig) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    for layer in &model.layers {
+        if !seen.insert(layer.name.as_str()) {
+            return Err(ImportError::config(format!(
+                "model {:?} has two layers named {:?}",
+                model.name, layer.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn parse_layer(value: &Value, depth: usize, functional: bool) -> Result<LayerConfig> {
+    let obj = as_object(value, "a layer entry")?;
+    let class_name = str_field(obj, "class_name", "a layer entry")?.to_string();
+    let config = obj
+        .get("config")
+        .cloned()
+        .unwrap_or(Value::Object(Map::new()));
+    let name = obj
+        .get("name")
+        .and_then(Value::as_str)
+        .or_else(|| config.get("name").and_then(Value::as_str))
+        .ok_or_else(|| ImportError::config(format!("a {class_name} layer has no name")))?
+        .to_string();
+    let registered_name = obj
+        .get("registered_name")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let module = obj.get("module").and_then(Value::as_str).unwrap_or("");
+    let what = format!("layer {name:?} ({class_name})");
+
+    let kind = if class_name == "InputLayer" {
+        let shape = config
+            .get("batch_shape")
+            .or_else(|| config.get("batch_input_shape"))
+            .ok_or_else(|| ImportError::config(format!("{what} has no batch_shape")))?;
+        let shape = parse_shape(shape, &what)?;
+        let dtype = config
+            .get("dtype")
+            .and_then(dtype_name)
+            .unwrap_or("float32")
+            .to_string();
+        LayerKind::Input { dtype, shape }
+    } else if matches!(class_name.as_str(), "Functional" | "Sequential" | "Model")
+        && registered_name.as_deref().is_none_or(|r| r == class_name)
+        && config.get("layers").is_some()
+    {
+        LayerKind::Model(Box::new(parse_model(value, depth + 1)?))
+    } else if module.starts_with("keras.src.ops") || module.starts_with("keras.ops") {
+        LayerKind::Operation
+    } else {
+        LayerKind::Layer
+    };
+
+    let nodes = if functional {
+        match obj.get("inbound_nodes") {
+            None | Some(Value::Null) => vec![],
+            Some(Value::Array(nodes)) => nodes
+                .iter()
+                .map(|n| parse_node(n, &what))
+                .collect::<Result<_>>()?,
+            Some(_) => {
+                return Err(ImportError::config(format!(
+                    "{what}: inbound_nodes is not a list"
+                )))
+            }
+        }
+    } else {
+        vec![]
+    };
+    Ok(LayerConfig {
+        name,
+        class_name,
+        registered_name,
+        config,
+        nodes,
+        kind,
+    })
+}
+
+/// One entry of `inbound_nodes`, in either serialization.
+fn parse_node(value: &Value, what: &str) -> Result<Node> {
+    let mut args = Vec::new();
+    match value {
+        // Keras 3: {"args": [...], "kwargs": {...}}
+        Value::Object(obj) => {
+            if let Some(a) = obj.get("args") {
+                collect_args(a, &mut args, what, 0)?;
+            }
+            if let Some(Value::Object(kwargs)) = obj.get("kwargs") {
+                for (key, v) in kwargs {
+                    let mut found = Vec::new();
+                    collect_args(v, &mut found, what, 0)?;
+                    if found.iter().any(|a| matches!(a, Arg::Tensor(_))) {
+                        return Err(ImportError::config(format!(
+                            "{what}: a tensor passed as keyword argument {key:?} is not supported"
+                        )));
+                    }
+                }
+            }
+        }
+        // Keras 2: [[layer, node, tensor, kwargs], ...]
+        Value::Array(entries) => {
+            for entry in entries {
+                args.push(Arg::Tensor(parse_ref(entry, what)?));
+            }
+        }
+        _ => {
+            return Err(ImportError::config(format!(
+                "{what}: an inbound node is neither an object nor a list"
+            )))
+        }
+    }
+    Ok(Node { args })
+}
+
+/// Walks call arguments depth first, collecting tensors and constants in order.
+fn collect_args(value: &Value, out: &mut Vec<Arg>, what: &str, depth: usize) -> Result<()> {
+    if depth > 16 {
+        return Err(ImportError::config(format!(
+            "{what}: call arguments are nested too deep"
+        )));
+    }
+    match value {
+        Value::Array(items) => {
+            for item in items {
+                collect_args(item, out, what, depth + 1)?;
+            }
+        }
+        Value::Object(obj) => match obj.get("class_name").and_then(Value::as_str) {
+            Some("__keras_tensor__") => {
+                let history = obj
+                    .get("config")
+                    .and_then(|c| c.get("keras_history"))
+                    .ok_or_else(|| {
+                        ImportError::config(format!("{what}: a keras tensor has no keras_history"))
+                    })?;
+                let reference = parse_ref(history, what)?;
+                out.push(Arg::Tensor(reference));
+            }
+            Some("__numpy__") | Some("__tensor__") => {
+                let config = obj
+                    .get("config")
+                    .and_then(Value::as_object)
+                    .ok_or_else(|| {
+                        ImportError::config(format!("{what}: a constant has no config"))
+                    })?;
+                out.push(Arg::Constant(parse_constant(config, what)?));
+            }
+            _ => {}
+        },
+        Value::Number(n) => {
+            if let Some(v) = n.as_f64() {
+                out.push(Arg::Scalar(v));
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// A `[layer, node, tensor]` (Keras 3) or `[layer, node, tensor, kwargs]` (Keras 2) triple.
+fn parse_ref(value: &Value, what: &str) -> Result<TensorRef> {
+    let bad = || ImportError::config(format!("{what}: malformed tensor reference {value}"));
+    let items = value.as_array().ok_or_else(bad)?;
+    if items.len() < 3 {
+        return Err(bad());
+    }
+    let layer = items[0].as_str().ok_or_else(bad)?.to_string();
+    let node = items[1].as_u64().ok_or_else(bad)?;
+    let tensor = items[2].as_u64().ok_or_else(bad)?;
+    let node = usize::try_from(node).map_err(|_| bad())?;
+    let tensor = usize::try_from(tensor).map_err(|_| bad())?;
+    Ok(TensorRef {
+        layer,
+        node,
+        tensor,
+    })
+}
+
+/// `input_layers` / `output_layers`: one triple, a list of triples, or a dict of triples.
+fn parse_ref_list(value: Option<&Value>, what: &str) -> Result<Vec<TensorRef>> {
+    match value {
+        None | Some(Value::Null) => Err(ImportError::config(format!("{what} is missing"))),
+        Some(Value::Array(items)) if items.first().is_some_and(Value::is_string) => {
+            Ok(vec![parse_ref(value.unwrap_or(&Value::Null), what)?])
+        }
+        Some(Value::Array(items)) => items.iter().map(|v| parse_ref(v, what)).collect(),
+        Some(Value::Object(map)) => map.values().map(|v| parse_ref(v, what)).collect(),
+        Some(other) => Err(ImportError::config(format!(
+            "{what}: unexpected value {other}"
+        ))),
+    }
+}
+
+/// A shape list such as `[null, 40]`.
+pub fn parse_shape(value: &Value, what: &str) -> Result<Vec<Option<usize>>> {
+    let items = value
+        .as_array()
+        .ok_or_else(|| ImportError::config(format!("{what}: shape {value} is not a list")))?;
+    items
+        .iter()
+        .map(|d| match d {
+            Value::Null => Ok(None),
+            Value::Number(n) => n
+                .as_u64()
+                .and_then(|n| usize::try_from(n).ok())
+                .map(Some)
+                .ok_or_else(|| {
+                    ImportError::config(format!("{what}: bad dimension {n} in shape {value}"))
+                }),
+            other => Err(ImportError::config(format!(
+                "{what}: bad dimension {other} in shape {value}"
+            ))),
+        })
+        .collect()
+}
+
+/// A dtype given as a name or as a `DTypePolicy` object.
+fn dtype_name(value: &Value) -> Option<&str> {
+    match value {
+        Value::String(s) => Some(s),
+        Value::Object(obj) => obj
+            .get("config")
+            .and_then(|c| c.get("name"))
+            .and_then(Value::as_str),
+        _ => None,
+    }
+}
+
+/// A `__numpy__` / `__tensor__` constant: `{"value": nested lists, "dtype": "float32"}`.
+fn parse_constant(config: &Map<String, Value>, what: &str) -> Result<Tensor> {
+    let dtype_name = config
+        .get("dtype")
+        .and_then(Value::as_str)
+        .unwrap_or("float32");
+    let dtype = DType::from_name(dtype_name).map_err(|_| {
+        ImportError::config(format!(
+            "{what}: constant of unsupported dtype {dtype_name:?}"
+        ))
+    })?;
+    let value = config
+        .get("value")
+        .ok_or_else(|| ImportError::config(format!("{what}: a constant has no value")))?;
+    let mut shape = Vec::new();
+    let mut probe = value;
+    while let Value::Array(items) = probe {
+        shape.push(items.len());
+        match items.first() {
+            Some(first) => probe = first,
+            None => break,
+        }
+        if shape.len() > 32 {
+            return Err(ImportError::config(format!(
+                "{what}: constant has more than 32 dimensions"
+            )));
+        }
+    }
+    let mut flat = Vec::new();
+    flatten_constant(value, &shape, 0, &mut flat, what)?;
+    let tensor = match dtype {
+        DType::F32 | DType::F64 | DType::F16 => Tensor::from_f64_as(dtype, shape, &flat),
+        _ => scalar_tensor_of(dtype, shape, &flat),
+    };
+    tensor.ok_or_else(|| {
+        ImportError::config(format!(
+            "{what}: constant of unsupported dtype {dtype_name:?}"
+        ))
+    })
+}
+
+fn flatten_constant(
+    value: &Value,
+    shape: &[usize],
+    dim: usize,
+    out: &mut Vec<f64>,
+    what: &str,
+) -> Result<()> {
+    let ragged = || ImportError::config(format!("{what}: constant is not a rectangular array"));
+    match value {
+        Value::Array(items) => {
+            if dim >= shape.len() || items.len() != shape[dim] {
+                return Err(ragged());
+            }
+            for item in items {
+                flatten_constant(item, shape, dim + 1, out, what)?;
+            }
+        }
+        Value::Number(n) if dim == shape.len() => out.push(n.as_f64().ok_or_else(ragged)?),
+        Value::Bool(b) if dim == shape.len() => out.push(f64::from(u8::from(*b))),
+        _ => return Err(ragged()),
+    }
+    Ok(())
+}
+
+/// An integer or bool tensor from `f64` values (exact for the values JSON carries).
+pub fn scalar_tensor_of(dtype: DType, shape: Vec<usize>, values: &[f64]) -> Option<Tensor> {
+    let data: Vec<u8> = match dtype {
+        DType::F32 | DType::F64 | DType::F16 => return Tensor::from_f64_as(dtype, shape, values),
+        DType::I8 => values
+            .iter()
+            .flat_map(|&v| (v as i8).to_le_bytes())
+            .collect(),
+        DType::I16 => values
+            .iter()
+            .flat_map(|&v| (v as i16).to_le_bytes())
+            .collect(),
+        DType::I32 => values
+            .iter()
+            .flat_map(|&v| (v as i32).to_le_bytes())
+            .collect(),
+        DType::I64 => values
+            .iter()
+            .flat_map(|&v| (v as i64).to_le_bytes())
+            .collect(),
+        DType::U8 => values.iter().map(|&v| v as u8).collect(),
+        DType::Bool => values.iter().map(|&v| u8::from(v != 0.0)).collect(),
+    };
+    Some(Tensor { dtype, shape, data })
+}
+
+fn as_object<'a>(value: &'a Value, what: &str) -> Result<&'a Map<String, Value>> {
+    value
+        .as_object()
+        .ok_or_else(|| ImportError::config(format!("{what} is not a JSON object")))
+}
+
+fn str_field<'a>(obj: &'a Map<String, Value>, key: &str, what: &str) -> Result<&'a str> {
+    obj.get(key)
+        .and_then(Value::as_str)
+        .ok_or_else(|| ImportError::config(format!("{what} has no {key:?} string")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn tensor(layer: &str, node: usize) -> Value {
+        json!({"class_name": "__keras_tensor__", "config": {"shape": [null, 2], "dtype": "float32", "keras_history": [layer, node, 0]}})
+    }
+
+    #[test]
+    fn keras3_nodes_with_list_args_and_constants() {
+        let node = json!({"args": [[tensor("a", 0), tensor("b", 1)], {"class_name": "__numpy__", "config": {"value": [[1.0, 2.0], [3.0, 4.0]], "dtype": "float32"}}, 0.5], "kwargs": {"mask": null}});
+        let parsed = parse_node(&node, "layer").unwrap();
+        assert_eq!(
+            parsed
+                .tensors()
+                .map(|t| (t.layer.as_str(), t.node))
+                .collect::<Vec<_>>(),
+            [("a", 0), ("b", 1)]
+        );
+        match &parsed.args[2] {
+            Arg::Constant(t) => {
+                assert_eq!(t.shape, vec![2, 2]);
+                assert_eq!(t.to_f64_vec(), vec![1.0, 2.0, 3.0, 4.0]);
+            }
+            other => panic!("expected a constant, got {other:?}"),
+        }
+        assert_eq!(parsed.args[3], Arg::Scalar(0.5));
+    }
+
+    #[test]
+    fn keras2_nodes() {
+        let node = json!([["dense_1", 0, 0, {}], ["input_2", 1, 0, {}]]);
+        let parsed = parse_node(&node, "layer").unwrap();
+        let refs: Vec<_> = parsed.tensors().cloned().collect();
+        assert_eq!(
+            refs[1],
+            TensorRef {
+                layer: "input_2".into(),
+                node: 1,
+                tensor: 0
+            }
+        );
+    }
+
+    #[test]
+    fn tensor_in_kwargs_is_refused() {
+        let node = json!({"args": [tensor("a", 0)], "kwargs": {"value": tensor("b", 0)}});
+        let err = parse_node(&node, "layer \"mha\"").unwrap_err().to_string();
+        assert!(err.contains("keyword argument \"value\""), "{err}");
+    }
+
+    #[test]
+    fn ragged_constant_is_refused() {
+        let node = json!({"args": [{"class_name": "__numpy__", "config": {"value": [[1.0], [2.0, 3.0]], "dtype": "float32"}}]});
+        let err = parse_node(&node, "layer").unwrap_err().to_string();
+        assert!(err.contains("not a rectangular array"), "{err}");
+    }
+
+    #[test]
+    fn constant_of_unknown_dtype_is_refused() {
+        let node = json!({"args": [{"class_name": "__numpy__", "config": {"value": [1.0], "dtype": "complex64"}}]});
+        let err = parse_node(&node, "layer").unwrap_err().to_string();
+        assert!(err.contains("unsupported dtype \"complex64\""), "{err}");
+    }
+
+    #[test]
+    fn sequential_without_input_layer_uses_build_input_shape() {
+        let model = json!({"class_name": "Sequential", "config": {"name": "s", "layers": [
+            {"class_name": "Dense", "config": {"name": "d1", "units": 2}},
+            {"class_name": "Dense", "config": {"name": "d2", "units": 2}}
+        ], "build_input_shape": [null, 3]}});
+        let parsed = parse_model(&model, 0).unwrap();
+        assert_eq!(
+            parsed.layers[0].kind,
+            LayerKind::Input {
+                dtype: "float32".into(),
+                shape: vec![None, Some(3)]
+            }
+        );
+        assert_eq!(
+            parsed.layers[2].nodes[0].args,
+            vec![Arg::Tensor(TensorRef {
+                layer: "d1".into(),
+                node: 0,
+                tensor: 0
+            })]
+        );
+        assert_eq!(parsed.outputs[0].layer, "d2");
+    }
+
+    #[test]
+    fn duplicate_layer_names_are_refused() {
+        let model = json!({"class_name": "Sequential", "config": {"name": "s", "layers": [
+            {"class_name": "InputLayer", "config": {"name": "x", "batch_shape": [null, 3]}},
+            {"class_name": "Dense", "config": {"name": "d", "units": 2}},
+            {"class_name": "Dense", "config": {"name": "d", "units": 2}}
+        ]}});
+        let err = parse_model(&model, 0).unwrap_err().to_string();
+        assert!(err.contains("two layers named \"d\""), "{err}");
+    }
+
+    #[test]
+    fn subclassed_models_are_refused() {
+        let err = parse_model(&json!({"class_name": "MyModel", "config": {}}), 0)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("subclassed"), "{err}");
+    }
+
+    #[test]
+    fn deep_nesting_is_refused() {
+        let mut model = json!({"class_name": "Sequential", "config": {"name": "s", "layers": [
+            {"class_name": "InputLayer", "config": {"name": "x", "batch_shape": [null, 3]}}]}});
+        for _ in 0..40 {
+            model = json!({"class_name": "Sequential", "config": {"name": "s", "layers": [
+                {"class_name": "InputLayer", "config": {"name": "x", "batch_shape": [null, 3]}}, model]}});
+        }
+        let err = parse_model(&model, 0).unwrap_err().to_string();
+        assert!(err.contains("nested more than"), "{err}");
+    }
+}

@@ -1,0 +1,566 @@
+//! Flattens a Keras model tree into the builder's flat [`ModelSpec`].
+//!
+//! Every call of a layer (a Keras "node") becomes one builder layer, so a shared layer
+//! appears once per call, with the same weights. Models nested inside models are inlined:
+//! their `InputLayer`s are bound to the values they were called on, and their layers get
+//! the nested model's name as a prefix (`encoder/embedding`). Only what the outputs need
+//! is emitted.
+//!
+//! The walk is an explicit depth-first search (no recursion, so deep graphs cannot
+//! overflow the small stacks of BEAM dirty schedulers), which also finds cycles.
+
+use crate::config::{Arg, LayerConfig, LayerKind, ModelConfig, Node, TensorRef};
+use crate::custom::CustomLayers;
+use crate::error::{ImportError, Result};
+use crate::weights::{WeightFile, WeightLocation, WeightScope};
+use crate::ImportOptions;
+use serde_json::json;
+use std::collections::{HashMap, HashSet};
+use thunderbolt_builder::{DType, Input, Layer, LayerRegistry, ModelSpec, Output, Tensor};
+
+/// One inlined instance of a model: the top-level model, or a nested model at one call.
+struct Scope<'m> {
+    model: &'m ModelConfig,
+    /// Prefix of flat names: `""` at the top, `"encoder/"` inside a nested model.
+    prefix: String,
+    /// Flat value names of the model's `InputLayer`s.
+    bindings: HashMap<&'m str, String>,
+    /// Where each layer (by index) finds its weights.
+    locations: Vec<WeightLocation>,
+    index: HashMap<&'m str, usize>,
+    depth: usize,
+}
+
+/// A call of a layer within a scope.
+type NodeKey = (usize, usize, usize);
+
+enum Frame {
+    Visit(NodeKey),
+    Emit(NodeKey),
+    CollectNested(NodeKey, usize),
+}
+
+enum Resolved {
+    Value(String),
+    Node(NodeKey, usize),
+}
+
+pub struct Flattener<'a> {
+    weights: &'a WeightFile,
+    options: &'a ImportOptions,
+    custom: &'a CustomLayers,
+    registry: &'a LayerRegistry,
+    scopes: Vec<Scope<'a>>,
+    done: HashMap<NodeKey, Vec<String>>,
+    in_progress: HashSet<NodeKey>,
+    path: Vec<NodeKey>,
+    layers: Vec<Layer>,
+    used_names: HashSet<String>,
+    weight_cache: HashMap<WeightLocation, Vec<Tensor>>,
+}
+
+impl<'a> Flattener<'a> {
+    pub fn new(
+        weights: &'a WeightFile,
+        options: &'a ImportOptions,
+        custom: &'a CustomLayers,
+        registry: &'a LayerRegistry,
+    ) -> Self {
+        Flattener {
+            weights,
+            options,
+            custom,
+            registry,
+            scopes: Vec::new(),
+            done: HashMap::new(),
+            in_progress: HashSet::new(),
+            path: Vec::new(),
+            layers: Vec::new(),
+            used_names: HashSet::new(),
+            weight_cache: HashMap::new(),
+        }
+    }
+
+    /// Flattens `model` (the top-level model) into a spec.
+    pub fn flatten(mut self, model: &'a ModelConfig, scope: WeightScope) -> Result<ModelSpec> {
+        let inputs = self.graph_inputs(model)?;
+        let mut bindings = HashMap::new();
+        for (input, reference) in inputs.iter().zip(&model.inputs) {
+            bindings.insert(reference.layer.as_str(), input.name.clone());
+        }
+        let root = self.push_scope(model, String::new(), bindings, &scope, 0)?;
+
+        let mut sources = Vec::with_capacity(model.outputs.len());
+        for reference in &model.outputs {
+            sources.push(self.resolve_value(root, reference)?);
+        }
+        let outputs = self.output_names(model, sources)?;
+        Ok(ModelSpec {
+            name: model.name.clone(),
+            inputs,
+            layers: self.layers,
+            outputs,
+            opset: self.options.opset,
+        })
+    }
+
+    fn graph_inputs(&mut self, model: &ModelConfig) -> Result<Vec<Input>> {
+        for name in self.options.input_dtypes.keys() {
+            if !model.inputs.iter().any(|r| &r.layer == name) {
+                let known: Vec<&str> = model.inputs.iter().map(|r| r.layer.as_str()).collect();
+                return Err(ImportError::Option(format!(
+                    "input_dtypes names {name:?}, which is not an input of the model (inputs: {})",
+                    known.join(", ")
+                )));
+            }
+        }
+        let mut inputs = Vec::with_capacity(model.inputs.len());
+        for reference in &model.inputs {
+            let (_, layer) = model.layer(&reference.layer).ok_or_else(|| {
+                ImportError::config(format!(
+                    "input_layers names {:?}, which is not a layer",
+                    reference.layer
+                ))
+            })?;
+            let LayerKind::Input { dtype, shape } = &layer.kind else {
+                return Err(ImportError::config(format!(
+                    "input_layers names {:?}, a {} and not an InputLayer",
+                    layer.name, layer.class_name
+                )));
+            };
+            let keras_dtype = DType::from_name(dtype).map_err(|_| {
+                ImportError::config(format!(
+                    "input {:?} has unsupported dtype {dtype:?}",
+                    layer.name
+                ))
+            })?;
+            let dtype = self
+                .options
+                .input_dtypes
+                .get(&layer.name)
+                .copied()
+                .or(self.options.input_dtype)
+                .unwrap_or(keras_dtype);
+            if !self.used_names.insert(layer.name.clone()) {
+                return Err(ImportError::config(format!(
+                    "input {:?} is listed twice",
+                    layer.name
+                )));
+            }
+            inputs.push(Input {
+                name: layer.name.clone(),
+                dtype,
+                shape: shape.clone(),
+            });
+        }
+        Ok(inputs)
+    }
+
+    fn output_names(&self, model: &ModelConfig, sources: Vec<String>) -> Result<Vec<Output>> {
+        let names: Vec<String> = match &self.options.output_names {
+            Some(names) => {
+                if names.len() != sources.len() {
+                    return Err(ImportError::Option(format!(
+                        "output_names has {} name(s) but the model has {} output(s)",
+                        names.len(),
+                        sources.len()
+                    )));
+                }
+                let unique: HashSet<&String> = names.iter().collect();
+                if unique.len() != names.len() {
+                    return Err(ImportError::Option(format!(
+                        "output_names has duplicates: {names:?}"
+                    )));
+                }
+                names.clone()
+            }
+            None => {
+                let mut seen = HashSet::new();
+                model
+                    .outputs
+                    .iter()
+                    .map(|r| {
+                        let base = if r.tensor == 0 {
+                            r.layer.clone()
+                        } else {
+                            format!("{}_{}", r.layer, r.tensor)
+                        };
+                        let mut name = base.clone();
+                        let mut n = 0;
+                        while !seen.insert(name.clone()) {
+                            n += 1;
+                            name = format!("{base}_{n}");
+                        }
+                        name
+                    })
+                    .collect()
+            }
+        };
+        Ok(names
+            .into_iter()
+            .zip(sources)
+            .map(|(name, source)| Output { name, source })
+            .collect())
+    }
+
+    fn push_scope(
+        &mut self,
+        model: &'a ModelConfig,
+        prefix: String,
+        bindings: HashMap<&'a str, String>,
+        weights: &WeightScope,
+        depth: usize,
+    ) -> Result<usize> {
+        let described: Vec<(&str, &str, bool)> = model
+            .layers
+            .iter()
+            .map(|l| {
+                (
+                    l.name.as_str(),
+                    l.class_name.as_str(),
+                    !matches!(l.kind, LayerKind::Operation),
+                )
+            })
+            .collect();
+        let locations = weights.locations(&described);
+        let index = model
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.name.as_str(), i))
+            .collect();
+        self.scopes.push(Scope {
+            model,
+            prefix,
+            bindings,
+            locations,
+            index,
+            depth,
+        });
+        Ok(self.scopes.len() - 1)
+    }
+
+    /// Resolves a reference to a flat value name, emitting whatever it depends on.
+    fn resolve_value(&mut self, scope: usize, reference: &TensorRef) -> Result<String> {
+        match self.resolve(scope, reference)? {
+            Resolved::Value(name) => Ok(name),
+            Resolved::Node(key, tensor) => {
+                self.run(key)?;
+                self.node_output(key, tensor)
+            }
+        }
+    }
+
+    fn resolve(&self, scope: usize, reference: &TensorRef) -> Result<Resolved> {
+        let s = &self.scopes[scope];
+        let index = *s.index.get(reference.layer.as_str()).ok_or_else(|| {
+            ImportError::config(format!(
+                "model {:?} refers to layer {:?}, which it does not contain",
+                s.model.name, reference.layer
+            ))
+        })?;
+        let layer = &s.model.layers[index];
+        if let LayerKind::Input { .. } = layer.kind {
+            let name = s.bindings.get(layer.name.as_str()).ok_or_else(|| {
+                ImportError::config(format!(
+                    "model {:?} uses InputLayer {:?}, which is not one of its inputs",
+                    s.model.name, layer.name
+                ))
+            })?;
+            return Ok(Resolved::Value(name.clone()));
+        }
+        if reference.node >= layer.nodes.len() {
+            return Err(ImportError::config(format!(
+                "a reference to call {} of layer {:?}, which has {} call(s)",
+                reference.node,
+                layer.name,
+                layer.nodes.len()
+            )));
+        }
+        Ok(Resolved::Node(
+            (scope, index, reference.node),
+            reference.tensor,
+        ))
+    }
+
+    fn node_output(&self, key: NodeKey, tensor: usize) -> Result<String> {
+        let outputs = &self.done[&key];
+        outputs.get(tensor).cloned().ok_or_else(|| {
+            ImportError::config(format!(
+                "a reference to output {tensor} of {:?}, which has {} output(s)",
+                self.display_name(key),
+                outputs.len()
+            ))
+        })
+    }
+
+    fn layer_of(&self, key: NodeKey) -> &'a LayerConfig {
+        let model: &'a ModelConfig = self.scopes[key.0].model;
+        &model.layers[key.1]
+    }
+
+    fn node_of(&self, key: NodeKey) -> &'a Node {
+        &self.layer_of(key).nodes[key.2]
+    }
+
+    fn display_name(&self, key: NodeKey) -> String {
+        let layer = self.layer_of(key);
+        let mut name = format!("{}{}", self.scopes[key.0].prefix, layer.name);
+        if key.2 > 0 {
+            name.push_str(&format!(" (call {})", key.2));
+        }
+        name
+    }
+
+    /// The depth-first walk that emits `start` after everything it depends on.
+    fn run(&mut self, start: NodeKey) -> Result<()> {
+        let mut stack = vec![Frame::Visit(start)];
+        while let Some(frame) = stack.pop() {
+            match frame {
+                Frame::Visit(key) => {
+                    if self.done.contains_key(&key) {
+                        continue;
+                    }
+                    if self.in_progress.contains(&key) {
+                        return Err(self.cycle(key));
+                    }
+                    self.in_progress.insert(key);
+                    self.path.push(key);
+                    stack.push(Frame::Emit(key));
+                    let node = self.node_of(key);
+                    for reference in node.tensors().collect::<Vec<_>>().into_iter().rev() {
+                        if let Resolved::Node(dep, _) = self.resolve(key.0, reference)? {
+                            if self.in_progress.contains(&dep) {
+                                return Err(self.cycle(dep));
+                            }
+                            if !self.done.contains_key(&dep) {
+                                stack.push(Frame::Visit(dep));
+                            }
+                        }
+                    }
+                }
+                Frame::Emit(key) => {
+                    let inbound = self.inbound_values(key)?;
+                    let layer = self.layer_of(key);
+                    if let LayerKind::Model(nested) = &layer.kind {
+                        let inner = self.enter_nested(key, nested, inbound)?;
+                        stack.push(Frame::CollectNested(key, inner));
+                        for reference in nested.outputs.iter().rev() {
+                            if let Resolved::Node(dep, _) = self.resolve(inner, reference)? {
+                                if !self.done.contains_key(&dep) {
+                                    stack.push(Frame::Visit(dep));
+                                }
+                            }
+                        }
+                    } else {
+                        let output = self.emit_layer(key, inbound)?;
+                        self.finish(key, vec![output]);
+                    }
+                }
+                Frame::CollectNested(key, inner) => {
+                    let nested = match &self.layer_of(key).kind {
+                        LayerKind::Model(nested) => nested,
+                        _ => unreachable!("CollectNested is only pushed for nested models"),
+                    };
+                    let mut outputs = Vec::with_capacity(nested.outputs.len());
+                    for reference in &nested.outputs {
+                        outputs.push(match self.resolve(inner, reference)? {
+                            Resolved::Value(name) => name,
+                            Resolved::Node(dep, tensor) => self.node_output(dep, tensor)?,
+                        });
+                    }
+                    self.finish(key, outputs);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, key: NodeKey, outputs: Vec<String>) {
+        self.in_progress.remove(&key);
+        if self.path.last() == Some(&key) {
+            self.path.pop();
+        }
+        self.done.insert(key, outputs);
+    }
+
+    fn cycle(&self, key: NodeKey) -> ImportError {
+        let start = self.path.iter().position(|k| *k == key).unwrap_or(0);
+        let mut path: Vec<String> = self.path[start..]
+            .iter()
+            .map(|k| self.display_name(*k))
+            .collect();
+        path.push(self.display_name(key));
+        ImportError::Cycle { path }
+    }
+
+    /// The call arguments of a node whose dependencies are all emitted.
+    fn inbound_values(&self, key: NodeKey) -> Result<Vec<String>> {
+        let node = self.node_of(key);
+        let mut values = Vec::new();
+        for reference in node.tensors() {
+            values.push(match self.resolve(key.0, reference)? {
+                Resolved::Value(name) => name,
+                Resolved::Node(dep, tensor) => self.node_output(dep, tensor)?,
+            });
+        }
+        Ok(values)
+    }
+
+    fn enter_nested(
+        &mut self,
+        key: NodeKey,
+        nested: &'a ModelConfig,
+        inbound: Vec<String>,
+    ) -> Result<usize> {
+        let parent = &self.scopes[key.0];
+        let layer = self.layer_of(key);
+        if inbound.len() != nested.inputs.len() {
+            return Err(ImportError::config(format!(
+                "nested model {:?} takes {} input(s) but is called with {}",
+                layer.name,
+                nested.inputs.len(),
+                inbound.len()
+            )));
+        }
+        let mut prefix = format!("{}{}", parent.prefix, layer.name);
+        if key.2 > 0 {
+            prefix.push_str(&format!("/call_{}", key.2));
+        }
+        prefix.push('/');
+        let weights = WeightScope::nested(&parent.locations[key.1]);
+        let depth = parent.depth + 1;
+        let bindings = nested
+            .inputs
+            .iter()
+            .map(|r| r.layer.as_str())
+            .zip(inbound)
+            .collect();
+        self.push_scope(nested, prefix, bindings, &weights, depth)
+    }
+
+    /// Emits the builder layer for one call of a leaf layer; returns its value name.
+    fn emit_layer(&mut self, key: NodeKey, inbound: Vec<String>) -> Result<String> {
+        let layer = self.layer_of(key);
+        let base = {
+            let mut base = format!("{}{}", self.scopes[key.0].prefix, layer.name);
+            if key.2 > 0 {
+                base.push_str(&format!("/call_{}", key.2));
+            }
+            base
+        };
+        let name = self.unique_name(&base);
+        let node = self.node_of(key);
+
+        let built = if let LayerKind::Operation = layer.kind {
+            self.operation(layer, node, &name, inbound)?
+        } else {
+            let class_name = self
+                .custom
+                .builder_class(layer, self.options, self.registry)?;
+            let location = self.scopes[key.0].locations[key.1].clone();
+            let weights = match self.weight_cache.get(&location) {
+                Some(w) => w.clone(),
+                None => {
+                    let w = self.weights.load(&location)?;
+                    self.weight_cache.insert(location, w.clone());
+                    w
+                }
+            };
+            if node.args.iter().any(|a| !matches!(a, Arg::Tensor(_))) {
+                return Err(ImportError::config(format!(
+                    "layer {:?} ({}) is called with constant arguments, which only keras.ops \
+                     additions support",
+                    layer.name, layer.class_name
+                )));
+            }
+            Layer {
+                name: name.clone(),
+                class_name,
+                config: layer.config.clone(),
+                inbound,
+                weights,
+            }
+        };
+        self.layers.push(built);
+        Ok(name)
+    }
+
+    /// A `keras.ops` operation recorded in the graph, such as `x + positional_encoding`.
+    fn operation(
+        &self,
+        layer: &LayerConfig,
+        node: &Node,
+        name: &str,
+        inbound: Vec<String>,
+    ) -> Result<Layer> {
+        let constants: Vec<&Arg> = node
+            .args
+            .iter()
+            .filter(|a| !matches!(a, Arg::Tensor(_)))
+            .collect();
+        let first_is_tensor = matches!(node.args.first(), Some(Arg::Tensor(_)));
+        let config = json!({"name": layer.name});
+        let merge = |class: &str| Layer {
+            name: name.to_string(),
+            class_name: class.to_string(),
+            config: config.clone(),
+            inbound: inbound.clone(),
+            weights: vec![],
+        };
+        let add_constant = |constant: Tensor| Layer {
+            name: name.to_string(),
+            class_name: "AddConstant".to_string(),
+            config: config.clone(),
+            inbound: inbound.clone(),
+            weights: vec![constant],
+        };
+        let op = layer.class_name.as_str();
+        match (op, inbound.len(), constants.as_slice()) {
+            ("Add", 2, []) => Ok(merge("Add")),
+            ("Subtract", 2, []) => Ok(merge("Subtract")),
+            ("Multiply", 2, []) => Ok(merge("Multiply")),
+            ("Add", 1, [constant]) => Ok(add_constant(constant_tensor(constant, false)?)),
+            ("Subtract", 1, [constant]) if first_is_tensor => {
+                Ok(add_constant(constant_tensor(constant, true)?))
+            }
+            _ => Err(ImportError::UnsupportedLayer {
+                layer: layer.name.clone(),
+                class_name: format!("keras.ops.{op}"),
+                registered_name: None,
+                hint: format!(
+                    "Of the keras.ops operations recorded in functional graphs, the importer \
+                     converts Add, Subtract and Multiply of two tensors and the addition or \
+                     subtraction of a constant (this call has {} tensor(s) and {} constant(s)).",
+                    inbound.len(),
+                    constants.len()
+                ),
+            }),
+        }
+    }
+
+    fn unique_name(&mut self, base: &str) -> String {
+        let mut name = base.to_string();
+        let mut n = 0;
+        while !self.used_names.insert(name.clone()) {
+            n += 1;
+            name = format!("{base}_{n}");
+        }
+        name
+    }
+}
+
+/// A constant call argument as a tensor, negated for `x - constant`.
+fn constant_tensor(arg: &Arg, negate: bool) -> Result<Tensor> {
+    let sign = if negate { -1.0 } else { 1.0 };
+    match arg {
+        Arg::Scalar(v) => Ok(Tensor::from_f32(vec![], &[(sign * v) as f32])),
+        Arg::Constant(t) if !negate => Ok(t.clone()),
+        Arg::Constant(t) => {
+            let values: Vec<f64> = t.to_f64_vec().into_iter().map(|v| -v).collect();
+            crate::config::scalar_tensor_of(t.dtype, t.shape.clone(), &values)
+                .ok_or_else(|| ImportError::config("cannot negate a constant of this dtype"))
+        }
+        Arg::Tensor(_) => Err(ImportError::config("expected a constant argument")),
+    }
+}
