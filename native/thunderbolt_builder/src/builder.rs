@@ -3,14 +3,15 @@
 //! emitted), then emit nodes and initializers and assemble the model.
 
 use crate::error::BuildError;
-use crate::graph::GraphBuilder;
+use crate::graph::{GraphBuilder, WeightSlot};
 use crate::registry::{LayerConverter, LayerRegistry, ValueRef};
 use crate::shape::{Dim, TensorInfo};
 use crate::spec::{Layer, ModelSpec};
 use crate::tensor::DType;
 use onnx_protobuf::tensor_shape_proto::{dimension, Dimension};
 use onnx_protobuf::{
-    type_proto, ModelProto, OperatorSetIdProto, TensorShapeProto, TypeProto, ValueInfoProto,
+    type_proto, GraphProto, ModelProto, OperatorSetIdProto, TensorShapeProto, TypeProto,
+    ValueInfoProto,
 };
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
@@ -46,6 +47,47 @@ pub(crate) fn build_model_with(
     spec: &ModelSpec,
     registry: &LayerRegistry,
 ) -> Result<ModelProto, BuildError> {
+    let opset = check_opset(spec)?;
+    let (graph, _) = build_graph(spec, registry, GraphBuilder::new())?;
+    Ok(assemble(graph, opset))
+}
+
+/// Like [`build_model_with`], moving the weights' bytes into the initializers instead of
+/// copying them, so the model costs no memory beyond the spec's own weights.
+pub(crate) fn build_model_owned(
+    mut spec: ModelSpec,
+    registry: &LayerRegistry,
+) -> Result<ModelProto, BuildError> {
+    let opset = check_opset(&spec)?;
+    let buffers: HashMap<(usize, usize), WeightSlot> = spec
+        .layers
+        .iter()
+        .enumerate()
+        .flat_map(|(l, layer)| {
+            layer
+                .weights
+                .iter()
+                .enumerate()
+                .map(move |(w, t)| ((t.data.as_ptr() as usize, t.data.len()), (l, w)))
+        })
+        .collect();
+    let (mut graph, deferred) = build_graph(&spec, registry, GraphBuilder::deferring(buffers))?;
+    // A weight used by two initializers is moved into the first and copied into the second.
+    let mut moved: HashMap<WeightSlot, usize> = HashMap::new();
+    for (init, (l, w)) in deferred {
+        let data = match moved.get(&(l, w)) {
+            Some(&first) => graph.initializer[first].raw_data.clone(),
+            None => {
+                moved.insert((l, w), init);
+                std::mem::take(&mut spec.layers[l].weights[w].data)
+            }
+        };
+        graph.initializer[init].raw_data = data;
+    }
+    Ok(assemble(graph, opset))
+}
+
+fn check_opset(spec: &ModelSpec) -> Result<i64, BuildError> {
     let opset = spec.opset.unwrap_or(DEFAULT_OPSET);
     if !(MIN_OPSET..=MAX_OPSET).contains(&opset) {
         return Err(BuildError::UnsupportedOpset {
@@ -54,6 +96,16 @@ pub(crate) fn build_model_with(
             max: MAX_OPSET,
         });
     }
+    Ok(opset)
+}
+
+type Deferred = Vec<(usize, WeightSlot)>;
+
+fn build_graph(
+    spec: &ModelSpec,
+    registry: &LayerRegistry,
+    mut g: GraphBuilder,
+) -> Result<(GraphProto, Deferred), BuildError> {
     let sources = index_names(spec)?;
     let converters = lookup_converters(spec, registry)?;
     check_references(spec, &sources)?;
@@ -61,7 +113,6 @@ pub(crate) fn build_model_with(
     let infos = infer_types(spec, &sources, &converters, &order)?;
     let output_owner = check_outputs(spec, &sources)?;
 
-    let mut g = GraphBuilder::new();
     for input in &spec.inputs {
         g.reserve(&input.name);
     }
@@ -109,7 +160,7 @@ pub(crate) fn build_model_with(
         outputs.push(value_info(&output.name, &info, false));
     }
 
-    let mut graph = onnx_protobuf::GraphProto::new();
+    let mut graph = GraphProto::new();
     graph.name = if spec.name.is_empty() {
         "model".to_string()
     } else {
@@ -122,6 +173,10 @@ pub(crate) fn build_model_with(
     graph.node = std::mem::take(&mut g.nodes);
     graph.initializer = std::mem::take(&mut g.initializers);
 
+    Ok((graph, std::mem::take(&mut g.deferred)))
+}
+
+fn assemble(graph: GraphProto, opset: i64) -> ModelProto {
     let mut opset_import = OperatorSetIdProto::new();
     opset_import.domain = String::new();
     opset_import.version = opset;
@@ -132,7 +187,7 @@ pub(crate) fn build_model_with(
     model.producer_name = "thunderbolt".to_string();
     model.producer_version = env!("CARGO_PKG_VERSION").to_string();
     model.graph = Some(graph).into();
-    Ok(model)
+    model
 }
 
 /// Every input and layer name, which must be unique and non-empty.

@@ -64,6 +64,9 @@ pub enum BuildError {
     #[error("unsupported opset {opset} (supported: {min} to {max})")]
     UnsupportedOpset { opset: i64, min: i64, max: i64 },
 
+    #[error("the model would be {size} bytes, over protobuf's 2 GiB message limit")]
+    TooLarge { size: u64 },
+
     #[error("failed to serialize the ONNX model: {0}")]
     Encode(#[from] protobuf::Error),
 }

@@ -4,7 +4,10 @@
 use crate::tensor::{DType, Tensor};
 use onnx_protobuf::attribute_proto::AttributeType;
 use onnx_protobuf::{AttributeProto, NodeProto, TensorProto};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+
+/// Where a spec weight lives: (layer index, weight index).
+pub(crate) type WeightSlot = (usize, usize);
 
 /// Nodes and initializers emitted so far. Value names are unique across graph inputs,
 /// initializers and node outputs; [`GraphBuilder::fresh`] hands out new ones.
@@ -14,11 +17,34 @@ pub struct GraphBuilder {
     pub(crate) initializers: Vec<TensorProto>,
     values: HashSet<String>,
     node_names: HashSet<String>,
+    /// When building from an owned spec: the spec's weight buffers by address, so their
+    /// bytes can be moved into the initializers afterwards instead of copied now.
+    owned_weights: Option<HashMap<(usize, usize), WeightSlot>>,
+    /// (initializer index, weight) pairs whose `raw_data` is still to be moved in.
+    pub(crate) deferred: Vec<(usize, WeightSlot)>,
 }
 
 impl GraphBuilder {
     pub(crate) fn new() -> Self {
         Self::default()
+    }
+
+    /// A builder that leaves the bytes of the given weights (by buffer address) out of the
+    /// initializers and records them in `deferred`, for the caller to move in.
+    pub(crate) fn deferring(weights: HashMap<(usize, usize), WeightSlot>) -> Self {
+        GraphBuilder {
+            owned_weights: Some(weights),
+            ..Self::default()
+        }
+    }
+
+    fn deferred_slot(&self, tensor: &Tensor) -> Option<WeightSlot> {
+        let key = (tensor.data.as_ptr() as usize, tensor.data.len());
+        self.owned_weights
+            .as_ref()
+            .filter(|_| !tensor.data.is_empty())?
+            .get(&key)
+            .copied()
     }
 
     /// Claims a value name chosen by the caller of the builder; `false` if already taken.
@@ -75,7 +101,7 @@ impl GraphBuilder {
 
     /// Stores `tensor` as an initializer under a fresh name derived from `hint`.
     pub fn initializer(&mut self, hint: &str, tensor: &Tensor) -> String {
-        self.push_initializer(hint, tensor.dtype, &tensor.shape, tensor.data.clone())
+        self.initializer_reshaped(hint, tensor, &tensor.shape)
     }
 
     /// Like [`GraphBuilder::initializer`], taking ownership so the bytes are not copied.
@@ -86,7 +112,13 @@ impl GraphBuilder {
     /// A weight stored with a different shape (same elements, row-major), for example a
     /// per-channel vector laid out to broadcast along a given axis.
     pub fn initializer_reshaped(&mut self, hint: &str, tensor: &Tensor, shape: &[usize]) -> String {
-        self.push_initializer(hint, tensor.dtype, shape, tensor.data.clone())
+        match self.deferred_slot(tensor) {
+            Some(slot) => {
+                self.deferred.push((self.initializers.len(), slot));
+                self.push_initializer(hint, tensor.dtype, shape, Vec::new())
+            }
+            None => self.push_initializer(hint, tensor.dtype, shape, tensor.data.clone()),
+        }
     }
 
     fn push_initializer(

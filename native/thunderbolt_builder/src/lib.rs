@@ -98,8 +98,7 @@ pub fn build_model(spec: &ModelSpec) -> Result<ModelProto, BuildError> {
 
 /// Builds the model with the converters of `registry` and serializes it.
 pub fn build_with(spec: &ModelSpec, registry: &LayerRegistry) -> Result<Vec<u8>, BuildError> {
-    let model = build_model_with(spec, registry)?;
-    Ok(model.write_to_bytes()?)
+    serialize(&build_model_with(spec, registry)?)
 }
 
 /// Builds the model with the converters of `registry`.
@@ -108,4 +107,51 @@ pub fn build_model_with(
     registry: &LayerRegistry,
 ) -> Result<ModelProto, BuildError> {
     builder::build_model_with(spec, registry)
+}
+
+/// Like [`build`], consuming the spec: the weights' bytes move into the model instead of
+/// being copied, so peak memory is about twice the weights (model plus serialized bytes)
+/// rather than three times.
+pub fn build_owned(spec: ModelSpec) -> Result<Vec<u8>, BuildError> {
+    serialize(&build_model_owned_with(spec, default_registry())?)
+}
+
+/// Like [`build_model_with`], consuming the spec and moving the weights into the model.
+pub fn build_model_owned_with(
+    spec: ModelSpec,
+    registry: &LayerRegistry,
+) -> Result<ModelProto, BuildError> {
+    builder::build_model_owned(spec, registry)
+}
+
+/// Serializes a model, refusing one over protobuf's 2 GiB limit.
+pub fn serialize(model: &ModelProto) -> Result<Vec<u8>, BuildError> {
+    encoded_len(model)?;
+    Ok(model.write_to_bytes()?)
+}
+
+/// The serialized size of `model`, refusing one over protobuf's 2 GiB limit. Call it
+/// before [`encode_into`]: it caches the nested sizes that encoding uses.
+pub fn encoded_len(model: &ModelProto) -> Result<usize, BuildError> {
+    let size = model.compute_size();
+    if size > i32::MAX as u64 {
+        return Err(BuildError::TooLarge { size });
+    }
+    Ok(size as usize)
+}
+
+/// Serializes `model` into `out`, which must be exactly [`encoded_len`] bytes long (for
+/// example a BEAM binary allocated by the caller, to avoid an intermediate `Vec`).
+pub fn encode_into(model: &ModelProto, out: &mut [u8]) -> Result<(), BuildError> {
+    let len = out.len();
+    let mut os = protobuf::CodedOutputStream::bytes(out);
+    model.write_to_with_cached_sizes(&mut os)?;
+    os.flush()?;
+    let written = os.total_bytes_written();
+    if written != len as u64 {
+        return Err(BuildError::InvalidSpec(format!(
+            "encode_into: buffer of {len} bytes, model of {written} bytes; call encoded_len first"
+        )));
+    }
+    Ok(())
 }

@@ -5,7 +5,7 @@
 mod support;
 
 use support::{load_fixtures, mismatch, onnx_check, ort_env, python, run, scratch_dir};
-use thunderbolt_builder::build;
+use thunderbolt_builder::{build, build_model, build_owned, encode_into, encoded_len};
 
 #[test]
 fn every_fixture_matches_the_numpy_reference_in_onnx_runtime() {
@@ -60,12 +60,24 @@ fn every_fixture_model_passes_the_onnx_checker() {
 }
 
 #[test]
-fn building_is_deterministic_across_fixtures() {
+fn building_is_deterministic_and_every_entry_point_gives_the_same_bytes() {
     for f in load_fixtures() {
+        let bytes = build(&f.spec).unwrap();
+        assert_eq!(bytes, build(&f.spec).unwrap(), "{}", f.name);
         assert_eq!(
-            build(&f.spec).unwrap(),
-            build(&f.spec).unwrap(),
-            "{}",
+            bytes,
+            build_owned(f.spec.clone()).unwrap(),
+            "{}: build_owned",
+            f.name
+        );
+        let model = build_model(&f.spec).unwrap();
+        let mut out = vec![0u8; encoded_len(&model).unwrap()];
+        encode_into(&model, &mut out).unwrap();
+        assert_eq!(bytes, out, "{}: encode_into", f.name);
+        let mut short = vec![0u8; out.len() - 1];
+        assert!(
+            encode_into(&model, &mut short).is_err(),
+            "{}: short buffer",
             f.name
         );
     }
