@@ -207,6 +207,8 @@ defmodule Thunderbolt do
     end
   end
 
+  defp validate_run_options([]), do: {:ok, [outputs: nil, scheduler: :auto]}
+
   defp validate_run_options(opts) do
     with {:ok, opts} <- validate_keys(opts, outputs: nil, scheduler: :auto) do
       cond do
@@ -236,6 +238,8 @@ defmodule Thunderbolt do
   defp non_neg_int?(n), do: is_integer(n) and n >= 0
 
   defp option_error(message), do: {:error, Error.new(:invalid_option, message)}
+
+  defp order_inputs(%Session{inputs: [_]}, %Tensor{} = tensor), do: {:ok, [tensor]}
 
   defp order_inputs(%Session{inputs: [_]}, tensor) when is_struct(tensor),
     do: with({:ok, t} <- Tensor.coerce(tensor), do: {:ok, [t]})
@@ -366,24 +370,21 @@ defmodule Thunderbolt do
     end
   end
 
-  defp wrap_outputs({:ok, values}, %Session{outputs: specs}, selected) do
-    names =
-      case selected do
-        nil -> Enum.map(specs, & &1.name)
-        indices -> Enum.map(indices, &Enum.at(specs, &1).name)
-      end
+  defp wrap_outputs({:ok, values}, %Session{outputs: specs}, nil) do
+    {:ok, specs |> Enum.zip_with(values, &output_pair(&1.name, &2)) |> Map.new()}
+  end
 
-    tensors =
-      Enum.zip_with(names, values, fn name, {type, shape, data} ->
-        {:ok, type} = Tensor.type(type)
-        {name, %Tensor{type: type, shape: List.to_tuple(shape), data: data}}
-      end)
-
-    {:ok, Map.new(tensors)}
+  defp wrap_outputs({:ok, values}, %Session{outputs: specs}, indices) do
+    names = Enum.map(indices, &Enum.at(specs, &1).name)
+    {:ok, names |> Enum.zip_with(values, &output_pair/2) |> Map.new()}
   end
 
   defp wrap_outputs({:error, {kind, message}}, _session, _selected),
     do: {:error, Error.new(kind, message)}
+
+  defp output_pair(name, {type, shape, data}) do
+    {name, %Tensor{type: Tensor.from_type_atom(type), shape: List.to_tuple(shape), data: data}}
+  end
 
   defp names(specs), do: Enum.map_join(specs, ", ", &inspect(&1.name))
 end

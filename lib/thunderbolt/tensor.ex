@@ -260,9 +260,15 @@ defmodule Thunderbolt.Tensor do
   end
 
   @doc false
-  # The atom the NIF uses for a type, `{:f, 32}` -> `:f32`.
+  # The atom the NIF uses for a type, `{:f, 32}` -> `:f32`, and back. Both
+  # run on every inference, so they are function clauses, not string work.
   @spec type_atom(type()) :: atom()
-  def type_atom({kind, bits}), do: :"#{kind}#{bits}"
+  @spec from_type_atom(atom()) :: type()
+  for {kind, bits} = type <- @types do
+    atom = :"#{kind}#{bits}"
+    def type_atom(unquote(type)), do: unquote(atom)
+    def from_type_atom(unquote(atom)), do: unquote(type)
+  end
 
   @doc false
   @spec type_string(type()) :: String.t()

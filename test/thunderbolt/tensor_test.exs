@@ -116,7 +116,9 @@ defmodule Thunderbolt.TensorTest do
       end
     else
       test "say plainly that Nx is needed when it is absent" do
-        assert_raise ArgumentError, ~r/Nx is not available/, fn -> Tensor.to_nx(Tensor.new([1])) end
+        assert_raise ArgumentError, ~r/Nx is not available/, fn ->
+          Tensor.to_nx(Tensor.new([1]))
+        end
       end
     end
   end

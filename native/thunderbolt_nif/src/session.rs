@@ -26,6 +26,59 @@ rustler::atoms! {
     file,
     binary,
     nil,
+    f16,
+    bf16,
+    f32,
+    f64,
+    s8,
+    s16,
+    s32,
+    s64,
+    u8,
+    u16,
+    u32,
+    u64,
+    bool,
+}
+
+/// Element types as atoms, compared by identity on the hot path instead of
+/// by name.
+fn type_atoms() -> [(Atom, ElementType); 13] {
+    [
+        (f32(), ElementType::F32),
+        (s64(), ElementType::S64),
+        (s32(), ElementType::S32),
+        (f64(), ElementType::F64),
+        (f16(), ElementType::F16),
+        (bf16(), ElementType::BF16),
+        (s8(), ElementType::S8),
+        (s16(), ElementType::S16),
+        (u8(), ElementType::U8),
+        (u16(), ElementType::U16),
+        (u32(), ElementType::U32),
+        (u64(), ElementType::U64),
+        (bool(), ElementType::Bool),
+    ]
+}
+
+fn element_type(atom: Atom) -> Option<ElementType> {
+    type_atoms()
+        .into_iter()
+        .find(|(a, _)| *a == atom)
+        .map(|(_, t)| t)
+}
+
+/// Bool travels as u8, the way Nx represents it.
+fn type_atom(ty: ElementType) -> Atom {
+    let ty = if ty == ElementType::Bool {
+        ElementType::U8
+    } else {
+        ty
+    };
+    type_atoms()
+        .into_iter()
+        .find(|(_, t)| *t == ty)
+        .map_or_else(nil, |(a, _)| a)
 }
 
 pub struct SessionRef {
@@ -180,9 +233,12 @@ fn run_inner<'a>(
 ) -> Result<Vec<Term<'a>>, NifError> {
     let mut views = Vec::with_capacity(inputs.len());
     for (i, (ty, shape, data)) in inputs.iter().enumerate() {
-        let name = atom_name(env, *ty)?;
-        let ty = ElementType::from_name(&name)
-            .ok_or_else(|| NifError::invalid_input(format!("input {i}: unknown type {name}")))?;
+        let ty = element_type(*ty).ok_or_else(|| {
+            NifError::invalid_input(format!(
+                "input {i}: unknown type {}",
+                atom_name(env, *ty).unwrap_or_default()
+            ))
+        })?;
         views.push(TensorView::new(ty, shape, data.as_slice())?);
     }
     let terms = session.model.run(&views, outputs, |out| {
@@ -190,8 +246,12 @@ fn run_inner<'a>(
         // fresh BEAM binary.
         let mut bin = OwnedBinary::new(out.data.len());
         bin.as_mut_slice().copy_from_slice(out.data);
-        let ty = type_atom(env, out.element_type);
-        Ok((ty, out.shape, Binary::from_owned(bin, env)).encode(env))
+        Ok((
+            type_atom(out.element_type),
+            out.shape,
+            Binary::from_owned(bin, env),
+        )
+            .encode(env))
     })?;
     Ok(terms)
 }
@@ -200,18 +260,6 @@ fn atom_name(env: Env<'_>, atom: Atom) -> Result<String, NifError> {
     atom.to_term(env)
         .atom_to_string()
         .map_err(|_| NifError::invalid_input("expected an atom"))
-}
-
-fn type_atom(env: Env<'_>, ty: ElementType) -> Term<'_> {
-    // Bool travels as u8, the way Nx represents it.
-    let name = if ty == ElementType::Bool {
-        "u8"
-    } else {
-        ty.name()
-    };
-    Atom::from_str(env, name)
-        .map(|a| a.encode(env))
-        .unwrap_or_else(|_| nil().encode(env))
 }
 
 fn encode_values<'a>(env: Env<'a>, values: &[ValueInfo]) -> Term<'a> {
