@@ -19,4 +19,7 @@ defmodule Thunderbolt.Native do
   def session_estimated_run_us(_session, _bytes), do: err()
   def session_pool_size(_session), do: err()
   def runtime_info, do: err()
+
+  # builder.rs
+  def builder_build(_spec), do: err()
 end

@@ -80,8 +80,13 @@ fn open_keras(bytes: &[u8]) -> Result<SavedModel> {
     let config = read_entry(&mut archive, "config.json", MAX_CONFIG_BYTES)?;
     let config = String::from_utf8(config)
         .map_err(|_| ImportError::config("config.json is not valid UTF-8"))?;
-    let config = parse_model_json(&config)?;
     let weights = read_entry(&mut archive, "model.weights.h5", MAX_WEIGHTS_BYTES)?;
+    from_parts(&config, weights)
+}
+
+/// A Keras 3 model from the contents of its `config.json` and `model.weights.h5`.
+pub fn from_parts(config: &str, weights: Vec<u8>) -> Result<SavedModel> {
+    let config = parse_model_json(config)?;
     let weights = WeightFile::from_bytes(weights, "model.weights.h5")?;
     Ok(SavedModel {
         config,

@@ -85,6 +85,19 @@ pub fn import_with(
         .flatten(&saved.config, saved.scope)
 }
 
+/// Imports a Keras 3 model already taken out of its `.keras` archive: the text of
+/// `config.json` and the bytes of `model.weights.h5`.
+pub fn import_parts(
+    config_json: &str,
+    weights_h5: Vec<u8>,
+    options: &ImportOptions,
+) -> Result<ModelSpec, ImportError> {
+    let saved = archive::from_parts(config_json, weights_h5)?;
+    let custom = custom::CustomLayers;
+    graph::Flattener::new(&saved.weights, options, &custom, default_registry())
+        .flatten(&saved.config, saved.scope)
+}
+
 /// Converts a `.keras` or legacy `.h5` model held in memory to a serialized ONNX model.
 pub fn convert(bytes: Vec<u8>, options: &ImportOptions) -> Result<Vec<u8>, ImportError> {
     convert_with(bytes, options, default_registry())
@@ -112,6 +125,32 @@ pub fn convert_file(
         source,
     })?;
     convert(bytes, options)
+}
+
+/// The number of weight values in a serialized ONNX model: the elements of its
+/// floating-point initializers (integer ones are axes and shapes, not weights).
+///
+/// For most converted models this is Keras's `count_params()`. It is lower where the builder
+/// folds weights (`BatchNormalization` becomes one scale and one offset per channel) and
+/// higher for shared layers, whose weights are stored once per call.
+pub fn onnx_parameter_count(onnx: &[u8]) -> Result<u64, ImportError> {
+    use thunderbolt_builder::onnx_protobuf::{tensor_proto::DataType, Message, ModelProto};
+    let model = ModelProto::parse_from_bytes(onnx)
+        .map_err(|e| ImportError::UnknownFormat(format!("not an ONNX model: {e}")))?;
+    let floats = [
+        DataType::FLOAT,
+        DataType::DOUBLE,
+        DataType::FLOAT16,
+        DataType::BFLOAT16,
+    ]
+    .map(|d| d as i32);
+    Ok(model
+        .graph
+        .initializer
+        .iter()
+        .filter(|t| floats.contains(&t.data_type))
+        .map(|t| t.dims.iter().map(|&d| d.max(0) as u64).product::<u64>())
+        .sum())
 }
 
 /// The format of a model held in memory, from its first bytes.

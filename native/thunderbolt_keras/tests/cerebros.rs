@@ -45,3 +45,17 @@ fn cerebros_trained_matches_the_reference_onnx() {
         "outputs differ by up to {max_diff:e}"
     );
 }
+
+#[test]
+fn cerebros_trained_parameter_count() {
+    let Some(keras) = shared_model("cerebros_trained.keras") else {
+        return;
+    };
+    let onnx = convert_file(&keras, &ImportOptions::default()).expect("convert");
+    // Embedding(1000, 64) + Dense(64->128) + Dense(128->128) + Dense(128->1000), per the
+    // shared models README.
+    assert_eq!(
+        thunderbolt_keras::onnx_parameter_count(&onnx).expect("count"),
+        217_832
+    );
+}

@@ -1,6 +1,7 @@
 //! The thin Rustler layer of Thunderbolt: it decodes terms, owns resources
 //! and picks schedulers. Everything else lives in plain crates.
 
+mod builder;
 mod error;
 mod session;
 
