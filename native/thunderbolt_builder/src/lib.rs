@@ -116,6 +116,11 @@ pub fn build_owned(spec: ModelSpec) -> Result<Vec<u8>, BuildError> {
     serialize(&build_model_owned_with(spec, default_registry())?)
 }
 
+/// Like [`build_model`], consuming the spec and moving the weights into the model.
+pub fn build_model_owned(spec: ModelSpec) -> Result<ModelProto, BuildError> {
+    build_model_owned_with(spec, default_registry())
+}
+
 /// Like [`build_model_with`], consuming the spec and moving the weights into the model.
 pub fn build_model_owned_with(
     spec: ModelSpec,
