@@ -22,4 +22,8 @@ defmodule Thunderbolt.Native do
 
   # builder.rs
   def builder_build(_spec), do: err()
+
+  # keras.rs
+  def keras_convert(_source, _options), do: err()
+  def keras_parameter_count(_onnx), do: err()
 end

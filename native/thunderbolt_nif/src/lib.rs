@@ -3,6 +3,7 @@
 
 mod builder;
 mod error;
+mod keras;
 mod session;
 
 rustler::init!("Elixir.Thunderbolt.Native");
