@@ -13,7 +13,6 @@ Run: .venv/bin/python bench/builder_python_baseline.py
 
 import statistics
 import time
-import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -85,11 +84,6 @@ def main():
         f"median {statistics.median(samples):.3f} ms, p95 {samples[int(0.95 * (len(samples) - 1))]:.3f} ms "
         f"over {len(samples)} runs (onnx {onnx.__version__})"
     )
-    tracemalloc.start()
-    build(w)
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    print(f"python peak traced allocation during build: {peak} bytes = {peak / weight_bytes:.2f}x the weights")
 
 
 if __name__ == "__main__":
