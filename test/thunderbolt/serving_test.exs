@@ -1,0 +1,455 @@
+defmodule Thunderbolt.ServingTest do
+  use ExUnit.Case, async: true
+  doctest Thunderbolt.Serving
+
+  import Thunderbolt.TestModels
+  alias Thunderbolt.{Error, Serving, Tensor}
+  alias Thunderbolt.Serving.{Directory, Queue, Request}
+
+  @dynamic fixture("batching/dynamic_rows.onnx")
+  @shared_input fixture("batching/shared_input.onnx")
+
+  # Helpers. Waiting here is synchronisation on observable state (polled,
+  # with a generous bound), never a timing assertion.
+
+  defp start_serving(opts) do
+    name = {__MODULE__, make_ref()}
+    pid = start_supervised!({Serving, Keyword.put(opts, :name, name)})
+    {name, pid}
+  end
+
+  defp queue(name) do
+    {:ok, pid, _info} = Directory.lookup(name)
+    pid
+  end
+
+  defp runners(serving) do
+    {:runners, sup, _, _} = List.keyfind(Supervisor.which_children(serving), :runners, 0)
+    for {_, pid, _, _} <- Supervisor.which_children(sup), is_pid(pid), do: pid
+  end
+
+  defp queued(name) do
+    name
+    |> queue()
+    |> :sys.get_state()
+    |> Map.fetch!(:pending)
+    |> Map.values()
+    |> Enum.map(fn {_rows, q} -> :queue.len(q) end)
+    |> Enum.sum()
+  end
+
+  defp in_flight(name), do: name |> queue() |> :sys.get_state() |> Map.fetch!(:busy) |> map_size()
+
+  defp stats!(name) do
+    {:ok, stats} = Serving.stats(name)
+    stats
+  end
+
+  defp wait_until(fun, tries \\ 2_500) do
+    cond do
+      fun.() -> :ok
+      tries == 0 -> flunk("condition not reached")
+      true -> Process.sleep(2) && wait_until(fun, tries - 1)
+    end
+  end
+
+  # Holds the (only) runner so that the next request stays in flight and the
+  # ones after it wait in the queue; returns the runner.
+  defp hold_runner(serving, name, first_input) do
+    [runner] = runners(serving)
+    :ok = :sys.suspend(runner)
+    first = Task.async(fn -> Serving.run(name, first_input) end)
+    wait_until(fn -> in_flight(name) == 1 end)
+    {runner, first}
+  end
+
+  defp rows(n, width, seed),
+    do: Tensor.new(for(r <- 1..n, do: for(c <- 1..width, do: seed * 1.0 + r - c / 4)), type: :f32)
+
+  describe "start_link/1" do
+    test "refuses bad options with a clear error" do
+      assert {:error, %Error{kind: :invalid_option, message: ":batch_size must be" <> _}} =
+               Serving.start_link(name: :bad, model: @dynamic, batch_size: 0)
+
+      assert {:error, %Error{kind: :invalid_option, message: ":name is required"}} =
+               Serving.start_link(model: @dynamic)
+    end
+
+    test "refuses a model that does not load" do
+      assert {:error, %Error{kind: :load}} =
+               Serving.start_link(name: :missing, model: "/no/such/model.onnx")
+
+      assert {:error, %Error{kind: :load}} =
+               Serving.start_link(name: :garbage, model: {:binary, "not a model"})
+    end
+
+    test "refuses a second serving with the same name on this node" do
+      {name, _pid} = start_serving(model: @dynamic, runners: 1)
+
+      assert {:error, %Error{kind: :invalid_option, message: message}} =
+               Serving.start_link(name: name, model: @dynamic)
+
+      assert message =~ "already runs on this node"
+    end
+
+    test "starts one runner per scheduler by default, each with a session of its own" do
+      {name, pid} = start_serving(model: @dynamic)
+      assert length(runners(pid)) == System.schedulers_online()
+      assert stats!(name).runners == System.schedulers_online()
+
+      sessions = for runner <- runners(pid), do: :sys.get_state(runner).session.resource
+      assert length(Enum.uniq(sessions)) == length(sessions)
+    end
+
+    test "accepts a loaded session, shared by the runners" do
+      session = Thunderbolt.load!(@dynamic, pool_size: 2)
+      {name, _pid} = start_serving(model: session, runners: 2)
+      x = rows(2, 3, 1)
+      assert Serving.run(name, x) == Thunderbolt.run(session, x)
+    end
+  end
+
+  describe "child_spec/1" do
+    test "is keyed by the serving's name, so one supervisor can hold several" do
+      assert %{id: {Serving, :a}, type: :supervisor} = Serving.child_spec(name: :a, model: "m")
+      start_serving(model: @dynamic, runners: 1)
+      start_serving(model: @dynamic, runners: 1)
+    end
+  end
+
+  describe "run/3" do
+    test "returns the same outputs as Thunderbolt.run on the input alone" do
+      {name, _pid} = start_serving(model: @dynamic, runners: 1)
+      session = Thunderbolt.load!(@dynamic)
+      x = rows(3, 5, 2)
+      assert {:ok, %{"doubled" => _, "row_sum" => _}} = result = Serving.run(name, x)
+      assert result == Thunderbolt.run(session, x)
+      assert Serving.run(name, %{"x" => x}) == result
+      assert Serving.run(name, [x]) == result
+    end
+
+    test "200 concurrent callers with mixed row counts and widths each get exactly their rows" do
+      {name, _pid} = start_serving(model: @dynamic, runners: 2, batch_size: 16)
+      session = Thunderbolt.load!(@dynamic)
+
+      inputs = for i <- 1..200, do: rows(rem(i, 5) + 1, rem(i, 3) + 2, i)
+      # One request larger than batch_size: it runs alone, whole.
+      inputs = [rows(40, 2, 999) | inputs]
+
+      results =
+        inputs
+        |> Enum.map(&Task.async(fn -> Serving.run(name, &1, timeout: 30_000) end))
+        |> Task.await_many(60_000)
+
+      for {input, result} <- Enum.zip(inputs, results) do
+        assert result == Thunderbolt.run(session, input)
+      end
+
+      stats = stats!(name)
+      assert stats.batched_requests == length(inputs)
+      assert stats.rows == inputs |> Enum.map(&elem(&1.shape, 0)) |> Enum.sum()
+      assert stats.queue_depth == 0
+    end
+
+    @tag :shared_models
+    test "200 concurrent callers of cerebros_trained.onnx get what Thunderbolt.run gives each" do
+      path = shared("cerebros_trained.onnx")
+      {name, _pid} = start_serving(model: path, runners: 2)
+      session = Thunderbolt.load!(path)
+
+      inputs =
+        for i <- 1..200 do
+          n = rem(i, 4) + 1
+
+          Tensor.new(for(r <- 1..n, do: for(c <- 1..40, do: rem(i * 31 + r * 7 + c, 1000))),
+            type: :s64
+          )
+        end
+
+      results =
+        inputs
+        |> Enum.map(&Task.async(fn -> Serving.run(name, &1, timeout: 30_000) end))
+        |> Task.await_many(60_000)
+
+      for {input, {:ok, %{"logits" => logits}}} <- Enum.zip(inputs, results) do
+        %{"logits" => alone} = Thunderbolt.run!(session, input)
+        assert logits.shape == alone.shape
+        # Batched matrix products may round differently from single-row ones.
+        assert_close(Tensor.to_flat_list(logits), Tensor.to_flat_list(alone), rtol: 1.0e-5)
+      end
+
+      assert length(results) == 200
+      assert stats!(name).batched_requests == 200
+    end
+
+    test "requests that arrive while the runners are busy run as one batch" do
+      {name, pid} = start_serving(model: @dynamic, runners: 1)
+      {runner, first} = hold_runner(pid, name, rows(1, 2, 0))
+
+      waiting = for i <- 1..5, do: Task.async(fn -> Serving.run(name, rows(i, 2, i)) end)
+      wait_until(fn -> queued(name) == 5 end)
+      :sys.resume(runner)
+
+      assert {:ok, _} = Task.await(first)
+      for task <- waiting, do: assert({:ok, _} = Task.await(task))
+
+      stats = stats!(name)
+      assert stats.batches == 2
+      assert stats.batched_requests == 6
+      assert stats.rows == 1 + 15
+      assert stats.mean_batch_requests == 3.0
+    end
+
+    test "requests with different non-batch shapes are not merged" do
+      {name, pid} = start_serving(model: @dynamic, runners: 1)
+      {runner, first} = hold_runner(pid, name, rows(1, 2, 0))
+      session = Thunderbolt.load!(@dynamic)
+
+      inputs = [rows(1, 3, 1), rows(2, 4, 2), rows(1, 3, 3), rows(2, 4, 4), rows(1, 3, 5)]
+      waiting = for x <- inputs, do: Task.async(fn -> Serving.run(name, x) end)
+      wait_until(fn -> queued(name) == 5 end)
+      :sys.resume(runner)
+      Task.await(first)
+
+      for {x, task} <- Enum.zip(inputs, waiting) do
+        assert Task.await(task) == Thunderbolt.run(session, x)
+      end
+
+      # The held request, then one batch of width 3 and one of width 4.
+      assert stats!(name).batches == 3
+    end
+
+    test "an input with a fixed leading dimension merges only when equal" do
+      {name, pid} = start_serving(model: @shared_input, runners: 1)
+      session = Thunderbolt.load!(@shared_input)
+      w = Tensor.new(for(i <- 1..4, do: [i * 1.0, -1.0, 0.5]), type: :f32)
+      other_w = Tensor.new(List.duplicate([2.0, 0.0, 1.0], 4), type: :f32)
+      {runner, first} = hold_runner(pid, name, [rows(1, 4, 0), w])
+
+      inputs = [[rows(2, 4, 1), w], [rows(1, 4, 2), other_w], [rows(3, 4, 3), w]]
+      waiting = for x <- inputs, do: Task.async(fn -> Serving.run(name, x) end)
+      wait_until(fn -> queued(name) == 3 end)
+      :sys.resume(runner)
+      Task.await(first)
+
+      for {x, task} <- Enum.zip(inputs, waiting) do
+        assert Task.await(task) == Thunderbolt.run(session, x)
+      end
+
+      assert stats!(name).batches == 3
+    end
+
+    test "computes only the requested outputs" do
+      {name, _pid} = start_serving(model: @dynamic, runners: 1)
+      assert {:ok, result} = Serving.run(name, rows(2, 2, 1), outputs: [:row_sum])
+      assert Map.keys(result) == ["row_sum"]
+    end
+
+    test "refuses bad inputs and options in the caller, leaving the serving untouched" do
+      {name, _pid} = start_serving(model: @dynamic, runners: 1)
+
+      assert {:error, %Error{kind: :invalid_input}} =
+               Serving.run(name, Tensor.new([[1, 2]], type: :s64))
+
+      assert {:error, %Error{kind: :invalid_input}} =
+               Serving.run(name, rows(1, 2, 0), outputs: ["nope"])
+
+      assert {:error, %Error{kind: :invalid_option}} =
+               Serving.run(name, rows(1, 2, 0), timeout: -1)
+
+      assert {:error, %Error{kind: :invalid_option}} = Serving.run(name, rows(1, 2, 0), batch: 1)
+      assert {:error, %Error{kind: :invalid_option}} = Serving.run(name, rows(1, 2, 0), :nope)
+
+      assert stats!(name).requests == 0
+      assert {:ok, _} = Serving.run(name, rows(1, 2, 0))
+    end
+
+    test "a lone caller is sent on at once, with the default timeout and a long one" do
+      for batch_timeout <- [200, 50_000] do
+        {name, _pid} = start_serving(model: @dynamic, runners: 1, batch_timeout: batch_timeout)
+        # The call's own timeout is far above either batch_timeout: the bound
+        # holds with room for a loaded machine.
+        assert {:ok, _} = Serving.run(name, rows(1, 2, 0), timeout: 5_000)
+        assert stats!(name).batches == 1
+      end
+    end
+
+    @tag :shared_models
+    test "a request the model rejects fails alone, not the batch it was in" do
+      path = shared("cerebros_trained.onnx")
+      {name, pid} = start_serving(model: path, runners: 1)
+      good = Tensor.new([Enum.to_list(1..40)], type: :s64)
+      bad = Tensor.new([List.duplicate(5000, 40)], type: :s64)
+      {runner, first} = hold_runner(pid, name, good)
+
+      tasks = for x <- [good, bad, good], do: Task.async(fn -> Serving.run(name, x) end)
+      wait_until(fn -> queued(name) == 3 end)
+      :sys.resume(runner)
+
+      assert {:ok, expected} = Task.await(first)
+
+      assert [{:ok, ^expected}, {:error, %Error{kind: :onnxruntime}}, {:ok, ^expected}] =
+               Task.await_many(tasks)
+
+      assert stats!(name).fallbacks == 1
+    end
+  end
+
+  describe "run/3 under back-pressure" do
+    test "a full queue answers :overloaded at once, and the waiting calls still complete" do
+      {name, pid} = start_serving(model: @dynamic, runners: 1, max_queue: 2)
+      {runner, first} = hold_runner(pid, name, rows(1, 2, 0))
+
+      waiting = for i <- 1..2, do: Task.async(fn -> Serving.run(name, rows(1, 2, i)) end)
+      wait_until(fn -> queued(name) == 2 end)
+
+      assert Serving.run(name, rows(1, 2, 9)) == {:error, :overloaded}
+      assert stats!(name).rejected == 1
+      assert stats!(name).queue_depth == 2
+
+      :sys.resume(runner)
+      for task <- [first | waiting], do: assert({:ok, _} = Task.await(task))
+      assert stats!(name).queue_depth == 0
+      assert {:ok, _} = Serving.run(name, rows(1, 2, 9))
+    end
+
+    test "a call that times out returns :timeout and its request is dropped, not run" do
+      {name, pid} = start_serving(model: @dynamic, runners: 1)
+      {runner, first} = hold_runner(pid, name, rows(1, 2, 0))
+
+      assert Serving.run(name, rows(1, 2, 1), timeout: 20) == {:error, :timeout}
+      :sys.resume(runner)
+      assert {:ok, _} = Task.await(first)
+      wait_until(fn -> stats!(name).queue_depth == 0 end)
+
+      stats = stats!(name)
+      assert stats.timed_out == 1
+      assert stats.skipped == 1
+      assert stats.batched_requests == 1
+      # Nothing arrived late in this mailbox.
+      refute_received _
+    end
+
+    test "a caller that died while queued is skipped" do
+      {name, pid} = start_serving(model: @dynamic, runners: 1)
+      {runner, first} = hold_runner(pid, name, rows(1, 2, 0))
+
+      caller = spawn(fn -> Serving.run(name, rows(1, 2, 1)) end)
+      wait_until(fn -> queued(name) == 1 end)
+      Process.exit(caller, :kill)
+      :sys.resume(runner)
+      assert {:ok, _} = Task.await(first)
+      wait_until(fn -> stats!(name).queue_depth == 0 end)
+
+      assert stats!(name).skipped == 1
+      assert stats!(name).batched_requests == 1
+    end
+  end
+
+  describe "run/3 when things fail" do
+    test "a runner killed mid-batch: its callers get an error, the rest run on its replacement" do
+      {name, pid} = start_serving(model: @dynamic, runners: 1)
+      {runner, first} = hold_runner(pid, name, rows(1, 2, 0))
+
+      waiting = for i <- 1..3, do: Task.async(fn -> Serving.run(name, rows(1, 2, i)) end)
+      wait_until(fn -> queued(name) == 3 end)
+      Process.exit(runner, :kill)
+
+      assert Task.await(first) == {:error, {:runner_down, :killed}}
+      for task <- waiting, do: assert({:ok, _} = Task.await(task))
+
+      [replacement] = runners(pid)
+      assert replacement != runner
+      stats = stats!(name)
+      assert stats.runner_crashes == 1
+      assert stats.runners == 1
+    end
+
+    test "no request is lost or answered twice while runners are killed under load" do
+      {name, pid} = start_serving(model: @dynamic, runners: 2, batch_size: 8)
+      session = Thunderbolt.load!(@dynamic)
+      {:ok, queue, info} = Directory.lookup(name)
+
+      # Speak the queue's protocol with aliases that stay active, so that a
+      # second answer to any request would land in this mailbox.
+      sent =
+        for i <- 1..200 do
+          input = rows(rem(i, 3) + 1, 2, i)
+          tag = :erlang.alias([:explicit_unalias])
+          {:ok, key, n, data} = Request.new(info.inputs, info.outputs, input, nil)
+          :atomics.add(info.depth, 1, 1)
+          now = System.monotonic_time(:microsecond)
+          Queue.push(queue, key, {tag, self(), n, data, :infinity, now})
+
+          if rem(i, 50) == 0 do
+            # Kill a runner that the queue knows, not one still starting.
+            kills = div(i, 50) - 1
+            wait_until(fn -> match?(%{runners: 2, runner_crashes: ^kills}, stats!(name)) end)
+            pid |> runners() |> Enum.random() |> Process.exit(:kill)
+          end
+
+          {tag, input}
+        end
+
+      answers =
+        for {tag, input} <- sent do
+          receive do
+            {^tag, {:ok, _} = ok} -> assert ok == Thunderbolt.run(session, input)
+            {^tag, {:error, {:runner_down, :killed}}} -> :runner_down
+          after
+            30_000 -> flunk("request lost")
+          end
+        end
+
+      # Once nothing is queued or running, no answer can still be on its way.
+      wait_until(fn ->
+        state = :sys.get_state(queue)
+        state.busy == %{} and state.pending == %{}
+      end)
+
+      tags = MapSet.new(sent, &elem(&1, 0))
+      {:messages, messages} = Process.info(self(), :messages)
+      assert Enum.filter(messages, &(is_tuple(&1) and MapSet.member?(tags, elem(&1, 0)))) == []
+      Enum.each(tags, &:erlang.unalias/1)
+
+      assert length(answers) == 200
+      wait_until(fn -> match?(%{runners: 2, runner_crashes: 4}, stats!(name)) end)
+    end
+
+    test "callers waiting when the serving stops get an error" do
+      name = {__MODULE__, make_ref()}
+      {:ok, pid} = Serving.start_link(name: name, model: @dynamic, runners: 1)
+      Process.unlink(pid)
+      {_runner, first} = hold_runner(pid, name, rows(1, 2, 0))
+      waiting = Task.async(fn -> Serving.run(name, rows(1, 2, 1)) end)
+      wait_until(fn -> queued(name) == 1 end)
+
+      Supervisor.stop(pid)
+
+      # The in-flight call hears of its runner's or its queue's shutdown,
+      # whichever the queue sees first; the queued one of the queue's.
+      assert {:error, {down, :shutdown}} = Task.await(first)
+      assert down in [:runner_down, :serving_down]
+      assert {:error, {:serving_down, :shutdown}} = Task.await(waiting)
+      assert Serving.run(name, rows(1, 2, 1)) == {:error, :no_serving}
+    end
+  end
+
+  describe "stats/1" do
+    test "counts batches, rows and requests" do
+      {name, _pid} = start_serving(model: @dynamic, runners: 1)
+      for n <- [1, 2, 3], do: {:ok, _} = Serving.run(name, rows(n, 2, n))
+
+      assert %{
+               requests: 3,
+               batches: 3,
+               rows: 6,
+               mean_batch_size: 2.0,
+               queue_depth: 0,
+               rejected: 0,
+               timed_out: 0,
+               runners: 1
+             } = stats!(name)
+    end
+  end
+end
