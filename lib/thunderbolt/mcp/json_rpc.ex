@@ -101,10 +101,14 @@ defmodule Thunderbolt.MCP.JSONRPC do
     # Put the envelope first, as people expect when they read a log.
     {head, rest} = Map.split(message, @envelope)
     ordered = for key <- @envelope, Map.has_key?(head, key), do: {key, Map.fetch!(head, key)}
-    :jiffy.encode({ordered ++ Map.to_list(rest)}, [:use_nil, :force_utf8])
+    encode_term({ordered ++ Map.to_list(rest)})
   end
 
-  def encode(term), do: :jiffy.encode(term, [:use_nil, :force_utf8])
+  def encode(term), do: encode_term(term)
+
+  # jiffy returns iodata for large documents; callers get one binary.
+  defp encode_term(term),
+    do: term |> :jiffy.encode([:use_nil, :force_utf8]) |> IO.iodata_to_binary()
 
   @doc """
   The id of a message too large to decode, if it can be read from the

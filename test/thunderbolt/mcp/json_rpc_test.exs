@@ -24,6 +24,13 @@ defmodule Thunderbolt.MCP.JSONRPCTest do
       refute json =~ "\n"
     end
 
+    test "returns one binary even for documents jiffy writes as iodata" do
+      json = JSONRPC.encode(%{"values" => List.duplicate(1.5, 100_000)})
+      assert is_binary(json)
+      assert {:ok, %{"values" => values}} = JSONRPC.decode(json)
+      assert length(values) == 100_000
+    end
+
     test "replaces invalid UTF-8 instead of failing" do
       assert {:ok, %{"m" => message}} = JSONRPC.decode(JSONRPC.encode(%{"m" => <<"a", 0xFF>>}))
       assert String.valid?(message)
