@@ -4,12 +4,13 @@ defmodule Thunderbolt.Serving.Router do
 
   The candidates are the nodes in the serving's `:pg` group (see
   `Thunderbolt.Serving.Directory`), sorted. Calls go round-robin over them:
-  a node-wide counter picks where the list starts, and the call goes there
-  through `:erpc`. If that node is unreachable, has no serving of that name
-  any more (the group lags a node that just stopped its serving), or
-  answers `:overloaded`, the call moves on to the next node, each at most
-  once, within the caller's timeout. Running a model twice is harmless,
-  and the caller still gets exactly one answer.
+  a node-wide counter picks one, and the call goes there through `:erpc`.
+  If that node is unreachable (it went down, perhaps with the call in
+  flight), has no serving of that name any more (the group lags a node
+  that just stopped its serving), or answers `:overloaded`, the call moves
+  on to another node of the group as it is then, each node at most once,
+  within the caller's timeout. Running a model twice is harmless, and the
+  caller still gets exactly one answer.
   """
 
   alias Thunderbolt.Serving.Directory
@@ -25,38 +26,37 @@ defmodule Thunderbolt.Serving.Router do
   @spec run(term(), Thunderbolt.inputs(), keyword(), timeout()) ::
           {:ok, map()} | {:error, term()}
   def run(name, inputs, opts, timeout) do
-    case Directory.remote_nodes(name) do
+    try_next(name, inputs, opts, deadline(timeout), [], :no_serving)
+  end
+
+  # Each round re-reads the group, so a node that joined while an earlier
+  # attempt failed is a candidate too; nodes already tried are not.
+  defp try_next(name, inputs, opts, deadline, tried, last) do
+    case Directory.remote_nodes(name) -- tried do
       [] ->
-        {:error, :no_serving}
+        {:error, last}
 
       nodes ->
         start = rem(:atomics.add_get(counter(), 1, 1), length(nodes))
-        {tail, head} = Enum.split(nodes, start)
-        deadline = deadline(timeout)
-        try_nodes(head ++ tail, name, inputs, opts, deadline, :no_serving)
+        node = Enum.at(nodes, start)
+
+        case remaining(deadline) do
+          0 -> {:error, :timeout}
+          left -> attempt(node, name, inputs, opts, deadline, tried, left)
+        end
     end
   end
 
-  defp try_nodes([], _name, _inputs, _opts, _deadline, last), do: {:error, last}
+  defp attempt(node, name, inputs, opts, deadline, tried, left) do
+    case call(node, name, inputs, Keyword.put(opts, :timeout, left), left) do
+      {:error, reason} when reason in [:no_serving, :overloaded] ->
+        try_next(name, inputs, opts, deadline, [node | tried], reason)
 
-  defp try_nodes([node | nodes], name, inputs, opts, deadline, _last) do
-    case remaining(deadline) do
-      0 ->
-        {:error, :timeout}
+      {:error, {:nodedown, _} = reason} ->
+        try_next(name, inputs, opts, deadline, [node | tried], reason)
 
-      left ->
-        opts = Keyword.put(opts, :timeout, left)
-
-        case call(node, name, inputs, opts, left) do
-          {:error, reason} when reason in [:no_serving, :overloaded] ->
-            try_nodes(nodes, name, inputs, opts, deadline, reason)
-
-          {:error, {:nodedown, _}} = down ->
-            try_nodes(nodes, name, inputs, opts, deadline, elem(down, 1))
-
-          result ->
-            result
-        end
+      result ->
+        result
     end
   end
 
