@@ -56,6 +56,17 @@ def identity_models():
         save(model, f"identity_{name}.onnx")
 
 
+def string_output_model():
+    # Numbers in, strings out: Thunderbolt must refuse the output cleanly.
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [None])
+    y = helper.make_tensor_value_info("y", TensorProto.STRING, [None])
+    node = helper.make_node("Cast", ["x"], ["y"], to=TensorProto.STRING)
+    graph = helper.make_graph([node], "cast_to_string", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], producer_name="thunderbolt-fixtures")
+    model.ir_version = 9
+    save(model, "cast_to_string.onnx")
+
+
 def multi_io_model():
     a = helper.make_tensor_value_info("a", TensorProto.FLOAT, [None, 4])
     b = helper.make_tensor_value_info("b", TensorProto.FLOAT, [None, 4])
@@ -126,6 +137,7 @@ def reference_expectations():
 def main():
     os.makedirs(OUT, exist_ok=True)
     identity_models()
+    string_output_model()
     with open(os.path.join(OUT, "multi_io.json"), "w") as f:
         json.dump(multi_io_model(), f)
     with open(os.path.join(OUT, "reference_outputs.json"), "w") as f:

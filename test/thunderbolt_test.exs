@@ -313,6 +313,17 @@ defmodule ThunderboltTest do
     end
   end
 
+  describe "string tensors" do
+    test "are refused with :unsupported, and the session keeps working" do
+      session = Thunderbolt.load!(fixture("runtime/cast_to_string.onnx"))
+      assert [%{name: "y", type: nil}] = session.outputs
+      x = Tensor.new([1.5, 2.0], type: :f32)
+      assert {:error, %Error{kind: :unsupported, message: message}} = Thunderbolt.run(session, x)
+      assert message =~ "string outputs are not supported"
+      assert {:error, %Error{kind: :unsupported}} = Thunderbolt.run(session, x)
+    end
+  end
+
   describe "reference models" do
     @describetag :shared_models
 
