@@ -76,7 +76,7 @@ defmodule Thunderbolt.MixProject do
   end
 
   def application do
-    [extra_applications: [:logger]]
+    [extra_applications: [:logger], mod: {Thunderbolt.Application, []}]
   end
 
   defp elixirc_paths(:test), do: ["lib", "test/support"]

@@ -1,0 +1,450 @@
+defmodule Thunderbolt.ModelServer do
+  @moduledoc """
+  A cache of loaded sessions, keyed by model path and load options.
+
+  Loading an ONNX model takes milliseconds; running a small one takes
+  microseconds. `fetch/2` returns a cached `Thunderbolt.Session` so that the
+  load happens once:
+
+      {:ok, session} = Thunderbolt.ModelServer.fetch("/srv/models/cerebros_trained.onnx")
+      {:ok, %{"logits" => logits}} = Thunderbolt.run(session, ids)
+
+  How it behaves:
+
+    * A hit is a read of an ETS table by the calling process: no message
+      to the server, and no file system call unless the file is due for a
+      check (see below).
+    * A miss asks the server, which loads the model in a separate process.
+      Concurrent requests for a model that is loading wait for that one
+      load; requests for other models are not held up.
+    * At most `:max_models` sessions are kept; loading one more evicts the
+      least recently used.
+    * A cached model's file is checked (one `stat`) on the first use after
+      `:revalidate_ms` milliseconds have passed since its last check
+      (default 1000; `0` checks on every use). A file
+      whose size, modification time, change time or inode differs from when
+      it was loaded is loaded again; a file that has been deleted is evicted
+      and reported as `{:error, {:file_not_found, path}}`. So a change is
+      seen at most `:revalidate_ms` after it happens. The interval exists
+      because a `stat` runs on a dirty I/O scheduler and would cost about as
+      much as running a small model. Times are whole seconds, so a rewrite
+      in place that keeps the size within the same second is not seen;
+      replace files by renaming a new one over the old (which changes the
+      inode) to be sure.
+    * An evicted session stays valid for every process still holding it.
+      Its native memory is released when the last of them lets it go.
+
+  The application starts one server under the name `Thunderbolt.ModelServer`
+  with the options in `config :thunderbolt, :model_server` (for example
+  `[max_models: 32]`). Every function takes the server's name as its last
+  argument, for tests or for a second cache.
+
+  Paths are used as given, made absolute; they are not confined to a
+  directory. Code that takes paths from untrusted callers resolves them with
+  `Thunderbolt.ModelDir.resolve/2` first, as `Thunderbolt.OnnxInference`
+  does.
+  """
+
+  use GenServer
+
+  require Record
+
+  Record.defrecordp(:file_info, Record.extract(:file_info, from_lib: "kernel/include/file.hrl"))
+
+  @default_max_models 16
+  @default_revalidate_ms 1000
+  # Positions in the :counters array.
+  @hits 1
+  @misses 2
+  @loads 3
+  @reloads 4
+  @evictions 5
+  @load_errors 6
+  # Positions in an ETS entry:
+  # {key, session, stamp, last_used, loaded_at, checked_ms}.
+  @last_used_pos 4
+  @checked_pos 6
+
+  @type server :: GenServer.name()
+  @type stats :: %{
+          hits: non_neg_integer(),
+          misses: non_neg_integer(),
+          loads: non_neg_integer(),
+          reloads: non_neg_integer(),
+          evictions: non_neg_integer(),
+          load_errors: non_neg_integer(),
+          models: non_neg_integer(),
+          max_models: pos_integer()
+        }
+
+  @doc """
+  Starts a model server.
+
+  ## Options
+
+    * `:name` — the name to register (default `Thunderbolt.ModelServer`).
+    * `:max_models` — how many sessions to keep before evicting the least
+      recently used (default #{@default_max_models}).
+    * `:revalidate_ms` — how long a cached model is served before its file
+      is checked again for changes (default #{@default_revalidate_ms}; `0`
+      checks on every use).
+  """
+  @spec start_link(keyword()) :: GenServer.on_start()
+  def start_link(opts \\ []) do
+    opts =
+      Keyword.validate!(opts,
+        name: __MODULE__,
+        max_models: @default_max_models,
+        revalidate_ms: @default_revalidate_ms
+      )
+
+    unless is_integer(opts[:max_models]) and opts[:max_models] > 0 do
+      raise ArgumentError,
+            ":max_models must be a positive integer, got #{inspect(opts[:max_models])}"
+    end
+
+    unless is_integer(opts[:revalidate_ms]) and opts[:revalidate_ms] >= 0 do
+      raise ArgumentError,
+            ":revalidate_ms must be a non-negative integer, got #{inspect(opts[:revalidate_ms])}"
+    end
+
+    GenServer.start_link(__MODULE__, opts, name: opts[:name])
+  end
+
+  @doc false
+  def child_spec(opts) do
+    %{
+      id: Keyword.get(opts, :name, __MODULE__),
+      start: {__MODULE__, :start_link, [opts]},
+      type: :worker
+    }
+  end
+
+  @doc """
+  Returns the session for the model at `path` loaded with `load_opts`,
+  loading it on first use. `load_opts` are `Thunderbolt.load/2`'s options;
+  each distinct set is a separate cache entry.
+
+  Returns `{:error, {:file_not_found, path}}` when the file is missing or not
+  a regular file, and `{:error, %Thunderbolt.Error{}}` when loading fails
+  (failures are not cached).
+  """
+  @spec fetch(Path.t(), keyword(), server()) ::
+          {:ok, Thunderbolt.Session.t()} | {:error, term()}
+  def fetch(path, load_opts \\ [], server \\ __MODULE__) do
+    with {:ok, %{table: table} = shared} <- state(server) do
+      path = absolute(path)
+      key = {path, normalize(load_opts)}
+      now_ms = System.monotonic_time(:millisecond)
+
+      case :ets.lookup(table, key) do
+        [{^key, session, _stamp, _, _, checked_ms}]
+        when now_ms - checked_ms < shared.revalidate_ms ->
+          hit(shared, key, session, [])
+
+        [{^key, session, stamp, _, _, _}] ->
+          case stamp(path) do
+            {:ok, ^stamp} -> hit(shared, key, session, [{@checked_pos, now_ms}])
+            {:ok, changed} -> miss(shared, server, key, changed)
+            :error -> gone(server, path)
+          end
+
+        [] ->
+          case stamp(path) do
+            {:ok, stamp} -> miss(shared, server, key, stamp)
+            :error -> {:error, {:file_not_found, path}}
+          end
+      end
+    end
+  rescue
+    # The table of a server that died a moment ago, before its restart.
+    ArgumentError -> {:error, {:model_server_not_running, server}}
+  end
+
+  defp hit(%{table: table, counters: counters}, key, session, updates) do
+    :ets.update_element(table, key, [{@last_used_pos, now()} | updates])
+    :counters.add(counters, @hits, 1)
+    {:ok, session}
+  end
+
+  defp miss(%{counters: counters}, server, key, stamp) do
+    :counters.add(counters, @misses, 1)
+    call(server, {:load, key, stamp})
+  end
+
+  defp gone(server, path) do
+    call(server, {:evict, path})
+    {:error, {:file_not_found, path}}
+  end
+
+  @doc """
+  `Thunderbolt.ModelDir.resolve/2`, remembered: a successful resolution of
+  `model_path` in `dir` is reused for `:revalidate_ms`, like a cached
+  session, so that a hot path makes no file system call. Refusals and
+  missing files are never remembered. Evicting the path or finding its file
+  gone forgets it, and a file found gone here also evicts its sessions.
+  """
+  @spec resolve(term(), String.t(), server()) ::
+          {:ok, String.t()} | {:error, Thunderbolt.ModelDir.error() | term()}
+  def resolve(model_path, dir, server \\ __MODULE__) do
+    with {:ok, %{names: names, revalidate_ms: revalidate_ms}} <- state(server) do
+      key = {dir, model_path}
+      now_ms = System.monotonic_time(:millisecond)
+
+      case :ets.lookup(names, key) do
+        # The lexical checks give the same answer for the same pair, so
+        # only the file system's part is being reused.
+        [{^key, path, checked_ms}] when now_ms - checked_ms < revalidate_ms ->
+          {:ok, path}
+
+        remembered ->
+          case Thunderbolt.ModelDir.resolve(model_path, dir) do
+            {:ok, path} ->
+              :ets.insert(names, {key, path, now_ms})
+              {:ok, path}
+
+            {:error, {:file_not_found, _}} = error ->
+              # The file it named is gone: so is its session.
+              with [{^key, path, _}] <- remembered, do: call(server, {:evict, path})
+              error
+
+            error ->
+              error
+          end
+      end
+    end
+  rescue
+    ArgumentError -> {:error, {:model_server_not_running, server}}
+  end
+
+  @doc """
+  Loads a model into the cache ahead of its first use. Same as `fetch/3`,
+  returning `:ok` instead of the session.
+  """
+  @spec preload(Path.t(), keyword(), server()) :: :ok | {:error, term()}
+  def preload(path, load_opts \\ [], server \\ __MODULE__) do
+    with {:ok, _session} <- fetch(path, load_opts, server), do: :ok
+  end
+
+  @doc """
+  Drops every cached session of the model at `path`, whatever its load
+  options. Returns `:ok`, also when nothing was cached.
+  """
+  @spec evict(Path.t(), server()) :: :ok | {:error, term()}
+  def evict(path, server \\ __MODULE__) do
+    with {:ok, _} <- state(server), do: call(server, {:evict, absolute(path)})
+  end
+
+  @doc """
+  The cached models, most recently used first, as plain maps:
+  `%{path, load_opts, size, mtime, loaded_at}` where `mtime` is the file's
+  modification time in POSIX seconds and `loaded_at` is a `DateTime`.
+  """
+  @spec list_models(server()) :: [map()]
+  def list_models(server \\ __MODULE__) do
+    case state(server) do
+      {:ok, %{table: table}} ->
+        table
+        |> :ets.tab2list()
+        |> Enum.sort_by(fn entry -> elem(entry, @last_used_pos - 1) end, :desc)
+        |> Enum.map(fn {{path, opts}, _session, {size, mtime, _, _}, _, loaded_at, _} ->
+          %{path: path, load_opts: opts, size: size, mtime: mtime, loaded_at: loaded_at}
+        end)
+
+      {:error, _} ->
+        []
+    end
+  end
+
+  @doc """
+  Counters since the server started: `hits`, `misses`, `loads` (including
+  `reloads` of changed files), `reloads`, `evictions` (least recently used,
+  explicit, and of deleted files), `load_errors`, and the current number of
+  `models` and the `max_models` limit.
+  """
+  @spec stats(server()) :: stats() | {:error, term()}
+  def stats(server \\ __MODULE__) do
+    with {:ok, %{table: table, counters: counters, max_models: max}} <- state(server) do
+      %{
+        hits: :counters.get(counters, @hits),
+        misses: :counters.get(counters, @misses),
+        loads: :counters.get(counters, @loads),
+        reloads: :counters.get(counters, @reloads),
+        evictions: :counters.get(counters, @evictions),
+        load_errors: :counters.get(counters, @load_errors),
+        models: :ets.info(table, :size),
+        max_models: max
+      }
+    end
+  end
+
+  # Server
+
+  @impl true
+  def init(opts) do
+    # So that terminate/2 runs on shutdown and removes the persistent term.
+    Process.flag(:trap_exit, true)
+    table = :ets.new(__MODULE__, [:set, :public, read_concurrency: true, write_concurrency: true])
+    names = :ets.new(__MODULE__, [:set, :public, read_concurrency: true, write_concurrency: true])
+    counters = :counters.new(6, [:write_concurrency])
+
+    shared = %{
+      table: table,
+      names: names,
+      counters: counters,
+      max_models: opts[:max_models],
+      revalidate_ms: opts[:revalidate_ms]
+    }
+
+    :persistent_term.put({__MODULE__, opts[:name]}, shared)
+
+    {:ok, Map.merge(shared, %{name: opts[:name], loading: %{}, tasks: %{}})}
+  end
+
+  @impl true
+  def handle_call({:load, key, stamp}, from, state) do
+    case :ets.lookup(state.table, key) do
+      # Loaded by an earlier request while this one was on its way.
+      [{^key, session, ^stamp, _, _, _}] ->
+        {:reply, {:ok, session}, state}
+
+      _ ->
+        case state.loading do
+          %{^key => waiters} ->
+            {:noreply, put_in(state.loading[key], [from | waiters])}
+
+          _ ->
+            {:noreply, start_load(state, key, stamp, from)}
+        end
+    end
+  end
+
+  def handle_call({:evict, path}, _from, state) do
+    removed = :ets.select_delete(state.table, [{{{path, :_}, :_, :_, :_, :_, :_}, [], [true]}])
+    :ets.match_delete(state.names, {:_, path, :_})
+    :counters.add(state.counters, @evictions, removed)
+    {:reply, :ok, state}
+  end
+
+  @impl true
+  def handle_info({:loaded, pid, result}, %{tasks: tasks} = state)
+      when is_map_key(tasks, pid) do
+    {{key, stamp, monitor}, tasks} = Map.pop(tasks, pid)
+    Process.demonitor(monitor, [:flush])
+    {waiters, loading} = Map.pop(state.loading, key)
+    state = %{state | tasks: tasks, loading: loading}
+
+    reply =
+      case result do
+        {:ok, session} ->
+          reloaded? = :ets.member(state.table, key)
+
+          entry =
+            {key, session, stamp, now(), DateTime.utc_now(), System.monotonic_time(:millisecond)}
+
+          :ets.insert(state.table, entry)
+          :counters.add(state.counters, @loads, 1)
+          if reloaded?, do: :counters.add(state.counters, @reloads, 1)
+          evict_least_recently_used(state)
+          {:ok, session}
+
+        {:error, _} = error ->
+          :counters.add(state.counters, @load_errors, 1)
+          error
+      end
+
+    Enum.each(waiters, &GenServer.reply(&1, reply))
+    {:noreply, state}
+  end
+
+  def handle_info({:DOWN, _monitor, :process, pid, reason}, %{tasks: tasks} = state)
+      when is_map_key(tasks, pid) do
+    {{key, _stamp, _monitor}, tasks} = Map.pop(tasks, pid)
+    {waiters, loading} = Map.pop(state.loading, key)
+    :counters.add(state.counters, @load_errors, 1)
+    Enum.each(waiters, &GenServer.reply(&1, {:error, {:load_crashed, reason}}))
+    {:noreply, %{state | tasks: tasks, loading: loading}}
+  end
+
+  def handle_info(_message, state), do: {:noreply, state}
+
+  @impl true
+  def terminate(_reason, state) do
+    :persistent_term.erase({__MODULE__, state.name})
+    :ok
+  end
+
+  defp start_load(state, {path, opts} = key, stamp, from) do
+    parent = self()
+
+    # A plain monitored process rather than a linked Task: a crash while
+    # loading must fail the waiting callers, not the cache.
+    {pid, monitor} =
+      spawn_monitor(fn ->
+        result =
+          try do
+            Thunderbolt.load(path, opts)
+          rescue
+            e -> {:error, Thunderbolt.Error.new(:load, Exception.message(e))}
+          end
+
+        send(parent, {:loaded, self(), result})
+      end)
+
+    %{
+      state
+      | tasks: Map.put(state.tasks, pid, {key, stamp, monitor}),
+        loading: Map.put(state.loading, key, [from])
+    }
+  end
+
+  defp evict_least_recently_used(%{table: table, max_models: max, counters: counters}) do
+    excess = :ets.info(table, :size) - max
+
+    if excess > 0 do
+      table
+      |> :ets.select([{{:"$1", :_, :_, :"$2", :_, :_}, [], [{{:"$2", :"$1"}}]}])
+      |> Enum.sort()
+      |> Enum.take(excess)
+      |> Enum.each(fn {_last_used, key} -> :ets.delete(table, key) end)
+
+      :counters.add(counters, @evictions, excess)
+    end
+  end
+
+  # Client helpers
+
+  defp state(server) do
+    case :persistent_term.get({__MODULE__, server}, nil) do
+      nil -> {:error, {:model_server_not_running, server}}
+      shared -> {:ok, shared}
+    end
+  end
+
+  defp call(server, request) do
+    GenServer.call(server, request, :infinity)
+  catch
+    :exit, reason -> {:error, {:model_server_not_running, {server, reason}}}
+  end
+
+  defp absolute(path) do
+    path = IO.chardata_to_string(path)
+    if Path.type(path) == :absolute, do: path, else: Path.expand(path)
+  end
+
+  defp normalize(opts) when is_list(opts), do: Enum.sort(opts)
+  defp normalize(opts), do: opts
+
+  defp now, do: :erlang.unique_integer([:monotonic])
+
+  # What identifies the file's contents without reading them.
+  defp stamp(path) do
+    case :file.read_file_info(path, [:raw, {:time, :posix}]) do
+      {:ok, file_info(type: :regular, size: size, mtime: mtime, ctime: ctime, inode: inode)} ->
+        {:ok, {size, mtime, ctime, inode}}
+
+      _ ->
+        :error
+    end
+  end
+end

@@ -1,0 +1,309 @@
+defmodule Thunderbolt.ModelServerTest do
+  use ExUnit.Case, async: true
+
+  alias Thunderbolt.{ModelServer, Session, Tensor, TestModels}
+
+  @tiny TestModels.fixture("serving/tiny_text.onnx")
+  @positional TestModels.fixture("serving/positional.onnx")
+
+  # Each test gets its own server (checking files on every use unless it
+  # says otherwise) and its own directory of model files.
+  setup context do
+    dir = Path.join(System.tmp_dir!(), "tb_model_server_#{System.unique_integer([:positive])}")
+    File.mkdir_p!(dir)
+    on_exit(fn -> File.rm_rf!(dir) end)
+
+    name = :"model_server_#{System.unique_integer([:positive])}"
+    opts = Keyword.merge([name: name, revalidate_ms: 0], Map.get(context, :server_opts, []))
+    start_supervised!({ModelServer, opts})
+    %{server: name, dir: dir}
+  end
+
+  defp model(dir, name, source \\ @tiny) do
+    path = Path.join(dir, name)
+    File.cp!(source, path)
+    path
+  end
+
+  # Replaces the file by renaming a new one over it, as deployments should.
+  defp replace(path, source) do
+    tmp = path <> ".new"
+    File.cp!(source, tmp)
+    File.rename!(tmp, path)
+  end
+
+  defp ids, do: Tensor.new([Enum.to_list(1..8)], type: :s64)
+
+  describe "fetch/3" do
+    test "loads on first use, then serves the same session from the cache", ctx do
+      path = model(ctx.dir, "a.onnx")
+
+      assert {:ok, %Session{} = session} = ModelServer.fetch(path, [], ctx.server)
+      assert {:ok, ^session} = ModelServer.fetch(path, [], ctx.server)
+      assert {:ok, ^session} = ModelServer.fetch(path, [], ctx.server)
+
+      assert %{loads: 1, misses: 1, hits: 2, models: 1} = ModelServer.stats(ctx.server)
+      assert {:ok, %{"logits" => %Tensor{shape: {1, 6}}}} = Thunderbolt.run(session, ids())
+    end
+
+    test "each set of load options is its own entry, in any order", ctx do
+      path = model(ctx.dir, "a.onnx")
+
+      {:ok, plain} = ModelServer.fetch(path, [], ctx.server)
+
+      {:ok, tuned} =
+        ModelServer.fetch(path, [pool_size: 1, optimization_level: :basic], ctx.server)
+
+      {:ok, same} =
+        ModelServer.fetch(path, [optimization_level: :basic, pool_size: 1], ctx.server)
+
+      assert plain.resource != tuned.resource
+      assert same.resource == tuned.resource
+      assert tuned.options[:optimization_level] == :basic
+      assert %{loads: 2, models: 2} = ModelServer.stats(ctx.server)
+    end
+
+    test "a relative path is made absolute", ctx do
+      relative = Path.relative_to_cwd(@tiny)
+      assert relative != @tiny
+      {:ok, session} = ModelServer.fetch(relative, [], ctx.server)
+      assert {:ok, ^session} = ModelServer.fetch(@tiny, [], ctx.server)
+      assert [%{path: @tiny}] = ModelServer.list_models(ctx.server)
+    end
+
+    test "many processes asking at once cause one load", ctx do
+      path = model(ctx.dir, "a.onnx")
+      parent = self()
+
+      tasks =
+        for _ <- 1..64 do
+          Task.async(fn ->
+            send(parent, {:ready, self()})
+
+            receive do
+              :go -> ModelServer.fetch(path, [], ctx.server)
+            end
+          end)
+        end
+
+      pids = for _ <- tasks, do: receive(do: ({:ready, pid} -> pid))
+      Enum.each(pids, &send(&1, :go))
+      results = Task.await_many(tasks, 30_000)
+
+      assert [{:ok, %Session{resource: resource}} | _] = results
+      assert Enum.all?(results, &match?({:ok, %Session{resource: ^resource}}, &1))
+      assert %{loads: 1, load_errors: 0, models: 1} = ModelServer.stats(ctx.server)
+    end
+
+    test "a file that fails to load gives every waiting caller the error, and is not cached",
+         ctx do
+      path = Path.join(ctx.dir, "broken.onnx")
+      File.write!(path, "this is not an ONNX model")
+
+      results =
+        1..8
+        |> Enum.map(fn _ -> Task.async(fn -> ModelServer.fetch(path, [], ctx.server) end) end)
+        |> Task.await_many(30_000)
+
+      assert Enum.all?(results, &match?({:error, %Thunderbolt.Error{kind: :load}}, &1))
+      assert %{models: 0, loads: 0} = ModelServer.stats(ctx.server)
+      assert ModelServer.stats(ctx.server).load_errors >= 1
+
+      # Fixed on disk, it loads.
+      replace(path, @tiny)
+      assert {:ok, %Session{}} = ModelServer.fetch(path, [], ctx.server)
+    end
+
+    test "invalid load options are an error, not a crash", ctx do
+      path = model(ctx.dir, "a.onnx")
+
+      assert {:error, %Thunderbolt.Error{kind: :invalid_option}} =
+               ModelServer.fetch(path, [pool_size: 0], ctx.server)
+
+      assert {:ok, _} = ModelServer.fetch(path, [], ctx.server)
+    end
+
+    test "a missing path or a directory is not found", ctx do
+      missing = Path.join(ctx.dir, "missing.onnx")
+      assert ModelServer.fetch(missing, [], ctx.server) == {:error, {:file_not_found, missing}}
+      assert ModelServer.fetch(ctx.dir, [], ctx.server) == {:error, {:file_not_found, ctx.dir}}
+      assert %{misses: 0, loads: 0} = ModelServer.stats(ctx.server)
+    end
+
+    test "a server that is not running is an error" do
+      assert ModelServer.fetch(@tiny, [], :no_such_model_server) ==
+               {:error, {:model_server_not_running, :no_such_model_server}}
+
+      assert {:error, {:model_server_not_running, _}} = ModelServer.stats(:no_such_model_server)
+      assert ModelServer.list_models(:no_such_model_server) == []
+    end
+  end
+
+  describe "fetch/3 when files change" do
+    test "a changed file is loaded again on its next use", ctx do
+      path = model(ctx.dir, "a.onnx")
+      {:ok, old} = ModelServer.fetch(path, [], ctx.server)
+      assert [%{name: "input_ids"}] = old.inputs
+
+      replace(path, @positional)
+      {:ok, new} = ModelServer.fetch(path, [], ctx.server)
+
+      assert Enum.map(new.inputs, & &1.name) == ["input_ids", "positions"]
+      assert %{loads: 2, reloads: 1, models: 1} = ModelServer.stats(ctx.server)
+      # The old session still works for whoever holds it.
+      assert {:ok, _} = Thunderbolt.run(old, ids())
+    end
+
+    test "a model file deleted while cached is evicted and reported missing", ctx do
+      path = model(ctx.dir, "a.onnx")
+      {:ok, session} = ModelServer.fetch(path, [], ctx.server)
+      {:ok, _} = ModelServer.fetch(path, [pool_size: 1], ctx.server)
+
+      File.rm!(path)
+
+      assert ModelServer.fetch(path, [], ctx.server) == {:error, {:file_not_found, path}}
+      assert ModelServer.list_models(ctx.server) == []
+      assert %{models: 0, evictions: 2} = ModelServer.stats(ctx.server)
+      assert {:ok, _} = Thunderbolt.run(session, ids())
+
+      # Put back, it loads again.
+      model(ctx.dir, "a.onnx")
+      assert {:ok, %Session{}} = ModelServer.fetch(path, [], ctx.server)
+    end
+
+    @tag server_opts: [revalidate_ms: 3_600_000]
+    test "with :revalidate_ms the file is not checked again before that time", ctx do
+      path = model(ctx.dir, "a.onnx")
+      {:ok, old} = ModelServer.fetch(path, [], ctx.server)
+
+      replace(path, @positional)
+      assert {:ok, ^old} = ModelServer.fetch(path, [], ctx.server)
+      File.rm!(path)
+      assert {:ok, ^old} = ModelServer.fetch(path, [], ctx.server)
+      assert %{loads: 1, hits: 2} = ModelServer.stats(ctx.server)
+    end
+  end
+
+  describe "LRU eviction" do
+    @tag server_opts: [max_models: 2]
+    test "loading one model too many evicts the least recently used", ctx do
+      [a, b, c] = for name <- ["a.onnx", "b.onnx", "c.onnx"], do: model(ctx.dir, name)
+
+      {:ok, _} = ModelServer.fetch(a, [], ctx.server)
+      {:ok, _} = ModelServer.fetch(b, [], ctx.server)
+      # a is now more recent than b.
+      {:ok, _} = ModelServer.fetch(a, [], ctx.server)
+      {:ok, _} = ModelServer.fetch(c, [], ctx.server)
+
+      assert Enum.map(ModelServer.list_models(ctx.server), & &1.path) == [c, a]
+      assert %{models: 2, evictions: 1, loads: 3} = ModelServer.stats(ctx.server)
+
+      # b comes back with a load, and evicts a, now the least recent.
+      {:ok, _} = ModelServer.fetch(b, [], ctx.server)
+      assert Enum.map(ModelServer.list_models(ctx.server), & &1.path) == [b, c]
+      assert %{models: 2, evictions: 2, loads: 4} = ModelServer.stats(ctx.server)
+    end
+  end
+
+  describe "preload/3" do
+    test "loads ahead, so the first fetch is a hit", ctx do
+      path = model(ctx.dir, "a.onnx")
+      assert ModelServer.preload(path, [], ctx.server) == :ok
+      assert {:ok, _} = ModelServer.fetch(path, [], ctx.server)
+      assert %{loads: 1, hits: 1} = ModelServer.stats(ctx.server)
+
+      missing = Path.join(ctx.dir, "missing.onnx")
+      assert ModelServer.preload(missing, [], ctx.server) == {:error, {:file_not_found, missing}}
+    end
+  end
+
+  describe "evict/2" do
+    test "drops every entry of a path and nothing else", ctx do
+      a = model(ctx.dir, "a.onnx")
+      b = model(ctx.dir, "b.onnx")
+      {:ok, _} = ModelServer.fetch(a, [], ctx.server)
+      {:ok, _} = ModelServer.fetch(a, [pool_size: 1], ctx.server)
+      {:ok, _} = ModelServer.fetch(b, [], ctx.server)
+
+      assert ModelServer.evict(a, ctx.server) == :ok
+      assert Enum.map(ModelServer.list_models(ctx.server), & &1.path) == [b]
+      assert ModelServer.evict(Path.join(ctx.dir, "never_loaded.onnx"), ctx.server) == :ok
+
+      {:ok, _} = ModelServer.fetch(a, [], ctx.server)
+      assert %{loads: 4, evictions: 2} = ModelServer.stats(ctx.server)
+    end
+  end
+
+  describe "list_models/1" do
+    test "describes each entry, most recent first", ctx do
+      a = model(ctx.dir, "a.onnx")
+      b = model(ctx.dir, "b.onnx", @positional)
+      {:ok, _} = ModelServer.fetch(a, [pool_size: 1], ctx.server)
+      {:ok, _} = ModelServer.fetch(b, [], ctx.server)
+
+      assert [
+               %{path: ^b, load_opts: [], size: b_size, mtime: mtime, loaded_at: %DateTime{}},
+               %{path: ^a, load_opts: [pool_size: 1], size: a_size}
+             ] = ModelServer.list_models(ctx.server)
+
+      assert b_size == File.stat!(@positional).size
+      assert a_size == File.stat!(@tiny).size
+      assert mtime == File.stat!(b, time: :posix).mtime
+    end
+  end
+
+  describe "resolve/3" do
+    @tag server_opts: [revalidate_ms: 3_600_000]
+    test "remembers a resolution until the path is evicted or found gone", ctx do
+      path = model(ctx.dir, "a.onnx")
+      assert ModelServer.resolve("a.onnx", ctx.dir, ctx.server) == {:ok, path}
+
+      File.rm!(path)
+      assert ModelServer.resolve("a.onnx", ctx.dir, ctx.server) == {:ok, path}
+      ModelServer.evict(path, ctx.server)
+
+      assert ModelServer.resolve("a.onnx", ctx.dir, ctx.server) ==
+               {:error, {:file_not_found, "a.onnx"}}
+    end
+
+    @tag server_opts: [revalidate_ms: 3_600_000]
+    test "never remembers a refusal or a missing file", ctx do
+      assert ModelServer.resolve("a.onnx", ctx.dir, ctx.server) ==
+               {:error, {:file_not_found, "a.onnx"}}
+
+      path = model(ctx.dir, "a.onnx")
+      assert ModelServer.resolve("a.onnx", ctx.dir, ctx.server) == {:ok, path}
+
+      assert ModelServer.resolve("../a.onnx", ctx.dir, ctx.server) ==
+               {:error, {:forbidden_path, "../a.onnx"}}
+    end
+
+    test "checks the file system every time with revalidate_ms 0", ctx do
+      path = model(ctx.dir, "a.onnx")
+      assert ModelServer.resolve("a.onnx", ctx.dir, ctx.server) == {:ok, path}
+      File.rm!(path)
+
+      assert ModelServer.resolve("a.onnx", ctx.dir, ctx.server) ==
+               {:error, {:file_not_found, "a.onnx"}}
+    end
+  end
+
+  describe "start_link/1" do
+    test "rejects bad options" do
+      assert_raise ArgumentError, fn ->
+        ModelServer.start_link(name: :bad_server, max_models: 0)
+      end
+
+      assert_raise ArgumentError, fn ->
+        ModelServer.start_link(name: :bad_server, revalidate_ms: -1)
+      end
+
+      assert_raise ArgumentError, fn -> ModelServer.start_link(name: :bad_server, size: 3) end
+    end
+
+    test "the application starts the default server" do
+      assert is_pid(Process.whereis(ModelServer))
+      assert %{max_models: _} = ModelServer.stats()
+    end
+  end
+end
