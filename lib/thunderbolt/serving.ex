@@ -227,6 +227,8 @@ defmodule Thunderbolt.Serving do
     end
   end
 
+  defp run_options([]), do: {:ok, 5_000, nil}
+
   defp run_options(opts) do
     with {:ok, opts} <- keyword(opts) do
       timeout = Keyword.get(opts, :timeout, 5_000)
@@ -266,7 +268,7 @@ defmodule Thunderbolt.Serving do
         {:error, :overloaded}
       else
         Stats.add(info.stats, :requests)
-        sent = System.monotonic_time(:microsecond)
+        sent = :erlang.monotonic_time(:microsecond)
         deadline = if timeout == :infinity, do: :infinity, else: sent + timeout * 1000
         # The reply goes to a monitor alias: once the caller stops waiting
         # (answer, timeout or DOWN), the alias is gone and a late reply is

@@ -47,32 +47,33 @@ defmodule Thunderbolt.Serving.Request do
     end
   end
 
-  defp slots(specs, tensors, outputs) do
-    specs
-    |> Enum.zip(tensors)
-    |> Enum.reduce_while({[], nil, []}, fn {spec, tensor}, {slots, rows, data} ->
-      case slot(spec, tensor) do
-        {:ok, {:rows, _, _} = slot, n} when rows == nil or rows == n ->
-          {:cont, {[slot | slots], n, [tensor.data | data]}}
+  # Plain recursion rather than Enum pipelines: this runs in every caller,
+  # on every call.
+  defp slots(specs, tensors, outputs), do: slots(specs, tensors, outputs, [], nil, [])
 
-        {:ok, {:rows, _, _}, n} ->
-          {:halt,
-           invalid(
-             "inputs disagree on the batch size: #{inspect(spec.name)} has #{n} rows, an earlier input #{rows}"
-           )}
+  defp slots([], [], _outputs, _slots, 0, _data), do: invalid("a request needs at least one row")
 
-        {:ok, slot} ->
-          {:cont, {[slot | slots], rows, data}}
+  defp slots([], [], outputs, slots, nil, []),
+    do: {:ok, {outputs, Enum.reverse(slots), make_ref()}, 1, []}
 
-        {:error, _} = error ->
-          {:halt, error}
-      end
-    end)
-    |> case do
-      {:error, _} = error -> error
-      {_slots, 0, _} -> invalid("a request needs at least one row")
-      {slots, nil, []} -> {:ok, {outputs, Enum.reverse(slots), make_ref()}, 1, []}
-      {slots, rows, data} -> {:ok, {outputs, Enum.reverse(slots), nil}, rows, Enum.reverse(data)}
+  defp slots([], [], outputs, slots, rows, data),
+    do: {:ok, {outputs, Enum.reverse(slots), nil}, rows, Enum.reverse(data)}
+
+  defp slots([spec | specs], [tensor | tensors], outputs, slots, rows, data) do
+    case slot(spec, tensor) do
+      {:ok, {:rows, _, _} = slot, n} when rows == nil or rows == n ->
+        slots(specs, tensors, outputs, [slot | slots], n, [tensor.data | data])
+
+      {:ok, {:rows, _, _}, n} ->
+        invalid(
+          "inputs disagree on the batch size: #{inspect(spec.name)} has #{n} rows, an earlier input #{rows}"
+        )
+
+      {:ok, slot} ->
+        slots(specs, tensors, outputs, [slot | slots], rows, data)
+
+      {:error, _} = error ->
+        error
     end
   end
 
@@ -88,7 +89,7 @@ defmodule Thunderbolt.Serving.Request do
           "input #{inspect(name)} expects rank #{tuple_size(spec_shape)} #{dims(spec_shape)}, got shape #{inspect(tensor.shape)}"
         )
 
-      not fixed_dims_match?(spec_shape, tensor.shape) ->
+      not fixed_dims_match?(spec_shape, tensor.shape, 0) ->
         invalid(
           "input #{inspect(name)} expects shape #{dims(spec_shape)}, got #{inspect(tensor.shape)}"
         )
@@ -101,11 +102,11 @@ defmodule Thunderbolt.Serving.Request do
     end
   end
 
-  defp fixed_dims_match?(spec_shape, shape) do
-    spec_shape
-    |> Tuple.to_list()
-    |> Enum.zip(Tuple.to_list(shape))
-    |> Enum.all?(fn {want, got} -> want == nil or want == got end)
+  defp fixed_dims_match?(spec_shape, _shape, i) when i == tuple_size(spec_shape), do: true
+
+  defp fixed_dims_match?(spec_shape, shape, i) do
+    want = elem(spec_shape, i)
+    (want == nil or want == elem(shape, i)) and fixed_dims_match?(spec_shape, shape, i + 1)
   end
 
   defp dims(shape),
@@ -152,6 +153,8 @@ defmodule Thunderbolt.Serving.Request do
 
   defp to_name(key) when is_atom(key), do: Atom.to_string(key)
   defp to_name(key), do: key
+
+  defp coerce_all([%Tensor{}] = tensors), do: {:ok, tensors}
 
   defp coerce_all(values) do
     Enum.reduce_while(values, {:ok, []}, fn value, {:ok, acc} ->

@@ -31,6 +31,10 @@ defmodule Thunderbolt.Serving.Stats do
 
   @indices @fields |> Enum.with_index(1) |> Map.new()
 
+  for {field, index} <- @indices do
+    defp index(unquote(field)), do: unquote(index)
+  end
+
   @type field ::
           :requests
           | :batches
@@ -67,15 +71,15 @@ defmodule Thunderbolt.Serving.Stats do
 
   @doc "Adds `n` to a counter."
   @spec add(:atomics.atomics_ref(), field(), integer()) :: :ok
-  def add(ref, field, n \\ 1), do: :atomics.add(ref, Map.fetch!(@indices, field), n)
+  def add(ref, field, n \\ 1), do: :atomics.add(ref, index(field), n)
 
   @doc "Adds `n` to a counter and returns the new value."
   @spec add_get(:atomics.atomics_ref(), field(), integer()) :: integer()
-  def add_get(ref, field, n \\ 1), do: :atomics.add_get(ref, Map.fetch!(@indices, field), n)
+  def add_get(ref, field, n \\ 1), do: :atomics.add_get(ref, index(field), n)
 
   @doc "Sets a counter."
   @spec put(:atomics.atomics_ref(), field(), integer()) :: :ok
-  def put(ref, field, n), do: :atomics.put(ref, Map.fetch!(@indices, field), n)
+  def put(ref, field, n), do: :atomics.put(ref, index(field), n)
 
   @doc "Reads every counter, plus the two means."
   @spec snapshot(:atomics.atomics_ref()) :: t()
