@@ -85,7 +85,23 @@ defmodule Thunderbolt.MixProject do
   defp aliases do
     [
       "rust.fmt": ["cmd cargo fmt --all"],
-      "rust.lint": ["cmd cargo clippy --workspace --all-targets -- -D warnings"]
+      "rust.lint": ["cmd cargo clippy --workspace --all-targets -- -D warnings"],
+      "thunderbolt.mcp": [&compile_to_stderr/1, "thunderbolt.mcp"]
     ]
+  end
+
+  # `mix thunderbolt.mcp` speaks MCP on stdout, but Mix compiles a project to
+  # find the project's own tasks, and compiling prints to stdout. So compile
+  # first, with the output on stderr (or only load paths under --no-compile).
+  defp compile_to_stderr(_args) do
+    task = if "--no-compile" in System.argv(), do: "loadpaths", else: "compile"
+    leader = Process.group_leader()
+    Process.group_leader(self(), Process.whereis(:standard_error))
+
+    try do
+      Mix.Task.run(task, [])
+    after
+      Process.group_leader(self(), leader)
+    end
   end
 end
