@@ -159,6 +159,28 @@ defmodule Thunderbolt.Serving.RouterTest do
       assert {:ok, _} = Serving.run(name, input(1))
     end
 
+    test "an OnnxInference tool call with :serving reaches a serving on another node", %{
+      name: name
+    } do
+      {_, node} = start_peer()
+      dir = fixture("serving")
+      start_remote_serving(node, name, model: Path.join(dir, "tiny_text.onnx"))
+      input = %{"data" => Enum.to_list(1..8)}
+
+      assert {:ok, served} =
+               Thunderbolt.OnnxInference.infer("tiny_text.onnx", input, %{},
+                 serving: name,
+                 model_dir: dir
+               )
+
+      assert {:ok, direct} =
+               Thunderbolt.OnnxInference.infer("tiny_text.onnx", input, %{}, model_dir: dir)
+
+      # One row alone in its batch: the same computation as the direct run.
+      assert served.predictions == direct.predictions
+      assert remote_requests(node, name) == 1
+    end
+
     test "a serving started with distributed: false is not offered to other nodes", %{
       name: name
     } do
