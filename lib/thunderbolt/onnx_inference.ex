@@ -580,36 +580,41 @@ defmodule Thunderbolt.OnnxInference do
 
     {:ok,
      Map.new(outputs, fn {name, %Tensor{} = tensor} ->
+       {kind, flat} = flat_values(tensor)
+       dims = Tuple.to_list(tensor.shape)
+       json = if kind == :finite, do: flat, else: json_ready(flat)
+
        prediction = %{
-         "tensor" => values(tensor),
-         "shape" => Tuple.to_list(tensor.shape),
+         "tensor" => nest(json, dims),
+         "shape" => dims,
          "dtype" => Tensor.type_string(tensor.type)
        }
 
        prediction =
          if top_k,
-           do: Map.put(prediction, "top_k", json_ready(ranked(tensor, top_k, names))),
+           do: Map.put(prediction, "top_k", json_ready(ranked(flat, dims, top_k, names))),
            else: prediction
 
        {name, prediction}
      end)}
   end
 
-  # The tensor as nested lists of JSON numbers. Floats take a fast path:
-  # a binary generator skips what it cannot match, so a shorter list means
-  # the tensor holds NaN or an infinity, which take the general decoder and
-  # become strings.
-  defp values(%Tensor{type: {:f, bits}, data: data} = tensor) when bits in [32, 64] do
+  # The elements as one flat list, decoded once for both the tensor and
+  # top_k. Floats take a fast path: a binary generator skips what it cannot
+  # match, so a shorter list means the tensor holds NaN or an infinity, and
+  # the general decoder gives those as atoms (made strings for JSON).
+  defp flat_values(%Tensor{type: {:f, bits}, data: data} = tensor) when bits in [32, 64] do
     flat = for <<x::float-size(bits)-native <- data>>, do: x
 
-    if length(flat) == Tensor.size(tensor) do
-      nest(flat, Tuple.to_list(tensor.shape))
-    else
-      tensor |> Tensor.to_list() |> json_ready()
-    end
+    if length(flat) == Tensor.size(tensor),
+      do: {:finite, flat},
+      else: {:mixed, Tensor.to_flat_list(tensor)}
   end
 
-  defp values(tensor), do: tensor |> Tensor.to_list() |> json_ready()
+  defp flat_values(%Tensor{type: {kind, _}} = tensor) when kind in [:s, :u],
+    do: {:finite, Tensor.to_flat_list(tensor)}
+
+  defp flat_values(tensor), do: {:mixed, Tensor.to_flat_list(tensor)}
 
   defp nest([value], []), do: value
   defp nest(flat, [_]), do: flat
@@ -622,12 +627,24 @@ defmodule Thunderbolt.OnnxInference do
     end
   end
 
-  defp ranked(%Tensor{shape: shape} = tensor, k, names) do
+  # One ranking per sample: the leading axis is the batch, the rest is
+  # flattened into the scores of one sample.
+  defp ranked(flat, dims, k, names) do
     rows =
-      case shape do
-        {} -> [[Tensor.to_list(tensor)]]
-        {_} -> [Tensor.to_flat_list(tensor)]
-        _ -> rows(tensor)
+      case dims do
+        [] ->
+          [flat]
+
+        [_] ->
+          [flat]
+
+        [1 | _] ->
+          [flat]
+
+        [n | inner] ->
+          if Enum.product(inner) == 0,
+            do: List.duplicate([], n),
+            else: Enum.chunk_every(flat, Enum.product(inner))
       end
 
     for row <- rows do
@@ -635,12 +652,6 @@ defmodule Thunderbolt.OnnxInference do
         %{"index" => index, "label" => label(names, index), "score" => score}
       end
     end
-  end
-
-  defp rows(%Tensor{shape: shape} = tensor) do
-    if Tensor.size(tensor) == 0,
-      do: List.duplicate([], elem(shape, 0)),
-      else: tensor |> Tensor.reshape({elem(shape, 0), :auto}) |> Tensor.to_list()
   end
 
   defp label(names, index) do
