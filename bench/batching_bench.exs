@@ -4,7 +4,7 @@
 #                cerebros_trained.onnx in a loop, on one shared session
 #                (default load options);
 #   2. served  — the same 64 callers through a Thunderbolt.Serving
-#                (defaults, then runners: 1);
+#                (defaults, then runners: 1, then batch_timeout: 2000 µs);
 #   3. routed  — the same callers on a node with no serving of its own,
 #                routed to servings on 1 and then 2 peer nodes on this
 #                machine (a functional figure: every node shares the same
@@ -12,6 +12,13 @@
 #
 # plus one caller alone, direct and served, to show what batching costs a
 # caller that has nobody to batch with.
+#
+# Besides throughput and latency it prints the VM's CPU time per call (user
+# + system, from /proc/self/stat), which other load on the machine disturbs
+# much less than wall-clock throughput. BEAM schedulers busy-wait before
+# sleeping, which inflates it; run with
+#   ELIXIR_ERL_OPTIONS="+sbwt none +sbwtdcpu none +sbwtdio none"
+# to count only work. For routed calls it covers only the calling node.
 #
 #   mix run bench/batching_bench.exs
 #   SECONDS=2 mix run bench/batching_bench.exs   # shorter phases
@@ -55,9 +62,14 @@ defmodule BatchingBench do
     served1 = phase(inputs, seconds, fn x -> Serving.run(Bench1, x) end)
     report("served, runners: 1", served1, Bench1)
 
+    {:ok, _} = Serving.start_link(name: Bench2, model: @model, batch_timeout: 2_000)
+    served2 = phase(inputs, seconds, fn x -> Serving.run(Bench2, x) end)
+    report("served, batch_timeout: 2000 µs", served2, Bench2)
+
     IO.puts("""
 
-    served / direct throughput: #{ratio(served, direct)} (defaults), #{ratio(served1, direct)} (runners: 1)
+    served / direct throughput: #{ratio(served, direct)} (defaults), \
+    #{ratio(served1, direct)} (runners: 1), #{ratio(served2, direct)} (batch_timeout: 2000)
     """)
 
     lone(session, inputs)
@@ -73,6 +85,7 @@ defmodule BatchingBench do
   end
 
   defp run_for(inputs, seconds, call) do
+    cpu0 = cpu_us()
     stop = System.monotonic_time(:microsecond) + round(seconds * 1_000_000)
 
     latencies =
@@ -83,7 +96,20 @@ defmodule BatchingBench do
 
     errors = Enum.count(latencies, &(&1 == :error))
     latencies = latencies |> Enum.reject(&(&1 == :error)) |> Enum.sort()
-    %{count: length(latencies), errors: errors, seconds: seconds, sorted: latencies}
+    cpu = cpu_us() - cpu0
+    %{count: length(latencies), errors: errors, seconds: seconds, sorted: latencies, cpu: cpu}
+  end
+
+  # This OS process's user + system CPU time, from /proc (Linux, 100 Hz).
+  defp cpu_us do
+    case File.read("/proc/self/stat") do
+      {:ok, stat} ->
+        [utime, stime] = stat |> String.split() |> Enum.slice(13, 2)
+        (String.to_integer(utime) + String.to_integer(stime)) * 10_000
+
+      _ ->
+        0
+    end
   end
 
   defp loop(call, x, stop, acc) do
@@ -98,7 +124,7 @@ defmodule BatchingBench do
     end
   end
 
-  defp report(label, %{count: n, errors: errors, seconds: s, sorted: sorted}, serving \\ nil) do
+  defp report(label, %{count: n, errors: errors, seconds: s, sorted: sorted} = r, serving \\ nil) do
     batch =
       case serving && Serving.stats(serving) do
         {:ok, stats} -> ", mean batch #{Float.round(stats.mean_batch_size, 1)} rows"
@@ -107,7 +133,8 @@ defmodule BatchingBench do
 
     IO.puts(
       String.pad_trailing(label, 58) <>
-        "#{round(n / s)} calls/s  p50 #{pct(sorted, 50)} µs  p99 #{pct(sorted, 99)} µs" <>
+        "#{round(n / s)} calls/s  p50 #{pct(sorted, 50)} µs  p99 #{pct(sorted, 99)} µs  " <>
+        "#{Float.round(r.cpu / max(n, 1), 1)} CPU-µs/call" <>
         "#{batch}#{if errors > 0, do: ", #{errors} errors", else: ""}"
     )
   end
