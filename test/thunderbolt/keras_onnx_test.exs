@@ -107,6 +107,8 @@ defmodule Thunderbolt.KerasONNXTest do
         File.rm_rf!(Path.join([priv, "models", unique]))
         File.rm_rf!(Path.join([Thunderbolt.ModelDir.dir(), "models", unique]))
         File.rm_rf!(Path.join(Thunderbolt.ModelDir.dir(), unique))
+        # Only if no other test is using it.
+        File.rmdir(Path.join(Thunderbolt.ModelDir.dir(), "models"))
       end)
 
       # Both exist: priv/ comes first.
