@@ -171,7 +171,8 @@ defmodule Thunderbolt.ServingTest do
         |> Enum.map(&Task.async(fn -> Serving.run(name, &1, timeout: 30_000) end))
         |> Task.await_many(60_000)
 
-      for {input, {:ok, %{"logits" => logits}}} <- Enum.zip(inputs, results) do
+      for {input, result} <- Enum.zip(inputs, results) do
+        assert {:ok, %{"logits" => logits}} = result
         %{"logits" => alone} = Thunderbolt.run!(session, input)
         assert logits.shape == alone.shape
         # Batched matrix products may round differently from single-row ones.
@@ -180,6 +181,34 @@ defmodule Thunderbolt.ServingTest do
 
       assert length(results) == 200
       assert stats!(name).batched_requests == 200
+    end
+
+    @tag :shared_models
+    test "cerebros_mini.onnx: the positional table is shared by a batch, the token ids stacked" do
+      path = shared("cerebros_mini.onnx")
+      {name, _pid} = start_serving(model: path, runners: 2)
+      session = Thunderbolt.load!(path)
+      table = Tensor.new(for(r <- 1..40, do: for(c <- 1..64, do: (r - c) / 64)), type: :f32)
+
+      inputs =
+        for i <- 1..40 do
+          ids = for(r <- 1..(rem(i, 3) + 1), do: for(c <- 1..40, do: rem(i * 13 + r + c, 1000)))
+          %{"input_ids" => Tensor.new(ids, type: :s32), "functional_1/Add/y:0" => table}
+        end
+
+      results =
+        inputs
+        |> Enum.map(&Task.async(fn -> Serving.run(name, &1, timeout: 30_000) end))
+        |> Task.await_many(60_000)
+
+      for {input, result} <- Enum.zip(inputs, results) do
+        assert {:ok, %{"logits" => logits}} = result
+        %{"logits" => alone} = Thunderbolt.run!(session, input)
+        assert logits.shape == alone.shape
+        assert_close(Tensor.to_flat_list(logits), Tensor.to_flat_list(alone), rtol: 1.0e-5)
+      end
+
+      assert length(results) == 40
     end
 
     test "requests that arrive while the runners are busy run as one batch" do

@@ -28,8 +28,8 @@ defmodule Thunderbolt.Serving.BatchTest do
       [{key, _} | _] = entries = Enum.map(inputs, &entry(s, &1))
       assert {:merged, results} = Batch.run(s, key, Enum.map(entries, &elem(&1, 1)), :auto)
 
-      for {input, {:ok, result}} <- Enum.zip(inputs, results) do
-        assert result == Thunderbolt.run!(s, input)
+      for {input, result} <- Enum.zip(inputs, results) do
+        assert result == Thunderbolt.run(s, input)
       end
     end
 
