@@ -140,7 +140,7 @@ defmodule Thunderbolt.Serving do
         {:error,
          Error.new(:invalid_option, "the :thunderbolt application is not started on this node")}
 
-      match?({:ok, _, _}, Directory.lookup(name)) ->
+      Directory.registered?(name) ->
         {:error,
          Error.new(:invalid_option, "a serving named #{inspect(name)} already runs on this node")}
 

@@ -1,8 +1,8 @@
 defmodule Thunderbolt.Serving.Directory do
   @moduledoc """
-  Where servings are found: on this node through a `Registry`, and across
-  the cluster through a `:pg` scope in which every serving's queue joins the
-  group `{Thunderbolt.Serving, name}`.
+  Where servings are found: on this node through `:persistent_term` (names
+  kept unique by a `Registry`), and across the cluster through a `:pg` scope
+  in which every serving's queue joins the group `{Thunderbolt.Serving, name}`.
 
   The `:thunderbolt` application starts the directory, so that a node with
   no serving of its own can still see, and route to, the servings of the
@@ -31,22 +31,45 @@ defmodule Thunderbolt.Serving.Directory do
 
   @doc """
   The local serving's queue and its published info, or `:error`.
+
+  Callers read this on every call, so it lives in `:persistent_term`, which
+  hands it over without copying; the `Registry` only keeps names unique. An
+  entry left behind by a serving that was killed outright names a dead
+  queue and reads as `:error`.
   """
   @spec lookup(term()) :: {:ok, pid(), map()} | :error
   def lookup(name) do
-    case Registry.lookup(@registry, name) do
-      [{pid, info}] -> {:ok, pid, info}
-      [] -> :error
+    case :persistent_term.get({__MODULE__, name}, nil) do
+      %{queue: queue} = info -> if Process.alive?(queue), do: {:ok, queue, info}, else: :error
+      nil -> :error
     end
-  rescue
-    # The registry's table is missing: the :thunderbolt application is not running.
-    ArgumentError -> :error
   end
 
   @doc false
-  # The name a queue registers under, carrying `info` for callers to read.
-  @spec via(term(), map()) :: GenServer.name()
-  def via(name, info), do: {:via, Registry, {@registry, name, info}}
+  # The name a queue registers under: unique on this node.
+  @spec via(term()) :: GenServer.name()
+  def via(name), do: {:via, Registry, {@registry, name}}
+
+  @doc false
+  @spec registered?(term()) :: boolean()
+  def registered?(name), do: Registry.lookup(@registry, name) != []
+
+  @doc false
+  # Called by a queue once it runs; `info` carries the queue's pid.
+  @spec publish(term(), map()) :: :ok
+  def publish(name, %{queue: _} = info), do: :persistent_term.put({__MODULE__, name}, info)
+
+  @doc false
+  # Called by a queue that stops; leaves a newer queue's entry alone.
+  @spec withdraw(term(), pid()) :: :ok
+  def withdraw(name, queue) do
+    case :persistent_term.get({__MODULE__, name}, nil) do
+      %{queue: ^queue} -> :persistent_term.erase({__MODULE__, name})
+      _ -> false
+    end
+
+    :ok
+  end
 
   @doc """
   Adds a serving's queue to the cluster-wide group for `name`.

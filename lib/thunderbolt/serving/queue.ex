@@ -68,7 +68,7 @@ defmodule Thunderbolt.Serving.Queue do
   @spec start_link({Config.t(), map()}) :: GenServer.on_start()
   def start_link({%Config{name: name} = config, info}) do
     info = Map.put(info, :depth, :atomics.new(1, signed: true))
-    GenServer.start_link(__MODULE__, {config, info}, name: Directory.via(name, info))
+    GenServer.start_link(__MODULE__, {config, info}, name: Directory.via(name))
   end
 
   @doc false
@@ -82,12 +82,16 @@ defmodule Thunderbolt.Serving.Queue do
 
   @impl true
   def init({config, info}) do
+    # Trapping exits runs terminate/2 on shutdown, which unpublishes the queue.
+    Process.flag(:trap_exit, true)
+    Directory.publish(config.name, Map.put(info, :queue, self()))
     if config.distributed, do: Directory.join(config.name, self())
     Stats.put(info.stats, :runners, 0)
 
     state = %{
       batch_size: config.batch_size,
       batch_timeout: config.batch_timeout,
+      name: config.name,
       stats: info.stats,
       depth: info.depth,
       pending: %{},
@@ -141,6 +145,12 @@ defmodule Thunderbolt.Serving.Queue do
 
     dispatch(%{state | busy: busy, idle: List.delete(state.idle, runner)}, false)
   end
+
+  # Exits from links other than the parent (there are none by design).
+  def handle_info({:EXIT, _pid, _reason}, state), do: dispatch(state, false)
+
+  @impl true
+  def terminate(_reason, state), do: Directory.withdraw(state.name, self())
 
   defp fail_claimed(claim, requests, reply) do
     requests
