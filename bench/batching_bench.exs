@@ -156,7 +156,7 @@ defmodule BatchingBench do
   defp routed(inputs, seconds) do
     unless Node.alive?() do
       System.cmd("epmd", ["-daemon"])
-      {:ok, _} = Node.start(:"tb_bench@127.0.0.1", :longnames)
+      {:ok, _} = Node.start(:"tb_bench_#{System.pid()}@127.0.0.1", :longnames)
     end
 
     nodes = for _ <- 1..2, do: start_peer()
@@ -175,7 +175,7 @@ defmodule BatchingBench do
 
   defp start_peer do
     args = [~c"-connect_all", ~c"false" | Enum.flat_map(:code.get_path(), &[~c"-pa", &1])]
-    name = :"tb_bench_peer_#{System.unique_integer([:positive])}"
+    name = :"tb_bench_peer_#{System.pid()}_#{System.unique_integer([:positive])}"
 
     {:ok, _peer, node} =
       :peer.start(%{name: name, host: ~c"127.0.0.1", longnames: true, args: args})

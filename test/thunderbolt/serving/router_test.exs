@@ -14,7 +14,8 @@ defmodule Thunderbolt.Serving.RouterTest do
     unless Node.alive?() do
       # Distribution needs epmd; starting it when it already runs is harmless.
       {_, 0} = System.cmd("epmd", ["-daemon"])
-      {:ok, _} = Node.start(:"tb_test@127.0.0.1", :longnames)
+      # The OS pid keeps names apart when several test runs share a machine.
+      {:ok, _} = Node.start(:"tb_test_#{System.pid()}@127.0.0.1", :longnames)
     end
 
     %{session: Thunderbolt.load!(@model)}
@@ -29,7 +30,7 @@ defmodule Thunderbolt.Serving.RouterTest do
   # from meshing with each other, so stopping one does not make `global`
   # cut the others off to prevent overlapping partitions.
   defp start_peer do
-    name = :"tb_peer_#{System.unique_integer([:positive])}"
+    name = :"tb_peer_#{System.pid()}_#{System.unique_integer([:positive])}"
     args = [~c"-connect_all", ~c"false" | Enum.flat_map(:code.get_path(), &[~c"-pa", &1])]
 
     {:ok, peer, node} =
