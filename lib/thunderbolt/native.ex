@@ -20,6 +20,13 @@ defmodule Thunderbolt.Native do
   def session_pool_size(_session), do: err()
   def runtime_info, do: err()
 
+  # tensor.rs
+  def tensor_from_nested(_data, _type), do: err()
+  def tensor_from_nested_dirty(_data, _type), do: err()
+  def tensor_to_flat_list(_data, _type), do: err()
+  def tensor_to_flat_list_dirty(_data, _type), do: err()
+  def tensor_all_finite(_data, _type), do: err()
+
   # builder.rs
   def builder_build(_spec), do: err()
 

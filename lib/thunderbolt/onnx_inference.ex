@@ -600,21 +600,13 @@ defmodule Thunderbolt.OnnxInference do
   end
 
   # The elements as one flat list, decoded once for both the tensor and
-  # top_k. Floats take a fast path: a binary generator skips what it cannot
-  # match, so a shorter list means the tensor holds NaN or an infinity, and
-  # the general decoder gives those as atoms (made strings for JSON).
-  defp flat_values(%Tensor{type: {:f, bits}, data: data} = tensor) when bits in [32, 64] do
-    flat = for <<x::float-size(bits)-native <- data>>, do: x
-
-    if length(flat) == Tensor.size(tensor),
-      do: {:finite, flat},
+  # top_k. Non-finite floats come back as atoms, which JSON cannot carry, so
+  # only a tensor that holds any takes the slower path that makes them strings.
+  defp flat_values(tensor) do
+    if Tensor.finite?(tensor),
+      do: {:finite, Tensor.to_flat_list(tensor)},
       else: {:mixed, Tensor.to_flat_list(tensor)}
   end
-
-  defp flat_values(%Tensor{type: {kind, _}} = tensor) when kind in [:s, :u],
-    do: {:finite, Tensor.to_flat_list(tensor)}
-
-  defp flat_values(tensor), do: {:mixed, Tensor.to_flat_list(tensor)}
 
   defp nest([value], []), do: value
   defp nest(flat, [_]), do: flat

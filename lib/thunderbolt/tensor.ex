@@ -66,6 +66,12 @@ defmodule Thunderbolt.Tensor do
   }
   @types @shorthand |> Map.values() |> Enum.uniq()
 
+  # Element conversion runs in the NIF (thunderbolt_runtime's number.rs):
+  # done element by element in Elixir it cost more than the inference itself
+  # for a 1000-class output. Tensors above this many elements convert on a
+  # dirty scheduler.
+  @dirty_above 20_000
+
   @doc """
   Normalises a type name to Nx's tuple form.
 
@@ -109,17 +115,32 @@ defmodule Thunderbolt.Tensor do
   @spec new(number() | atom() | list(), keyword()) :: t()
   def new(data, opts \\ []) do
     opts = Keyword.validate!(opts, [:type])
-    shape = infer_shape!(data)
-    flat = if is_list(data), do: List.flatten(data), else: [data]
 
     type =
       case opts[:type] do
-        nil -> if Enum.all?(flat, &is_integer/1), do: {:s, 64}, else: {:f, 32}
+        nil -> if all_integers?(data), do: {:s, 64}, else: {:f, 32}
         name -> type!(name)
       end
 
-    %__MODULE__{type: type, shape: shape, data: encode!(flat, type)}
+    # One walk in the NIF finds the shape, checks every row and encodes;
+    # big tensors take a dirty scheduler.
+    result =
+      if first_path_size(data) > @dirty_above,
+        do: Thunderbolt.Native.tensor_from_nested_dirty(data, type_atom(type)),
+        else: Thunderbolt.Native.tensor_from_nested(data, type_atom(type))
+
+    case result do
+      {:ok, {shape, binary}} -> %__MODULE__{type: type, shape: List.to_tuple(shape), data: binary}
+      {:error, {_kind, message}} -> raise ArgumentError, message
+    end
   end
+
+  defp all_integers?(x) when is_integer(x), do: true
+  defp all_integers?(list) when is_list(list), do: Enum.all?(list, &all_integers?/1)
+  defp all_integers?(_), do: false
+
+  defp first_path_size([first | _] = list), do: length(list) * first_path_size(first)
+  defp first_path_size(_), do: 1
 
   @doc """
   Wraps a native-endian binary as a tensor of `type` and `shape`.
@@ -166,6 +187,23 @@ defmodule Thunderbolt.Tensor do
   """
   @spec to_flat_list(t()) :: [number() | atom()]
   def to_flat_list(%__MODULE__{type: type, data: data}), do: decode(data, type)
+
+  @doc """
+  Whether every element is a finite number: no NaN and no infinity.
+  Integer tensors always are.
+
+      iex> Thunderbolt.Tensor.new([1.0, 2.0]) |> Thunderbolt.Tensor.finite?()
+      true
+      iex> Thunderbolt.Tensor.new([1.0, :nan]) |> Thunderbolt.Tensor.finite?()
+      false
+  """
+  @spec finite?(t()) :: boolean()
+  def finite?(%__MODULE__{type: type, data: data}) do
+    case Thunderbolt.Native.tensor_all_finite(data, type_atom(type)) do
+      {:ok, finite} -> finite
+      {:error, {_kind, message}} -> raise ArgumentError, message
+    end
+  end
 
   @doc """
   Gives the tensor a new shape with the same number of elements. One
@@ -306,25 +344,6 @@ defmodule Thunderbolt.Tensor do
   defp validate_shape!(shape),
     do: raise(ArgumentError, "a shape is a tuple, got #{inspect(shape)}")
 
-  defp infer_shape!(x) when is_number(x) or x in [:nan, :infinity, :neg_infinity], do: {}
-
-  defp infer_shape!([]), do: {0}
-
-  defp infer_shape!([first | _] = list) when is_list(list) do
-    inner = infer_shape!(first)
-
-    Enum.each(list, fn item ->
-      if infer_shape!(item) != inner do
-        raise ArgumentError, "ragged list: every row must have shape #{inspect(inner)}"
-      end
-    end)
-
-    Tuple.insert_at(inner, 0, length(list))
-  end
-
-  defp infer_shape!(other),
-    do: raise(ArgumentError, "expected a number or a list of numbers, got #{inspect(other)}")
-
   defp nest(flat, [_]), do: flat
 
   defp nest(flat, [outer | inner]) do
@@ -335,90 +354,15 @@ defmodule Thunderbolt.Tensor do
     end
   end
 
-  # Encoding
+  defp decode(data, type) do
+    result =
+      if byte_size(data) > @dirty_above * element_bytes(type),
+        do: Thunderbolt.Native.tensor_to_flat_list_dirty(data, type_atom(type)),
+        else: Thunderbolt.Native.tensor_to_flat_list(data, type_atom(type))
 
-  defp encode!(flat, {:s, bits}) do
-    {min, max} = {-Bitwise.bsl(1, bits - 1), Bitwise.bsl(1, bits - 1) - 1}
-    for x <- flat, into: <<>>, do: <<check_int!(x, min, max, :s, bits)::signed-size(bits)-native>>
-  end
-
-  defp encode!(flat, {:u, bits}) do
-    max = Bitwise.bsl(1, bits) - 1
-    for x <- flat, into: <<>>, do: <<check_int!(x, 0, max, :u, bits)::unsigned-size(bits)-native>>
-  end
-
-  defp encode!(flat, {:f, bits}), do: for(x <- flat, into: <<>>, do: encode_float(x, bits))
-
-  defp encode!(flat, {:bf, 16}), do: for(x <- flat, into: <<>>, do: encode_bf16(x))
-
-  defp check_int!(x, min, max, _kind, _bits) when is_integer(x) and x >= min and x <= max, do: x
-
-  defp check_int!(x, _min, _max, kind, bits) when is_integer(x),
-    do: raise(ArgumentError, "#{x} does not fit in #{kind}#{bits}")
-
-  defp check_int!(x, _min, _max, kind, bits),
-    do: raise(ArgumentError, "#{inspect(x)} is not an integer, as #{kind}#{bits} needs")
-
-  defp encode_float(x, bits) when is_number(x), do: <<x::float-size(bits)-native>>
-  defp encode_float(:nan, 16), do: <<0x7E00::16-native>>
-  defp encode_float(:nan, 32), do: <<0x7FC00000::32-native>>
-  defp encode_float(:nan, 64), do: <<0x7FF8000000000000::64-native>>
-  defp encode_float(:infinity, 16), do: <<0x7C00::16-native>>
-  defp encode_float(:infinity, 32), do: <<0x7F800000::32-native>>
-  defp encode_float(:infinity, 64), do: <<0x7FF0000000000000::64-native>>
-  defp encode_float(:neg_infinity, 16), do: <<0xFC00::16-native>>
-  defp encode_float(:neg_infinity, 32), do: <<0xFF800000::32-native>>
-  defp encode_float(:neg_infinity, 64), do: <<0xFFF0000000000000::64-native>>
-
-  defp encode_float(x, bits),
-    do: raise(ArgumentError, "#{inspect(x)} is not a number, as f#{bits} needs")
-
-  # bf16 is the top half of an f32, rounded to nearest even.
-  defp encode_bf16(x) do
-    <<bits::32-native>> = encode_float(x, 32)
-
-    rounded =
-      if Bitwise.band(bits, 0x7F800000) == 0x7F800000 and Bitwise.band(bits, 0x7FFFFF) != 0 do
-        Bitwise.bsr(bits, 16) |> Bitwise.bor(0x40)
-      else
-        lsb = Bitwise.band(Bitwise.bsr(bits, 16), 1)
-        Bitwise.bsr(bits + 0x7FFF + lsb, 16)
-      end
-
-    <<Bitwise.band(rounded, 0xFFFF)::16-native>>
-  end
-
-  # Decoding
-
-  defp decode(data, {:s, bits}), do: for(<<x::signed-size(bits)-native <- data>>, do: x)
-  defp decode(data, {:u, bits}), do: for(<<x::unsigned-size(bits)-native <- data>>, do: x)
-
-  defp decode(data, {:f, bits}) do
-    bytes = div(bits, 8)
-    for <<chunk::binary-size(bytes) <- data>>, do: decode_float(chunk, bits)
-  end
-
-  defp decode(data, {:bf, 16}) do
-    for <<half::16-native <- data>>, do: decode_float(<<Bitwise.bsl(half, 16)::32-native>>, 32)
-  end
-
-  defp decode_float(chunk, bits) do
-    case chunk do
-      <<x::float-size(bits)-native>> -> x
-      _ -> decode_special(chunk, bits)
-    end
-  end
-
-  defp decode_special(chunk, bits) do
-    <<raw::size(bits)-native>> = chunk
-
-    {sign_shift, mantissa_mask} =
-      %{16 => {15, 0x3FF}, 32 => {31, 0x7FFFFF}, 64 => {63, 0xFFFFFFFFFFFFF}}[bits]
-
-    cond do
-      Bitwise.band(raw, mantissa_mask) != 0 -> :nan
-      Bitwise.bsr(raw, sign_shift) == 1 -> :neg_infinity
-      true -> :infinity
+    case result do
+      {:ok, list} -> list
+      {:error, {_kind, message}} -> raise ArgumentError, message
     end
   end
 

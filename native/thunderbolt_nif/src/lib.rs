@@ -5,5 +5,6 @@ mod builder;
 mod error;
 mod keras;
 mod session;
+mod tensor;
 
 rustler::init!("Elixir.Thunderbolt.Native");

@@ -61,7 +61,7 @@ fn type_atoms() -> [(Atom, ElementType); 13] {
     ]
 }
 
-fn element_type(atom: Atom) -> Option<ElementType> {
+pub(crate) fn element_type(atom: Atom) -> Option<ElementType> {
     type_atoms()
         .into_iter()
         .find(|(a, _)| *a == atom)

@@ -10,6 +10,7 @@ mod element_type;
 pub mod environment;
 mod error;
 mod model;
+pub mod number;
 mod options;
 mod raw;
 mod tensor;

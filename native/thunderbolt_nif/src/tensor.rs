@@ -1,0 +1,168 @@
+//! NIFs behind `Thunderbolt.Tensor.new/2` and `to_flat_list/1`: converting
+//! between Elixir number lists and tensor bytes element by element is the
+//! slowest part of serving JSON-shaped requests when done in Elixir.
+
+use rustler::{Atom, Binary, Encoder, Env, OwnedBinary, Term, TermType};
+use thunderbolt_runtime::number::{self, Number};
+use thunderbolt_runtime::ElementType;
+
+use crate::error::NifError;
+use crate::session::element_type;
+
+rustler::atoms! {
+    nan,
+    infinity,
+    neg_infinity,
+}
+
+/// Builds a tensor from a number or nested lists of numbers in one walk:
+/// the shape comes from the nesting, every row must match it, and every
+/// leaf must be a number. Returns `{shape, bytes}`.
+#[rustler::nif]
+fn tensor_from_nested<'a>(
+    env: Env<'a>,
+    data: Term<'a>,
+    ty: Atom,
+) -> Result<(Vec<usize>, Binary<'a>), NifError> {
+    from_nested(env, data, ty)
+}
+
+#[rustler::nif(schedule = "DirtyCpu")]
+fn tensor_from_nested_dirty<'a>(
+    env: Env<'a>,
+    data: Term<'a>,
+    ty: Atom,
+) -> Result<(Vec<usize>, Binary<'a>), NifError> {
+    from_nested(env, data, ty)
+}
+
+/// Deeper nesting than this is refused rather than recursed into.
+const MAX_RANK: usize = 32;
+
+fn from_nested<'a>(
+    env: Env<'a>,
+    data: Term<'a>,
+    ty: Atom,
+) -> Result<(Vec<usize>, Binary<'a>), NifError> {
+    let ty = tensor_type(ty)?;
+    let mut shape = Vec::new();
+    let mut probe = data;
+    while probe.get_type() == TermType::List {
+        if shape.len() == MAX_RANK {
+            return Err(NifError::invalid_input(format!(
+                "lists nested deeper than {MAX_RANK}"
+            )));
+        }
+        let len = probe
+            .list_length()
+            .map_err(|_| NifError::invalid_input("an improper list is not a tensor"))?;
+        shape.push(len);
+        match probe.into_list_iterator().ok().and_then(|mut it| it.next()) {
+            Some(first) => probe = first,
+            None => break,
+        }
+    }
+    let count: usize = shape.iter().product();
+    let mut bytes = Vec::with_capacity(count * ty.byte_size().unwrap_or(1));
+    walk(data, &shape, ty, &mut bytes)?;
+    let mut bin = OwnedBinary::new(bytes.len());
+    bin.as_mut_slice().copy_from_slice(&bytes);
+    Ok((shape, Binary::from_owned(bin, env)))
+}
+
+fn walk(
+    term: Term<'_>,
+    shape: &[usize],
+    ty: ElementType,
+    out: &mut Vec<u8>,
+) -> Result<(), NifError> {
+    let Some((&len, inner)) = shape.split_first() else {
+        if term.get_type() == TermType::List {
+            return Err(NifError::invalid_input(
+                "ragged list: rows must all have the same shape",
+            ));
+        }
+        return Ok(number::encode(ty, to_number(term)?, out)?);
+    };
+    let items = term
+        .into_list_iterator()
+        .map_err(|_| NifError::invalid_input("ragged list: rows must all have the same shape"))?;
+    let mut seen = 0;
+    for item in items {
+        seen += 1;
+        if seen > len {
+            break;
+        }
+        walk(item, inner, ty, out)?;
+    }
+    if seen != len {
+        return Err(NifError::invalid_input(
+            "ragged list: rows must all have the same shape",
+        ));
+    }
+    Ok(())
+}
+
+#[rustler::nif]
+fn tensor_to_flat_list<'a>(env: Env<'a>, data: Binary<'a>, ty: Atom) -> Result<Term<'a>, NifError> {
+    to_flat_list(env, data, ty)
+}
+
+#[rustler::nif(schedule = "DirtyCpu")]
+fn tensor_to_flat_list_dirty<'a>(
+    env: Env<'a>,
+    data: Binary<'a>,
+    ty: Atom,
+) -> Result<Term<'a>, NifError> {
+    to_flat_list(env, data, ty)
+}
+
+fn tensor_type(ty: Atom) -> Result<ElementType, NifError> {
+    element_type(ty).ok_or_else(|| NifError::invalid_input("unknown tensor type"))
+}
+
+fn to_number(term: Term<'_>) -> Result<Number, NifError> {
+    match term.get_type() {
+        TermType::Integer => term
+            .decode::<i64>()
+            .map(|i| Number::Int(i as i128))
+            .or_else(|_| term.decode::<u64>().map(|u| Number::Int(u as i128)))
+            .map_err(|_| NifError::invalid_input("integer out of the 64-bit range")),
+        TermType::Float => term
+            .decode::<f64>()
+            .map(Number::Float)
+            .map_err(|_| NifError::invalid_input("bad float")),
+        TermType::Atom => match term.decode::<Atom>() {
+            Ok(a) if a == nan() => Ok(Number::NaN),
+            Ok(a) if a == infinity() => Ok(Number::Infinity),
+            Ok(a) if a == neg_infinity() => Ok(Number::NegInfinity),
+            _ => Err(NifError::invalid_input(
+                "expected a number, :nan, :infinity or :neg_infinity",
+            )),
+        },
+        _ => Err(NifError::invalid_input("expected a number")),
+    }
+}
+
+fn to_flat_list<'a>(env: Env<'a>, data: Binary<'a>, ty: Atom) -> Result<Term<'a>, NifError> {
+    let ty = tensor_type(ty)?;
+    let mut terms = Vec::with_capacity(data.len() / ty.byte_size().unwrap_or(1));
+    number::decode(ty, data.as_slice(), |n| {
+        terms.push(match n {
+            Number::Int(i) if i >= 0 && i <= u64::MAX as i128 && i > i64::MAX as i128 => {
+                (i as u64).encode(env)
+            }
+            Number::Int(i) => (i as i64).encode(env),
+            Number::Float(f) => f.encode(env),
+            Number::NaN => nan().encode(env),
+            Number::Infinity => infinity().encode(env),
+            Number::NegInfinity => neg_infinity().encode(env),
+        })
+    })?;
+    Ok(terms.encode(env))
+}
+
+#[rustler::nif]
+fn tensor_all_finite(data: Binary<'_>, ty: Atom) -> Result<bool, NifError> {
+    Ok(number::all_finite(tensor_type(ty)?, data.as_slice()))
+}

@@ -1,0 +1,210 @@
+//! Element conversion between numbers and native-endian bytes, for building
+//! tensors from lists and reading them back, with the same rules as
+//! `Thunderbolt.Tensor` in Elixir: integers must fit their type, floats are
+//! rounded to nearest (even), and non-finite floats are explicit values.
+
+use half::{bf16, f16};
+
+use crate::element_type::ElementType;
+use crate::error::{Result, RuntimeError};
+
+/// One element as Elixir sees it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Number {
+    Int(i128),
+    Float(f64),
+    NaN,
+    Infinity,
+    NegInfinity,
+}
+
+impl Number {
+    fn as_f64(self) -> f64 {
+        match self {
+            Number::Int(i) => i as f64,
+            Number::Float(f) => f,
+            Number::NaN => f64::NAN,
+            Number::Infinity => f64::INFINITY,
+            Number::NegInfinity => f64::NEG_INFINITY,
+        }
+    }
+
+    fn from_f64(f: f64) -> Number {
+        if f.is_nan() {
+            Number::NaN
+        } else if f == f64::INFINITY {
+            Number::Infinity
+        } else if f == f64::NEG_INFINITY {
+            Number::NegInfinity
+        } else {
+            Number::Float(f)
+        }
+    }
+}
+
+/// Appends `value` to `out` as one element of type `ty`.
+pub fn encode(ty: ElementType, value: Number, out: &mut Vec<u8>) -> Result<()> {
+    macro_rules! int {
+        ($t:ty) => {{
+            let Number::Int(i) = value else {
+                return Err(RuntimeError::InvalidInput(format!(
+                    "{value:?} is not an integer, as {} needs",
+                    ty.name()
+                )));
+            };
+            let v = <$t>::try_from(i).map_err(|_| {
+                RuntimeError::InvalidInput(format!("{i} does not fit in {}", ty.name()))
+            })?;
+            out.extend_from_slice(&v.to_ne_bytes());
+        }};
+    }
+    match ty {
+        ElementType::S8 => int!(i8),
+        ElementType::S16 => int!(i16),
+        ElementType::S32 => int!(i32),
+        ElementType::S64 => int!(i64),
+        ElementType::U8 | ElementType::Bool => int!(u8),
+        ElementType::U16 => int!(u16),
+        ElementType::U32 => int!(u32),
+        ElementType::U64 => int!(u64),
+        ElementType::F64 => out.extend_from_slice(&value.as_f64().to_ne_bytes()),
+        ElementType::F32 => out.extend_from_slice(&to_f32(value)?.to_ne_bytes()),
+        ElementType::F16 => out.extend_from_slice(&f16::from_f64(value.as_f64()).to_ne_bytes()),
+        // Through f32 first, as the Elixir encoder does, so both round alike.
+        ElementType::BF16 => out.extend_from_slice(&bf16::from_f32(to_f32(value)?).to_ne_bytes()),
+        ElementType::String => {
+            return Err(RuntimeError::Unsupported(
+                "string tensors are not supported".into(),
+            ))
+        }
+    }
+    Ok(())
+}
+
+fn to_f32(value: Number) -> Result<f32> {
+    let f = value.as_f64();
+    let narrowed = f as f32;
+    if f.is_finite() && narrowed.is_infinite() {
+        return Err(RuntimeError::InvalidInput(format!(
+            "{f} does not fit in f32"
+        )));
+    }
+    Ok(narrowed)
+}
+
+/// Reads every element of `data`, calling `emit` for each in order.
+pub fn decode(ty: ElementType, data: &[u8], mut emit: impl FnMut(Number)) -> Result<()> {
+    let size = ty
+        .byte_size()
+        .ok_or_else(|| RuntimeError::Unsupported("string tensors are not supported".into()))?;
+    if !data.len().is_multiple_of(size) {
+        return Err(RuntimeError::InvalidInput(format!(
+            "{} bytes is not a whole number of {} elements",
+            data.len(),
+            ty.name()
+        )));
+    }
+    macro_rules! each {
+        ($t:ty, $conv:expr) => {
+            for chunk in data.chunks_exact(size) {
+                let mut bytes = [0u8; std::mem::size_of::<$t>()];
+                bytes.copy_from_slice(chunk);
+                emit($conv(<$t>::from_ne_bytes(bytes)));
+            }
+        };
+    }
+    match ty {
+        ElementType::S8 => each!(i8, |v| Number::Int(v as i128)),
+        ElementType::S16 => each!(i16, |v| Number::Int(v as i128)),
+        ElementType::S32 => each!(i32, |v| Number::Int(v as i128)),
+        ElementType::S64 => each!(i64, |v| Number::Int(v as i128)),
+        ElementType::U8 | ElementType::Bool => each!(u8, |v| Number::Int(v as i128)),
+        ElementType::U16 => each!(u16, |v| Number::Int(v as i128)),
+        ElementType::U32 => each!(u32, |v| Number::Int(v as i128)),
+        ElementType::U64 => each!(u64, |v| Number::Int(v as i128)),
+        ElementType::F16 => each!(u16, |v| Number::from_f64(f16::from_bits(v).to_f64())),
+        ElementType::BF16 => each!(u16, |v| Number::from_f64(bf16::from_bits(v).to_f64())),
+        ElementType::F32 => each!(f32, |v: f32| Number::from_f64(v as f64)),
+        ElementType::F64 => each!(f64, Number::from_f64),
+        ElementType::String => unreachable!("rejected above"),
+    }
+    Ok(())
+}
+
+/// Whether every element is a finite number (always true for integers).
+pub fn all_finite(ty: ElementType, data: &[u8]) -> bool {
+    let mut finite = true;
+    let scan = decode(ty, data, |n| {
+        finite &= matches!(n, Number::Int(_) | Number::Float(_));
+    });
+    scan.is_ok() && finite
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(ty: ElementType, values: &[Number]) -> Vec<Number> {
+        let mut bytes = Vec::new();
+        for v in values {
+            encode(ty, *v, &mut bytes).unwrap();
+        }
+        assert_eq!(bytes.len(), values.len() * ty.byte_size().unwrap());
+        let mut back = Vec::new();
+        decode(ty, &bytes, |n| back.push(n)).unwrap();
+        back
+    }
+
+    #[test]
+    fn integers_round_trip_and_range_check() {
+        let values = [Number::Int(-128), Number::Int(127)];
+        assert_eq!(round_trip(ElementType::S8, &values), values);
+        let max = [Number::Int(u64::MAX as i128)];
+        assert_eq!(round_trip(ElementType::U64, &max), max);
+        let mut out = Vec::new();
+        assert!(encode(ElementType::U8, Number::Int(256), &mut out).is_err());
+        assert!(encode(ElementType::S32, Number::Float(1.5), &mut out).is_err());
+    }
+
+    #[test]
+    fn floats_round_and_keep_non_finite_values() {
+        let values = [
+            Number::Float(1.5),
+            Number::NaN,
+            Number::Infinity,
+            Number::NegInfinity,
+        ];
+        for ty in [
+            ElementType::F16,
+            ElementType::BF16,
+            ElementType::F32,
+            ElementType::F64,
+        ] {
+            assert_eq!(round_trip(ty, &values), values, "{ty:?}");
+        }
+        // 1 + 2^-8 is a tie in bf16 and rounds to even.
+        assert_eq!(
+            round_trip(ElementType::BF16, &[Number::Float(1.00390625)]),
+            [Number::Float(1.0)]
+        );
+        assert_eq!(
+            round_trip(ElementType::F32, &[Number::Int(3)]),
+            [Number::Float(3.0)]
+        );
+        assert!(encode(ElementType::F32, Number::Float(1e300), &mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn finds_non_finite_floats() {
+        let mut bytes = Vec::new();
+        encode(ElementType::F32, Number::Float(1.0), &mut bytes).unwrap();
+        assert!(all_finite(ElementType::F32, &bytes));
+        encode(ElementType::F32, Number::NaN, &mut bytes).unwrap();
+        assert!(!all_finite(ElementType::F32, &bytes));
+    }
+
+    #[test]
+    fn refuses_partial_elements() {
+        assert!(decode(ElementType::F32, &[0, 0, 0], |_| {}).is_err());
+    }
+}
