@@ -104,9 +104,11 @@ defmodule Thunderbolt.Serving do
       `:runners`).
     * `:batch_size` — the most rows in one batch (default `32`). A single
       request with more rows runs alone.
-    * `:batch_timeout` — the longest, in microseconds, that a request waits
-      for others to join its batch while a runner is idle (default `200`).
-      Timers are millisecond-grained, so the queue rounds waits down: see
+    * `:batch_timeout` — how long, in microseconds, a request may wait for
+      others to join its batch while a runner is idle (default `200`).
+      Timers are millisecond-grained: with every runner idle the queue
+      rounds the wait down (a lone caller is sent on at once below 1 ms),
+      and while runners are busy it may round it up by less than 1 ms. See
       `Thunderbolt.Serving.Queue`.
     * `:runners` — how many batches run at once (default
       `System.schedulers_online()`).

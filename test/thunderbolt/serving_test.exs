@@ -229,6 +229,35 @@ defmodule Thunderbolt.ServingTest do
       assert stats.mean_batch_requests == 3.0
     end
 
+    test "while a runner is busy, an idle one waits for a full batch until the deadline" do
+      {name, pid} =
+        start_serving(model: @dynamic, runners: 2, batch_size: 4, batch_timeout: 60_000_000)
+
+      # Hold one runner with a full batch in flight; the other stays idle.
+      [a, b] = runners(pid)
+      :ok = :sys.suspend(a)
+      :ok = :sys.suspend(b)
+      first = Task.async(fn -> Serving.run(name, rows(4, 2, 0), timeout: :infinity) end)
+      wait_until(fn -> in_flight(name) == 1 end)
+      [{held, _}] = name |> queue() |> :sys.get_state() |> Map.fetch!(:busy) |> Map.to_list()
+      for runner <- [a, b], runner != held, do: :sys.resume(runner)
+
+      # Three rows of four: the idle runner is left waiting for the fourth.
+      waiting =
+        for i <- 1..3,
+            do: Task.async(fn -> Serving.run(name, rows(1, 2, i), timeout: :infinity) end)
+
+      wait_until(fn -> queued(name) == 3 end)
+      assert in_flight(name) == 1
+
+      last = Task.async(fn -> Serving.run(name, rows(1, 2, 4), timeout: :infinity) end)
+      for task <- [last | waiting], do: assert({:ok, _} = Task.await(task))
+      assert %{batches: 1, batched_requests: 4} = stats!(name)
+
+      :sys.resume(held)
+      assert {:ok, _} = Task.await(first)
+    end
+
     test "requests with different non-batch shapes are not merged" do
       {name, pid} = start_serving(model: @dynamic, runners: 1)
       {runner, first} = hold_runner(pid, name, rows(1, 2, 0))
