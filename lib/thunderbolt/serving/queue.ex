@@ -30,8 +30,8 @@ defmodule Thunderbolt.Serving.Queue do
   Spinning on the clock to honour sub-millisecond deadlines exactly would
   burn a scheduler for nothing. Measured on the 2-core development machine
   (`bench/batching_results.md`), with 64 callers of `cerebros_trained.onnx`
-  and the defaults, batches averaged 28.5 of 32 rows; a lone caller's
-  served p50 was 25 to 57 µs against 16 µs for a direct
+  and the defaults, batches averaged 23 to 29 of 32 rows; a lone caller's
+  served p50 was 24 to 58 µs against 16 µs for a direct
   `Thunderbolt.run/3`, the difference being the two extra process hops.
 
   ## Faults
