@@ -474,6 +474,24 @@ defmodule Thunderbolt.ServingTest do
       wait_until(fn -> match?(%{runners: 2, runner_crashes: 4}, stats!(name)) end)
     end
 
+    test "a queue that dies fails its waiting callers; the new one takes calls with new runners" do
+      {name, pid} = start_serving(model: @dynamic, runners: 1)
+      {runner, first} = hold_runner(pid, name, rows(1, 2, 0))
+      waiting = Task.async(fn -> Serving.run(name, rows(1, 2, 1)) end)
+      wait_until(fn -> queued(name) == 1 end)
+      old_queue = queue(name)
+
+      Process.exit(old_queue, :kill)
+
+      assert Task.await(first) == {:error, {:serving_down, :killed}}
+      assert Task.await(waiting) == {:error, {:serving_down, :killed}}
+      wait_until(fn -> match?({:ok, %{runners: 1}}, Serving.stats(name)) end)
+      assert queue(name) != old_queue
+      assert [new_runner] = runners(pid)
+      assert new_runner != runner
+      assert {:ok, _} = Serving.run(name, rows(2, 2, 2))
+    end
+
     test "callers waiting when the serving stops get an error" do
       name = {__MODULE__, make_ref()}
       {:ok, pid} = Serving.start_link(name: name, model: @dynamic, runners: 1)
