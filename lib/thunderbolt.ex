@@ -11,7 +11,7 @@ defmodule Thunderbolt do
   BEAM stays responsive either way (see `run/3`).
   """
 
-  alias Thunderbolt.{Error, Native, Session, Tensor}
+  alias Thunderbolt.{Error, Inputs, Native, Session, Tensor}
 
   @ort_version "1.31.1"
   @load_defaults [
@@ -113,7 +113,7 @@ defmodule Thunderbolt do
           {:ok, %{String.t() => Tensor.t()}} | {:error, Error.t()}
   def run(%Session{} = session, inputs, opts \\ []) do
     with {:ok, opts} <- validate_run_options(opts),
-         {:ok, tensors} <- order_inputs(session, inputs),
+         {:ok, tensors} <- Inputs.order(session.inputs, inputs),
          {:ok, outputs} <- select_outputs(session, opts[:outputs]) do
       native_inputs =
         Enum.map(tensors, fn %Tensor{type: type, shape: shape, data: data} ->
@@ -239,124 +239,11 @@ defmodule Thunderbolt do
 
   defp option_error(message), do: {:error, Error.new(:invalid_option, message)}
 
-  defp order_inputs(%Session{inputs: [_]}, %Tensor{} = tensor), do: {:ok, [tensor]}
-
-  defp order_inputs(%Session{inputs: [_]}, tensor) when is_struct(tensor),
-    do: with({:ok, t} <- Tensor.coerce(tensor), do: {:ok, [t]})
-
-  defp order_inputs(%Session{inputs: specs}, tensor) when is_struct(tensor) do
-    {:error,
-     Error.new(
-       :invalid_input,
-       "the model has #{length(specs)} inputs (#{names(specs)}); pass a list or a map"
-     )}
-  end
-
-  defp order_inputs(%Session{inputs: specs}, list) when is_list(list) do
-    if length(list) == length(specs) do
-      coerce_all(list)
-    else
-      {:error,
-       Error.new(
-         :invalid_input,
-         "the model takes #{length(specs)} input(s) (#{names(specs)}), got #{length(list)}"
-       )}
-    end
-  end
-
-  defp order_inputs(%Session{inputs: specs}, map) when is_map(map) do
-    with {:ok, by_name} <- keys_to_strings(map) do
-      known = MapSet.new(specs, & &1.name)
-
-      case Enum.reject(Map.keys(by_name), &MapSet.member?(known, &1)) do
-        [] ->
-          case Enum.reject(specs, &Map.has_key?(by_name, &1.name)) do
-            [] ->
-              specs |> Enum.map(&Map.fetch!(by_name, &1.name)) |> coerce_all()
-
-            missing ->
-              {:error, Error.new(:invalid_input, "missing input(s): #{names(missing)}")}
-          end
-
-        unknown ->
-          {:error,
-           Error.new(
-             :invalid_input,
-             "unknown input(s) #{Enum.map_join(unknown, ", ", &inspect/1)}; the model's inputs are #{names(specs)}"
-           )}
-      end
-    end
-  end
-
-  defp order_inputs(_session, other) do
-    {:error,
-     Error.new(
-       :invalid_input,
-       "inputs must be a tensor, a list or a map, got: #{inspect(other, limit: 5)}"
-     )}
-  end
-
-  defp keys_to_strings(map) do
-    Enum.reduce_while(map, {:ok, %{}}, fn {key, value}, {:ok, acc} ->
-      name =
-        cond do
-          is_binary(key) -> key
-          is_atom(key) -> Atom.to_string(key)
-          true -> nil
-        end
-
-      cond do
-        is_nil(name) ->
-          {:halt,
-           {:error,
-            Error.new(:invalid_input, "input names must be strings or atoms, got #{inspect(key)}")}}
-
-        Map.has_key?(acc, name) ->
-          {:halt, {:error, Error.new(:invalid_input, "input #{inspect(name)} is given twice")}}
-
-        true ->
-          {:cont, {:ok, Map.put(acc, name, value)}}
-      end
-    end)
-  end
-
-  defp coerce_all(values) do
-    Enum.reduce_while(values, {:ok, []}, fn value, {:ok, acc} ->
-      case Tensor.coerce(value) do
-        {:ok, tensor} -> {:cont, {:ok, [tensor | acc]}}
-        error -> {:halt, error}
-      end
-    end)
-    |> case do
-      {:ok, tensors} -> {:ok, Enum.reverse(tensors)}
-      error -> error
-    end
-  end
-
   defp select_outputs(_session, nil), do: {:ok, nil}
 
   defp select_outputs(%Session{outputs: specs}, names) do
-    index = specs |> Enum.with_index() |> Map.new(fn {spec, i} -> {spec.name, i} end)
-
-    Enum.reduce_while(names, {:ok, []}, fn name, {:ok, acc} ->
-      key = if is_atom(name), do: Atom.to_string(name), else: name
-
-      case Map.fetch(index, key) do
-        {:ok, i} ->
-          {:cont, {:ok, [i | acc]}}
-
-        :error ->
-          {:halt,
-           {:error,
-            Error.new(
-              :invalid_input,
-              "unknown output #{inspect(name)}; the model's outputs are #{names(specs)}"
-            )}}
-      end
-    end)
-    |> case do
-      {:ok, indices} -> {:ok, Enum.reverse(indices)}
-      error -> error
+    with {:ok, names} <- Inputs.select_outputs(specs, names) do
+      {:ok, Enum.map(names, fn name -> Enum.find_index(specs, &(&1.name == name)) end)}
     end
   end
 
@@ -385,6 +272,4 @@ defmodule Thunderbolt do
   defp output_pair(name, {type, shape, data}) do
     {name, %Tensor{type: Tensor.from_type_atom(type), shape: List.to_tuple(shape), data: data}}
   end
-
-  defp names(specs), do: Enum.map_join(specs, ", ", &inspect(&1.name))
 end

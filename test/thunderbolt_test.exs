@@ -196,7 +196,7 @@ defmodule ThunderboltTest do
       assert Map.keys(outputs) |> Enum.sort() == ["product", "sum"]
 
       assert {:error, %Error{message: message}} = Thunderbolt.run(s, t, outputs: ["nope"])
-      assert message =~ ~s(unknown output "nope")
+      assert message =~ ~s[unknown output(s) "nope"]
     end
 
     test "every scheduler mode gives the same answer", %{session: s, tensors: t} do

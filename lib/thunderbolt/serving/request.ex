@@ -27,7 +27,7 @@ defmodule Thunderbolt.Serving.Request do
       {{nil, [{:rows, {:f, 32}, {2}}], nil}, 2, 16}
   """
 
-  alias Thunderbolt.{Error, Tensor}
+  alias Thunderbolt.{Error, Inputs, Tensor}
 
   @type slot :: {:rows, Tensor.type(), tuple()} | {:shared, Tensor.t()}
   @type key :: {[String.t()] | nil, [slot()], reference() | nil}
@@ -41,8 +41,8 @@ defmodule Thunderbolt.Serving.Request do
   @spec new([map()], [map()], Thunderbolt.inputs(), [String.t() | atom()] | nil) ::
           {:ok, key(), pos_integer(), [binary()]} | {:error, Error.t()}
   def new(input_specs, output_specs, inputs, outputs) do
-    with {:ok, tensors} <- order(input_specs, inputs),
-         {:ok, outputs} <- select_outputs(output_specs, outputs) do
+    with {:ok, tensors} <- Inputs.order(input_specs, inputs),
+         {:ok, outputs} <- Inputs.select_outputs(output_specs, outputs) do
       slots(input_specs, tensors, outputs)
     end
   end
@@ -111,85 +111,6 @@ defmodule Thunderbolt.Serving.Request do
 
   defp dims(shape),
     do: "[" <> (shape |> Tuple.to_list() |> Enum.map_join(", ", &(&1 || "?"))) <> "]"
-
-  # The same input forms as Thunderbolt.run/3: one tensor for a one-input
-  # model, a list in input order, or a map from input name to tensor.
-  defp order([_], tensor) when is_struct(tensor), do: coerce_all([tensor])
-
-  defp order(specs, tensor) when is_struct(tensor),
-    do: invalid("the model has #{length(specs)} inputs (#{names(specs)}); pass a list or a map")
-
-  defp order(specs, list) when is_list(list) do
-    if length(list) == length(specs),
-      do: coerce_all(list),
-      else:
-        invalid(
-          "the model takes #{length(specs)} input(s) (#{names(specs)}), got #{length(list)}"
-        )
-  end
-
-  defp order(specs, map) when is_map(map) do
-    by_name = Map.new(map, fn {key, value} -> {to_name(key), value} end)
-
-    cond do
-      map_size(by_name) != map_size(map) ->
-        invalid("an input is given twice (as a string and as an atom)")
-
-      (unknown = Map.keys(by_name) -- Enum.map(specs, & &1.name)) != [] ->
-        invalid(
-          "unknown input(s) #{Enum.map_join(unknown, ", ", &inspect/1)}; the model's inputs are #{names(specs)}"
-        )
-
-      (missing = Enum.reject(specs, &Map.has_key?(by_name, &1.name))) != [] ->
-        invalid("missing input(s): #{names(missing)}")
-
-      true ->
-        specs |> Enum.map(&Map.fetch!(by_name, &1.name)) |> coerce_all()
-    end
-  end
-
-  defp order(_specs, other),
-    do: invalid("inputs must be a tensor, a list or a map, got: #{inspect(other, limit: 5)}")
-
-  defp to_name(key) when is_atom(key), do: Atom.to_string(key)
-  defp to_name(key), do: key
-
-  defp coerce_all([%Tensor{}] = tensors), do: {:ok, tensors}
-
-  defp coerce_all(values) do
-    Enum.reduce_while(values, {:ok, []}, fn value, {:ok, acc} ->
-      case Tensor.coerce(value) do
-        {:ok, tensor} -> {:cont, {:ok, [tensor | acc]}}
-        error -> {:halt, error}
-      end
-    end)
-    |> case do
-      {:ok, tensors} -> {:ok, Enum.reverse(tensors)}
-      error -> error
-    end
-  end
-
-  defp select_outputs(_specs, nil), do: {:ok, nil}
-
-  defp select_outputs(specs, names) when is_list(names) do
-    known = Enum.map(specs, & &1.name)
-    names = Enum.map(names, &to_name/1)
-
-    case Enum.reject(names, &(&1 in known)) do
-      [] ->
-        {:ok, names}
-
-      unknown ->
-        invalid(
-          "unknown output(s) #{Enum.map_join(unknown, ", ", &inspect/1)}; the model's outputs are #{names(specs)}"
-        )
-    end
-  end
-
-  defp select_outputs(_specs, other),
-    do: {:error, Error.new(:invalid_option, ":outputs must be a list, got: #{inspect(other)}")}
-
-  defp names(specs), do: Enum.map_join(specs, ", ", &inspect(&1.name))
 
   defp invalid(message), do: {:error, Error.new(:invalid_input, message)}
 end

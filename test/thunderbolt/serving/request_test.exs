@@ -68,7 +68,7 @@ defmodule Thunderbolt.Serving.RequestTest do
         {[@x, @w], [x], "the model takes 2 input(s)"},
         {[@x, @w], %{"x" => x}, ~s|missing input(s): "w"|},
         {[@x], %{"x" => x, "z" => x}, ~s|unknown input(s) "z"|},
-        {[@x], %{"x" => x, x: x}, "an input is given twice"},
+        {[@x], %{"x" => x, x: x}, ~s|input "x" is given twice|},
         {[@x], :nope, "inputs must be a tensor, a list or a map"},
         {[@x], [[1, 2]], "expected a Thunderbolt.Tensor"}
       ]

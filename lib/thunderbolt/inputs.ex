@@ -1,0 +1,128 @@
+defmodule Thunderbolt.Inputs do
+  @moduledoc """
+  The forms in which a run's inputs and output selection may be given, and
+  their checks against a model's signature. `Thunderbolt.run/3` and
+  `Thunderbolt.Serving.run/3` share them, so both accept exactly the same
+  things and refuse the rest with the same messages.
+
+  Inputs are a single tensor (for a one-input model), a list in the model's
+  input order, or a map from input name (string or atom) to tensor.
+
+      iex> specs = [%{name: "x", type: {:f, 32}, shape: {nil, 1}}]
+      iex> x = Thunderbolt.Tensor.new([[1.0]])
+      iex> Thunderbolt.Inputs.order(specs, %{x: x})
+      {:ok, [x]}
+      iex> {:error, %Thunderbolt.Error{message: message}} = Thunderbolt.Inputs.order(specs, %{y: x})
+      iex> message
+      ~s[unknown input(s) "y"; the model's inputs are "x"]
+  """
+
+  alias Thunderbolt.{Error, Tensor}
+
+  @doc """
+  The tensors of `inputs` in the order of `specs` (the model's inputs).
+  `Nx.Tensor`s are converted.
+  """
+  @spec order([%{name: String.t()}], term()) :: {:ok, [Tensor.t()]} | {:error, Error.t()}
+  def order([_], %Tensor{} = tensor), do: {:ok, [tensor]}
+  def order([_], tensor) when is_struct(tensor), do: coerce_all([tensor])
+
+  def order(specs, tensor) when is_struct(tensor),
+    do: invalid("the model has #{length(specs)} inputs (#{names(specs)}); pass a list or a map")
+
+  def order(specs, list) when is_list(list) do
+    if length(list) == length(specs),
+      do: coerce_all(list),
+      else:
+        invalid(
+          "the model takes #{length(specs)} input(s) (#{names(specs)}), got #{length(list)}"
+        )
+  end
+
+  def order(specs, map) when is_map(map) do
+    with {:ok, by_name} <- by_name(map) do
+      cond do
+        (unknown = Map.keys(by_name) -- Enum.map(specs, & &1.name)) != [] ->
+          invalid(
+            "unknown input(s) #{Enum.map_join(unknown, ", ", &inspect/1)}; the model's inputs are #{names(specs)}"
+          )
+
+        (missing = Enum.reject(specs, &Map.has_key?(by_name, &1.name))) != [] ->
+          invalid("missing input(s): #{names(missing)}")
+
+        true ->
+          specs |> Enum.map(&Map.fetch!(by_name, &1.name)) |> coerce_all()
+      end
+    end
+  end
+
+  def order(_specs, other),
+    do: invalid("inputs must be a tensor, a list or a map, got: #{inspect(other, limit: 5)}")
+
+  @doc """
+  Checks an output selection (`nil` for all) against `specs` (the model's
+  outputs) and returns the names as strings.
+
+      iex> specs = [%{name: "logits"}, %{name: "embedding"}]
+      iex> Thunderbolt.Inputs.select_outputs(specs, [:logits])
+      {:ok, ["logits"]}
+  """
+  @spec select_outputs([%{name: String.t()}], [String.t() | atom()] | nil) ::
+          {:ok, [String.t()] | nil} | {:error, Error.t()}
+  def select_outputs(_specs, nil), do: {:ok, nil}
+
+  def select_outputs(specs, names) when is_list(names) do
+    names = Enum.map(names, &to_name/1)
+
+    case Enum.reject(names, fn name -> Enum.any?(specs, &(&1.name == name)) end) do
+      [] ->
+        {:ok, names}
+
+      unknown ->
+        invalid(
+          "unknown output(s) #{Enum.map_join(unknown, ", ", &inspect/1)}; the model's outputs are #{names(specs)}"
+        )
+    end
+  end
+
+  def select_outputs(_specs, other),
+    do: {:error, Error.new(:invalid_option, ":outputs must be a list, got: #{inspect(other)}")}
+
+  defp by_name(map) do
+    Enum.reduce_while(map, {:ok, %{}}, fn {key, value}, {:ok, acc} ->
+      name = to_name(key)
+
+      cond do
+        not is_binary(name) ->
+          {:halt, invalid("input names must be strings or atoms, got #{inspect(key)}")}
+
+        Map.has_key?(acc, name) ->
+          {:halt, invalid("input #{inspect(name)} is given twice (as a string and as an atom)")}
+
+        true ->
+          {:cont, {:ok, Map.put(acc, name, value)}}
+      end
+    end)
+  end
+
+  defp to_name(key) when is_atom(key) and not is_nil(key), do: Atom.to_string(key)
+  defp to_name(key), do: key
+
+  defp coerce_all(values) do
+    values
+    |> Enum.reduce_while({:ok, []}, fn value, {:ok, acc} ->
+      case Tensor.coerce(value) do
+        {:ok, tensor} -> {:cont, {:ok, [tensor | acc]}}
+        error -> {:halt, error}
+      end
+    end)
+    |> case do
+      {:ok, tensors} -> {:ok, Enum.reverse(tensors)}
+      error -> error
+    end
+  end
+
+  defp names(specs), do: Enum.map_join(specs, ", ", &inspect(&1.name))
+
+  defp invalid(message), do: {:error, Error.new(:invalid_input, message)}
+end
