@@ -99,7 +99,7 @@ cases = [
   {"  ModelServer.fetch (hit)", fn -> {:ok, _} = Thunderbolt.ModelServer.fetch(path) end},
   {"  Tensor.new of the 40 token ids", fn -> Thunderbolt.Tensor.new([tokens], type: :s64) end},
   {"  the 1000 logits as a list of floats",
-   fn -> for <<x::float-32-native <- direct.data>>, do: x end}
+   fn -> Thunderbolt.Tensor.to_flat_list(direct) end}
 ]
 
 results = ServingBench.measure(cases, iterations)
