@@ -23,15 +23,18 @@ impl RunTimer {
         (usize::BITS - input_bytes.leading_zeros()) as usize % BUCKETS
     }
 
-    /// Folds one measurement into the moving average (weight 1/8), so a
-    /// single slow outlier cannot flip the scheduler choice on its own.
+    /// Folds one measurement into the moving average (weight 1/8). A sample
+    /// counts for at most twice the current estimate, so one run that the OS
+    /// preempted for milliseconds cannot send the next runs to a dirty
+    /// scheduler, while a model that really got slower still moves the
+    /// estimate up within a few runs.
     pub fn record(&self, input_bytes: usize, nanos: u64) {
         let slot = &self.ewma_ns[Self::bucket(input_bytes)];
         let old = slot.load(Ordering::Relaxed);
         let new = if old == 0 {
-            nanos.max(1)
+            nanos
         } else {
-            (old * 7 + nanos) / 8
+            (old * 7 + nanos.min(old * 2)) / 8
         };
         slot.store(new.max(1), Ordering::Relaxed);
     }
@@ -58,5 +61,17 @@ mod tests {
         timer.record(300, 16_000);
         assert_eq!(timer.estimate(320), Some(9_000));
         assert_eq!(timer.estimate(10_240), None, "other sizes are separate");
+    }
+
+    #[test]
+    fn one_outlier_moves_the_estimate_a_little_a_trend_moves_it_all_the_way() {
+        let timer = RunTimer::default();
+        timer.record(320, 10_000);
+        timer.record(320, 5_000_000);
+        assert_eq!(timer.estimate(320), Some(11_250));
+        for _ in 0..40 {
+            timer.record(320, 400_000);
+        }
+        assert!(timer.estimate(320).unwrap() > 300_000);
     }
 }
