@@ -41,7 +41,8 @@ defmodule Thunderbolt.ModelDir do
 
   @doc """
   The model directory, as an absolute path. See the module doc for where it
-  comes from.
+  comes from. The setting is read on every call; a relative setting is
+  expanded against the working directory the first time it is seen.
   """
   @spec dir() :: String.t()
   def dir do
@@ -77,15 +78,29 @@ defmodule Thunderbolt.ModelDir do
 
   def resolve(model_path, _dir), do: {:error, {:forbidden_path, inspect(model_path, limit: 5)}}
 
-  # Path.expand/1 costs microseconds (and the working directory, a call to
-  # the file server, for a relative path); a clean absolute path needs none.
+  # Path.expand/1 costs microseconds, and about 20 us for a relative path
+  # (the working directory and the home directory are calls to other
+  # processes): more than the inference itself. A clean absolute path needs
+  # none of it; any other is expanded once and remembered. The setting is
+  # still read on every call, so a new setting takes effect at once; only a
+  # File.cd/1 after the first call is not followed for a relative setting.
   defp expand(path) do
     if String.starts_with?(path, "/") and not String.ends_with?(path, "/") and
          not String.contains?(path, ["//", "/./", "/../"]) and
          not String.ends_with?(path, ["/.", "/.."]) do
       path
     else
-      Path.expand(path)
+      key = {__MODULE__, :expanded, path}
+
+      case :persistent_term.get(key, nil) do
+        nil ->
+          expanded = Path.expand(path)
+          :persistent_term.put(key, expanded)
+          expanded
+
+        expanded ->
+          expanded
+      end
     end
   end
 
