@@ -98,8 +98,7 @@ cases = [
    fn -> {:ok, _} = Thunderbolt.ModelServer.resolve("cerebros_trained.onnx", models) end},
   {"  ModelServer.fetch (hit)", fn -> {:ok, _} = Thunderbolt.ModelServer.fetch(path) end},
   {"  Tensor.new of the 40 token ids", fn -> Thunderbolt.Tensor.new([tokens], type: :s64) end},
-  {"  the 1000 logits as a list of floats",
-   fn -> Thunderbolt.Tensor.to_flat_list(direct) end}
+  {"  the 1000 logits as a list of floats", fn -> Thunderbolt.Tensor.to_flat_list(direct) end}
 ]
 
 results = ServingBench.measure(cases, iterations)
