@@ -592,7 +592,7 @@ defmodule Thunderbolt.OnnxInference do
 
        prediction =
          if top_k,
-           do: Map.put(prediction, "top_k", json_ready(ranked(flat, dims, top_k, names))),
+           do: Map.put(prediction, "top_k", json_ready(ranked(tensor, top_k, names))),
            else: prediction
 
        {name, prediction}
@@ -621,26 +621,9 @@ defmodule Thunderbolt.OnnxInference do
 
   # One ranking per sample: the leading axis is the batch, the rest is
   # flattened into the scores of one sample.
-  defp ranked(flat, dims, k, names) do
-    rows =
-      case dims do
-        [] ->
-          [flat]
-
-        [_] ->
-          [flat]
-
-        [1 | _] ->
-          [flat]
-
-        [n | inner] ->
-          if Enum.product(inner) == 0,
-            do: List.duplicate([], n),
-            else: Enum.chunk_every(flat, Enum.product(inner))
-      end
-
-    for row <- rows do
-      for {index, score} <- Thunderbolt.KerasONNX.Output.rank(row, k) do
+  defp ranked(tensor, k, names) do
+    for row <- Tensor.top_k(tensor, k) do
+      for {index, score} <- row do
         %{"index" => index, "label" => label(names, index), "score" => score}
       end
     end

@@ -100,6 +100,20 @@ defmodule Thunderbolt.TensorTest do
     end
   end
 
+  describe "top_k/2" do
+    test "ranks infinities and NaN, breaks ties by index, and handles each row" do
+      t = Tensor.new([:nan, 2.0, :neg_infinity, 2.0, :infinity], type: :f64)
+
+      assert Tensor.top_k(t, 5) == [
+               [{4, :infinity}, {1, 2.0}, {3, 2.0}, {2, :neg_infinity}, {0, :nan}]
+             ]
+
+      assert Tensor.top_k(Tensor.new([[3, 1], [0, 9]], type: :u8), 1) == [[{0, 3}], [{1, 9}]]
+      assert Tensor.top_k(Tensor.new(7.0), 3) == [[{0, 7.0}]]
+      assert Tensor.top_k(Tensor.new([[], []], type: :f32), 2) == [[], []]
+    end
+  end
+
   describe "coerce/1" do
     test "accepts tensors and refuses other terms with an error tuple" do
       tensor = Tensor.new([1])

@@ -87,67 +87,28 @@ defmodule Thunderbolt.KerasONNX.Output do
     names = class_names(metadata)
     label = fn index -> Enum.at(names, index, index) end
 
-    {kind, rows} =
+    kind =
       case shape do
         {_} ->
-          {:one, [Tensor.to_flat_list(tensor)]}
+          :one
 
         {1, _} ->
-          {:one, [Tensor.to_flat_list(tensor)]}
+          :one
 
         {_, _} ->
-          {:many, Tensor.to_list(tensor)}
+          :many
 
         other ->
           raise ArgumentError, "top_k needs a tensor of rank 1 or 2, got shape #{inspect(other)}"
       end
 
-    ranked = Enum.map(rows, fn row -> for {i, s} <- rank(row, k), do: {label.(i), s} end)
+    ranked =
+      for row <- Tensor.top_k(tensor, k) do
+        for {i, s} <- row, do: {label.(i), s}
+      end
+
     if kind == :one, do: hd(ranked), else: ranked
   end
-
-  @doc false
-  # The k best {index, score} pairs of a flat list of scores.
-  @spec rank([number() | atom()], pos_integer()) :: [{non_neg_integer(), number() | atom()}]
-  def rank(scores, k) do
-    # One pass keeping the k best so far, worst first, instead of sorting
-    # every score: k is small and a model may have thousands of classes.
-    scores
-    |> rank(0, k, 0, [])
-    |> Enum.reverse()
-    |> Enum.map(fn {_key, index, score} -> {index, score} end)
-  end
-
-  defp rank([], _index, _k, _count, best), do: best
-
-  defp rank([score | rest], index, k, count, best) when count < k,
-    do: rank(rest, index + 1, k, count + 1, insert(best, entry(score, index)))
-
-  # The common case, a finite score no better than the worst kept, without
-  # building anything. An equal score loses: it comes later.
-  defp rank([score | rest], index, k, count, [{{1, worst}, _, _} | _] = best)
-       when is_number(score) and score <= worst,
-       do: rank(rest, index + 1, k, count, best)
-
-  defp rank([score | rest], index, k, count, [worst | kept] = best) do
-    entry = entry(score, index)
-
-    if elem(entry, 0) > elem(worst, 0),
-      do: rank(rest, index + 1, k, count, insert(kept, entry)),
-      else: rank(rest, index + 1, k, count, best)
-  end
-
-  defp entry(score, index), do: {{order(score), -index}, index, score}
-
-  defp insert([head | rest], entry) when elem(entry, 0) > elem(head, 0),
-    do: [head | insert(rest, entry)]
-
-  defp insert(sorted, entry), do: [entry | sorted]
-
-  defp order(score) when is_number(score), do: {1, score}
-  defp order(:infinity), do: {2, 0}
-  defp order(:neg_infinity), do: {0, 0}
-  defp order(:nan), do: {-1, 0}
 
   defp class_names(metadata) do
     case Map.get(metadata, :class_names) || Map.get(metadata, "class_names") do

@@ -117,6 +117,17 @@ fn tensor_to_flat_list_dirty<'a>(
     to_flat_list(env, data, ty)
 }
 
+fn number_term(env: Env<'_>, n: Number) -> Term<'_> {
+    match n {
+        Number::Int(i) if i > i64::MAX as i128 => (i as u64).encode(env),
+        Number::Int(i) => (i as i64).encode(env),
+        Number::Float(f) => f.encode(env),
+        Number::NaN => nan().encode(env),
+        Number::Infinity => infinity().encode(env),
+        Number::NegInfinity => neg_infinity().encode(env),
+    }
+}
+
 fn tensor_type(ty: Atom) -> Result<ElementType, NifError> {
     element_type(ty).ok_or_else(|| NifError::invalid_input("unknown tensor type"))
 }
@@ -147,22 +158,53 @@ fn to_number(term: Term<'_>) -> Result<Number, NifError> {
 fn to_flat_list<'a>(env: Env<'a>, data: Binary<'a>, ty: Atom) -> Result<Term<'a>, NifError> {
     let ty = tensor_type(ty)?;
     let mut terms = Vec::with_capacity(data.len() / ty.byte_size().unwrap_or(1));
-    number::decode(ty, data.as_slice(), |n| {
-        terms.push(match n {
-            Number::Int(i) if i >= 0 && i <= u64::MAX as i128 && i > i64::MAX as i128 => {
-                (i as u64).encode(env)
-            }
-            Number::Int(i) => (i as i64).encode(env),
-            Number::Float(f) => f.encode(env),
-            Number::NaN => nan().encode(env),
-            Number::Infinity => infinity().encode(env),
-            Number::NegInfinity => neg_infinity().encode(env),
-        })
-    })?;
+    number::decode(ty, data.as_slice(), |n| terms.push(number_term(env, n)))?;
     Ok(terms.encode(env))
 }
 
 #[rustler::nif]
 fn tensor_all_finite(data: Binary<'_>, ty: Atom) -> Result<bool, NifError> {
     Ok(number::all_finite(tensor_type(ty)?, data.as_slice()))
+}
+
+#[rustler::nif]
+fn tensor_top_k<'a>(
+    env: Env<'a>,
+    data: Binary<'a>,
+    ty: Atom,
+    row_len: usize,
+    k: usize,
+) -> Result<Term<'a>, NifError> {
+    top_k(env, data, ty, row_len, k)
+}
+
+#[rustler::nif(schedule = "DirtyCpu")]
+fn tensor_top_k_dirty<'a>(
+    env: Env<'a>,
+    data: Binary<'a>,
+    ty: Atom,
+    row_len: usize,
+    k: usize,
+) -> Result<Term<'a>, NifError> {
+    top_k(env, data, ty, row_len, k)
+}
+
+fn top_k<'a>(
+    env: Env<'a>,
+    data: Binary<'a>,
+    ty: Atom,
+    row_len: usize,
+    k: usize,
+) -> Result<Term<'a>, NifError> {
+    let rows = number::top_k(tensor_type(ty)?, data.as_slice(), row_len, k)?;
+    let rows: Vec<Term<'a>> = rows
+        .into_iter()
+        .map(|row| {
+            row.into_iter()
+                .map(|(index, n)| (index, number_term(env, n)).encode(env))
+                .collect::<Vec<Term<'a>>>()
+                .encode(env)
+        })
+        .collect();
+    Ok(rows.encode(env))
 }

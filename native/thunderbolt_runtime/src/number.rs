@@ -140,6 +140,62 @@ pub fn all_finite(ty: ElementType, data: &[u8]) -> bool {
     scan.is_ok() && finite
 }
 
+/// Ranks numbers the way `top_k` does: +infinity above every finite value,
+/// then -infinity, then NaN last.
+fn rank_key(n: Number) -> (u8, f64, i128) {
+    match n {
+        Number::NaN => (0, 0.0, 0),
+        Number::NegInfinity => (1, 0.0, 0),
+        Number::Int(i) => (2, 0.0, i),
+        Number::Float(f) => (2, f, 0),
+        Number::Infinity => (3, 0.0, 0),
+    }
+}
+
+fn better(a: Number, b: Number) -> bool {
+    let (ka, kb) = (rank_key(a), rank_key(b));
+    ka.0 > kb.0 || (ka.0 == kb.0 && (ka.1 > kb.1 || ka.2 > kb.2))
+}
+
+/// The `k` best `(index, value)` pairs of each row of `row_len` elements,
+/// best first; of equal values the earlier index comes first.
+pub fn top_k(
+    ty: ElementType,
+    data: &[u8],
+    row_len: usize,
+    k: usize,
+) -> Result<Vec<Vec<(usize, Number)>>> {
+    let size = ty
+        .byte_size()
+        .ok_or_else(|| RuntimeError::Unsupported("string tensors are not supported".into()))?;
+    if row_len == 0 || !data.len().is_multiple_of(row_len * size) {
+        return Err(RuntimeError::InvalidInput(format!(
+            "{} bytes do not split into rows of {row_len} {} elements",
+            data.len(),
+            ty.name()
+        )));
+    }
+    data.chunks_exact(row_len * size)
+        .map(|row| {
+            let mut best: Vec<(usize, Number)> = Vec::with_capacity(k + 1);
+            let mut index = 0;
+            decode(ty, row, |n| {
+                let loses = best.len() == k && !best.last().is_some_and(|&(_, w)| better(n, w));
+                if k > 0 && !loses {
+                    let at = best
+                        .iter()
+                        .position(|&(_, b)| better(n, b))
+                        .unwrap_or(best.len());
+                    best.insert(at, (index, n));
+                    best.truncate(k);
+                }
+                index += 1;
+            })?;
+            Ok(best)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,6 +257,41 @@ mod tests {
         assert!(all_finite(ElementType::F32, &bytes));
         encode(ElementType::F32, Number::NaN, &mut bytes).unwrap();
         assert!(!all_finite(ElementType::F32, &bytes));
+    }
+
+    #[test]
+    fn top_k_orders_best_first_with_ties_to_the_earlier_index() {
+        let values = [
+            1.0,
+            3.0,
+            f64::NAN,
+            3.0,
+            f64::INFINITY,
+            -1.0,
+            f64::NEG_INFINITY,
+        ];
+        let mut bytes = Vec::new();
+        for v in values {
+            encode(ElementType::F32, Number::from_f64(v), &mut bytes).unwrap();
+        }
+        let rows = top_k(ElementType::F32, &bytes, 7, 4).unwrap();
+        let indices: Vec<usize> = rows[0].iter().map(|&(i, _)| i).collect();
+        assert_eq!(indices, [4, 1, 3, 0]);
+        let all = top_k(ElementType::F32, &bytes, 7, 10).unwrap();
+        let last: Vec<usize> = all[0].iter().rev().take(2).map(|&(i, _)| i).collect();
+        assert_eq!(last, [2, 6], "NaN ranks below -infinity");
+    }
+
+    #[test]
+    fn top_k_per_row_and_for_integers() {
+        let mut bytes = Vec::new();
+        for v in [5i128, 9, 2, 7, 7, 1] {
+            encode(ElementType::S64, Number::Int(v), &mut bytes).unwrap();
+        }
+        let rows = top_k(ElementType::S64, &bytes, 3, 2).unwrap();
+        assert_eq!(rows[0], [(1, Number::Int(9)), (0, Number::Int(5))]);
+        assert_eq!(rows[1], [(0, Number::Int(7)), (1, Number::Int(7))]);
+        assert!(top_k(ElementType::S64, &bytes, 4, 2).is_err());
     }
 
     #[test]
