@@ -3,22 +3,15 @@
 
 #![allow(dead_code)]
 
-use ort::environment::Environment;
-use ort::session::{Session, SessionInputValue};
-use ort::value::Tensor as OrtTensor;
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use thunderbolt_builder::{DType, Tensor};
 use thunderbolt_keras::ImportOptions;
 
 pub const RTOL: f64 = 1e-5;
 pub const ATOL: f64 = 1e-5;
 
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+pub use thunderbolt_testkit::{ort_env, repo_root, run};
 
 pub fn fixture_dir() -> PathBuf {
     repo_root().join("test/fixtures/keras")
@@ -95,103 +88,10 @@ pub fn load_fixtures() -> Vec<Fixture> {
     fixtures
 }
 
-/// The process-wide ONNX Runtime environment, or `None` (with a message) when the library
-/// that `scripts/setup.sh` installs is absent.
-pub fn ort_env() -> Option<&'static Environment> {
-    static ENV: OnceLock<Option<Environment>> = OnceLock::new();
-    ENV.get_or_init(|| {
-        let lib = repo_root().join("priv/onnxruntime/libonnxruntime.so.1.31.1");
-        if !lib.is_file() {
-            eprintln!(
-                "SKIPPED: ONNX Runtime not found at {}; run scripts/setup.sh",
-                lib.display()
-            );
-            return None;
-        }
-        Some(
-            ort::init_from(&lib)
-                .expect("load ONNX Runtime")
-                .build()
-                .expect("ORT environment"),
-        )
-    })
-    .as_ref()
-}
-
-/// Runs `model` on `feeds`; returns every requested output as a float32 tensor.
-pub fn run(
-    env: &Environment,
-    model: &[u8],
-    feeds: &[(String, Tensor)],
-    outputs: &[&str],
-) -> Result<Vec<Tensor>, String> {
-    let mut session = Session::builder(env)
-        .map_err(|e| e.to_string())?
-        .commit_from_memory(model)
-        .map_err(|e| format!("ORT rejected the model: {e}"))?;
-    let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = Vec::new();
-    for (name, t) in feeds {
-        let shape: Vec<i64> = t.shape.iter().map(|&d| d as i64).collect();
-        let values = t.to_f64_vec();
-        let value: SessionInputValue<'_> = match t.dtype {
-            DType::F32 => {
-                OrtTensor::from_array((shape, values.iter().map(|&v| v as f32).collect::<Vec<_>>()))
-                    .map(Into::into)
-            }
-            DType::I32 => {
-                OrtTensor::from_array((shape, values.iter().map(|&v| v as i32).collect::<Vec<_>>()))
-                    .map(Into::into)
-            }
-            DType::I64 => {
-                OrtTensor::from_array((shape, values.iter().map(|&v| v as i64).collect::<Vec<_>>()))
-                    .map(Into::into)
-            }
-            other => return Err(format!("feed dtype {other} not handled by the test")),
-        }
-        .map_err(|e| e.to_string())?;
-        inputs.push((Cow::Owned(name.clone()), value));
-    }
-    let results = session
-        .run(inputs)
-        .map_err(|e| format!("ORT run failed: {e}"))?;
-    outputs
-        .iter()
-        .map(|name| {
-            let v = results
-                .get(name)
-                .ok_or_else(|| format!("no output named {name}"))?;
-            let (shape, data) = v
-                .try_extract_tensor::<f32>()
-                .map_err(|e| format!("output {name}: {e}"))?;
-            Ok(Tensor {
-                dtype: DType::F32,
-                shape: shape.iter().map(|&d| d as usize).collect(),
-                data: data.iter().flat_map(|x| x.to_le_bytes()).collect(),
-            })
-        })
-        .collect()
-}
-
-/// `None` when `got` matches `expected` (same shape, every element within
-/// `ATOL + RTOL * |expected|`); otherwise a description of the first mismatch.
+/// `None` when `got` matches `expected` within the Keras fixtures' tolerance; otherwise a
+/// description of the first mismatch.
 pub fn mismatch(got: &Tensor, expected: &Tensor) -> Option<String> {
-    if got.dtype != expected.dtype || got.shape != expected.shape {
-        return Some(format!(
-            "got {} {:?}, expected {} {:?}",
-            got.dtype, got.shape, expected.dtype, expected.shape
-        ));
-    }
-    let (g, e) = (got.to_f64_vec(), expected.to_f64_vec());
-    let bad =
-        g.iter().zip(&e).enumerate().find(|(_, (g, e))| {
-            (*g - *e).abs() > ATOL + RTOL * e.abs() || g.is_nan() != e.is_nan()
-        });
-    bad.map(|(i, (g, e))| {
-        format!(
-            "element {i}: got {g}, expected {e} (|diff| {:.3e})",
-            (g - e).abs()
-        )
-    })
+    thunderbolt_testkit::mismatch(got, expected, RTOL, ATOL)
 }
 
 /// `../shared/models/<name>`, or `None` with a message saying the test is skipped.
