@@ -3,9 +3,12 @@
 //! This crate owns everything that does not need Erlang terms: loading the
 //! ONNX Runtime library once per process ([`environment`]), element types
 //! ([`ElementType`]), zero-copy input views ([`TensorView`]) and pooled,
-//! thread-safe model sessions ([`Model`]). The NIF crate is a thin layer that
+//! thread-safe model sessions ([`Model`]), and the batching queue of a
+//! serving ([`BatchQueue`], [`batch`]). The NIF crate is a thin layer that
 //! decodes terms into these types.
 
+pub mod batch;
+mod batch_queue;
 mod element_type;
 pub mod environment;
 mod error;
@@ -16,6 +19,9 @@ mod raw;
 mod tensor;
 mod timing;
 
+pub use batch_queue::{
+    Batch, BatchQueue, Cancel, Entry, QueueConfig, QueueStats, SubmitError, Taken,
+};
 pub use element_type::ElementType;
 pub use error::{Result, RuntimeError};
 pub use model::{Model, ModelInfo, ModelSource, OutputTensor, ValueInfo};
