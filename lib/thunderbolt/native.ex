@@ -20,6 +20,14 @@ defmodule Thunderbolt.Native do
   def session_pool_size(_session), do: err()
   def runtime_info, do: err()
 
+  # serving.rs
+  def serving_new(_options), do: err()
+  def serving_submit(_queue, _inputs, _outputs), do: err()
+  def serving_cancel(_queue, _id), do: err()
+  def serving_next(_queue, _session, _idle_ms), do: err()
+  def serving_close(_queue, _reason), do: err()
+  def serving_stats(_queue), do: err()
+
   # tensor.rs
   def tensor_from_nested(_data, _type), do: err()
   def tensor_from_nested_dirty(_data, _type), do: err()

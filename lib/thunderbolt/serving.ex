@@ -21,19 +21,25 @@ defmodule Thunderbolt.Serving do
 
   ## How it works
 
-  A serving is a supervisor over a queue (`Thunderbolt.Serving.Queue`) and
-  `:runners` runners (`Thunderbolt.Serving.Runner`), each owning its own
-  session. A caller checks its inputs in its own process
-  (`Thunderbolt.Serving.Request`), sends them to the queue and waits. The
-  queue sends a batch to an idle runner once it is full, or once its oldest
-  request has waited `:batch_timeout` (see the queue's docs for how
-  microsecond timeouts meet millisecond timers), and the runner answers
-  each caller directly (`Thunderbolt.Serving.Batch`).
+  A serving is a supervisor over a queue owner (`Thunderbolt.Serving.Queue`)
+  and `:runners` runners (`Thunderbolt.Serving.Runner`), each owning its own
+  session. The queue and the batch runs are native code. A caller checks
+  its inputs in its own process (`Thunderbolt.Serving.Request`), hands them
+  to the native queue with one NIF call and waits for a message. A runner,
+  blocked in a NIF on a dirty IO scheduler, takes a batch once it is full,
+  once its oldest request has waited `:batch_timeout` microseconds, or at
+  once when no batch is running; it concatenates the rows, runs the model
+  and sends each caller its own rows. No request passes through a BEAM
+  process other than its caller's.
 
   Requests merge when they ask for the same outputs and their inputs agree
   on everything but the number of rows: type and non-batch shape of each
   input whose leading dimension is dynamic in the model (the batch axis),
   and the whole tensor for an input with a fixed leading dimension.
+
+  Each runner blocks a dirty IO scheduler thread while it waits, and the
+  VM starts 10 of them by default (`+SDio`); file I/O uses them too. With
+  more runners than that, raise `+SDio` above the number of runners.
 
   ## Across nodes
 
@@ -46,8 +52,10 @@ defmodule Thunderbolt.Serving do
 
   use Supervisor
 
-  alias Thunderbolt.{Error, Tensor}
+  alias Thunderbolt.{Error, Native, Tensor}
   alias Thunderbolt.Serving.{Config, Directory, Queue, Request, Router, Runner, Stats}
+
+  @reply :"$thunderbolt_serving"
 
   @type name :: term()
 
@@ -105,10 +113,8 @@ defmodule Thunderbolt.Serving do
     * `:batch_size` — the most rows in one batch (default `32`). A single
       request with more rows runs alone.
     * `:batch_timeout` — how long, in microseconds, a request may wait for
-      others to join its batch while a runner is idle (default `200`).
-      Timers are millisecond-grained: with every runner idle the queue
-      rounds the wait down (a lone caller is sent on at once below 1 ms),
-      and while runners are busy it may round it up by less than 1 ms. See
+      others to join its batch while another batch runs (default `200`).
+      With no batch running, a request is sent on at once. See
       `Thunderbolt.Serving.Queue`.
     * `:runners` — how many batches run at once (default
       `System.schedulers_online()`).
@@ -160,7 +166,6 @@ defmodule Thunderbolt.Serving do
   def init({config, session}) do
     info = %{
       stats: Stats.new(),
-      max_queue: config.max_queue,
       inputs: session.inputs,
       outputs: session.outputs
     }
@@ -168,9 +173,7 @@ defmodule Thunderbolt.Serving do
     # The first runner keeps the session loaded above; the others load their own.
     runners =
       for i <- 1..config.runners do
-        Supervisor.child_spec({Runner, {config, info, if(i == 1, do: session)}},
-          id: {Runner, i}
-        )
+        Supervisor.child_spec({Runner, {config, if(i == 1, do: session)}}, id: {Runner, i})
       end
 
     runner_supervisor = %{
@@ -197,7 +200,8 @@ defmodule Thunderbolt.Serving do
   ## Options
 
     * `:timeout` — milliseconds to wait, or `:infinity` (default `5000`).
-      A request still queued when its caller gives up is dropped.
+      A request not yet answered when its caller gives up is withdrawn: it
+      is dropped if still queued, and its answer is not sent if running.
     * `:outputs` — output names to compute, as in `Thunderbolt.run/3`;
       only calls asking for the same outputs share a batch.
 
@@ -211,7 +215,7 @@ defmodule Thunderbolt.Serving do
   def run(name, inputs, opts \\ []) do
     with {:ok, timeout, outputs} <- run_options(opts) do
       case Directory.lookup(name) do
-        {:ok, queue, info} -> submit(queue, info, inputs, outputs, timeout)
+        {:ok, _queue, info} -> submit(info, inputs, outputs, timeout)
         :error -> Router.run(name, inputs, opts, timeout)
       end
     end
@@ -224,7 +228,7 @@ defmodule Thunderbolt.Serving do
   def run_local(name, inputs, opts) do
     with {:ok, timeout, outputs} <- run_options(opts) do
       case Directory.lookup(name) do
-        {:ok, queue, info} -> submit(queue, info, inputs, outputs, timeout)
+        {:ok, _queue, info} -> submit(info, inputs, outputs, timeout)
         :error -> {:error, :no_serving}
       end
     end
@@ -263,49 +267,35 @@ defmodule Thunderbolt.Serving do
 
   defp option_error(message), do: {:error, Error.new(:invalid_option, message)}
 
-  defp submit(queue, info, inputs, outputs, timeout) do
-    with {:ok, key, rows, data} <- Request.new(info.inputs, info.outputs, inputs, outputs) do
-      if :atomics.add_get(info.depth, 1, 1) > info.max_queue do
-        :atomics.sub(info.depth, 1, 1)
-        Stats.add(info.stats, :rejected)
-        {:error, :overloaded}
-      else
-        Stats.add(info.stats, :requests)
-        sent = :erlang.monotonic_time(:microsecond)
-        deadline = if timeout == :infinity, do: :infinity, else: sent + timeout * 1000
-        # The reply goes to a monitor alias: once the caller stops waiting
-        # (answer, timeout or DOWN), the alias is gone and a late reply is
-        # dropped by the runtime instead of landing in the caller's mailbox.
-        tag = :erlang.monitor(:process, queue, alias: :demonitor)
-        Queue.push(queue, key, {tag, self(), rows, data, deadline, sent})
-
-        receive do
-          {^tag, reply} ->
-            :erlang.demonitor(tag, [:flush])
-            reply
-
-          {:DOWN, ^tag, :process, _, reason} ->
-            {:error, {:serving_down, reason}}
-        after
-          timeout ->
-            :erlang.demonitor(tag, [:flush])
-
-            receive do
-              {^tag, reply} -> reply
-            after
-              0 ->
-                Stats.add(info.stats, :timed_out)
-                {:error, :timeout}
-            end
-        end
+  defp submit(info, inputs, outputs, timeout) do
+    with {:ok, native_inputs, indices} <- Request.new(info.inputs, info.outputs, inputs, outputs),
+         {:ok, id} <- Native.serving_submit(info.native, native_inputs, indices) do
+      receive do
+        {@reply, ^id, result} -> result
+      after
+        timeout -> withdraw(info.native, id)
       end
+    end
+  end
+
+  # The request is either withdrawn, and will never be answered, or its
+  # answer has been claimed and is on its way: then it is taken, so no late
+  # answer is left in the caller's mailbox.
+  defp withdraw(native, id) do
+    case Native.serving_cancel(native, id) do
+      :cancelled ->
+        {:error, :timeout}
+
+      :answered ->
+        receive do
+          {@reply, ^id, result} -> result
+        end
     end
   end
 
   @doc """
   The counters of the serving `name` on this node: see
-  `t:Thunderbolt.Serving.Stats.t/0`, plus `:queue_depth`, the requests
-  waiting now.
+  `t:Thunderbolt.Serving.Stats.t/0`.
 
   ## Examples
 
@@ -316,8 +306,7 @@ defmodule Thunderbolt.Serving do
   def stats(name) do
     case Directory.lookup(name) do
       {:ok, _queue, info} ->
-        {:ok,
-         info.stats |> Stats.snapshot() |> Map.put(:queue_depth, :atomics.get(info.depth, 1))}
+        {:ok, Stats.snapshot(info.stats, Native.serving_stats(info.native))}
 
       :error ->
         {:error, :no_serving}

@@ -30,7 +30,9 @@ defmodule Thunderbolt.Serving.Directory do
   end
 
   @doc """
-  The local serving's queue and its published info, or `:error`.
+  The local serving's queue owner and its published info (the native
+  queue, `:native`, the model's `:inputs` and `:outputs`, the runner
+  counters, `:stats`), or `:error`.
 
   Callers read this on every call, so it lives in `:persistent_term`, which
   hands it over without copying; the `Registry` only keeps names unique. An

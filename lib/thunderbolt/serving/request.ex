@@ -1,83 +1,79 @@
 defmodule Thunderbolt.Serving.Request do
   @moduledoc """
-  One caller's inputs, checked against the model and reduced to what
-  batching needs: a batch key, a row count and the row data.
+  One caller's inputs, checked against the model in the caller's own
+  process and put in the form the native queue takes.
 
-  The work runs in the caller's process, so the queue only compares keys and
-  counts rows. Requests merge into one batch only when their keys are equal.
-  A key holds the requested outputs, one slot per model input and a marker
-  that is `nil` unless the request must run alone:
-
-    * `{:rows, type, rest}` — the input's leading dimension is dynamic in the
-      model, so it is the batch axis: the requests' row-major data are
-      concatenated, and `rest` (the non-batch shape) must be equal;
-    * `{:shared, tensor}` — the input has a fixed leading dimension (such as
-      `cerebros_mini.onnx`'s positional table), so every request in the batch
-      must pass an equal tensor, which is fed once;
-  When the model has no batchable input at all, the marker is a fresh
-  reference, so the request is never merged.
-
-  Inputs are checked here (types, ranks, fixed dimensions) so that one
-  malformed request cannot fail a whole batch.
+  Inputs are checked here (types, ranks, fixed dimensions, a common row
+  count) so that one malformed request cannot fail a whole batch, and so
+  that its caller gets the same message `Thunderbolt.run/3` would give.
+  The batch key is formed natively from what this returns (see
+  `native/thunderbolt_runtime/src/batch.rs`): requests merge when they ask
+  for the same outputs and their inputs agree on everything but the number
+  of rows.
 
       iex> spec = %{name: "x", type: {:f, 32}, shape: {nil, 2}}
       iex> x = Thunderbolt.Tensor.new([[1.0, 2.0], [3.0, 4.0]], type: :f32)
-      iex> {:ok, key, rows, [data]} = Thunderbolt.Serving.Request.new([spec], [], x, nil)
-      iex> {key, rows, byte_size(data)}
-      {{nil, [{:rows, {:f, 32}, {2}}], nil}, 2, 16}
+      iex> {:ok, [{:f32, [2, 2], data}], nil} = Thunderbolt.Serving.Request.new([spec], [], x, nil)
+      iex> byte_size(data)
+      16
   """
 
   alias Thunderbolt.{Error, Inputs, Tensor}
 
-  @type slot :: {:rows, Tensor.type(), tuple()} | {:shared, Tensor.t()}
-  @type key :: {[String.t()] | nil, [slot()], reference() | nil}
+  @typedoc "An input as the NIF takes it: type atom, shape, row-major data."
+  @type native_input :: {atom(), [non_neg_integer()], binary()}
 
   @doc """
   Checks `inputs` (anything `Thunderbolt.run/3` accepts) against the model's
   input specs and the `outputs` selection (`nil` for all) against its output
-  specs. Returns the batch key, the row count and the data of the `:rows`
-  slots in input order.
+  specs. Returns the inputs in input order and the selected output indices
+  (`nil` for all).
   """
   @spec new([map()], [map()], Thunderbolt.inputs(), [String.t() | atom()] | nil) ::
-          {:ok, key(), pos_integer(), [binary()]} | {:error, Error.t()}
+          {:ok, [native_input()], [non_neg_integer()] | nil} | {:error, Error.t()}
   def new(input_specs, output_specs, inputs, outputs) do
     with {:ok, tensors} <- Inputs.order(input_specs, inputs),
-         {:ok, outputs} <- Inputs.select_outputs(output_specs, outputs) do
-      slots(input_specs, tensors, outputs)
+         {:ok, indices} <- output_indices(output_specs, outputs),
+         {:ok, native} <- check(input_specs, tensors, nil, []) do
+      {:ok, native, indices}
+    end
+  end
+
+  defp output_indices(_specs, nil), do: {:ok, nil}
+
+  defp output_indices(specs, outputs) do
+    with {:ok, names} <- Inputs.select_outputs(specs, outputs) do
+      {:ok, Enum.map(names, fn name -> Enum.find_index(specs, &(&1.name == name)) end)}
     end
   end
 
   # Plain recursion rather than Enum pipelines: this runs in every caller,
-  # on every call.
-  defp slots(specs, tensors, outputs), do: slots(specs, tensors, outputs, [], nil, [])
+  # on every call. `rows` is the row count of the batch-axis inputs so far.
+  defp check([], [], 0, _native), do: invalid("a request needs at least one row")
+  defp check([], [], _rows, native), do: {:ok, Enum.reverse(native)}
 
-  defp slots([], [], _outputs, _slots, 0, _data), do: invalid("a request needs at least one row")
+  defp check([spec | specs], [tensor | tensors], rows, native) do
+    case check_one(spec, tensor) do
+      {:rows, n} when rows == nil or rows == n ->
+        check(specs, tensors, n, [native(tensor) | native])
 
-  defp slots([], [], outputs, slots, nil, []),
-    do: {:ok, {outputs, Enum.reverse(slots), make_ref()}, 1, []}
-
-  defp slots([], [], outputs, slots, rows, data),
-    do: {:ok, {outputs, Enum.reverse(slots), nil}, rows, Enum.reverse(data)}
-
-  defp slots([spec | specs], [tensor | tensors], outputs, slots, rows, data) do
-    case slot(spec, tensor) do
-      {:ok, {:rows, _, _} = slot, n} when rows == nil or rows == n ->
-        slots(specs, tensors, outputs, [slot | slots], n, [tensor.data | data])
-
-      {:ok, {:rows, _, _}, n} ->
+      {:rows, n} ->
         invalid(
           "inputs disagree on the batch size: #{inspect(spec.name)} has #{n} rows, an earlier input #{rows}"
         )
 
-      {:ok, slot} ->
-        slots(specs, tensors, outputs, [slot | slots], rows, data)
+      :shared ->
+        check(specs, tensors, rows, [native(tensor) | native])
 
       {:error, _} = error ->
         error
     end
   end
 
-  defp slot(%{name: name, type: type, shape: spec_shape}, %Tensor{} = tensor) do
+  defp native(%Tensor{type: type, shape: shape, data: data}),
+    do: {Tensor.type_atom(type), Tuple.to_list(shape), data}
+
+  defp check_one(%{name: name, type: type, shape: spec_shape}, %Tensor{} = tensor) do
     cond do
       type != nil and type != tensor.type ->
         invalid(
@@ -94,13 +90,20 @@ defmodule Thunderbolt.Serving.Request do
           "input #{inspect(name)} expects shape #{dims(spec_shape)}, got #{inspect(tensor.shape)}"
         )
 
-      tuple_size(spec_shape) > 0 and elem(spec_shape, 0) == nil ->
-        {:ok, {:rows, tensor.type, Tuple.delete_at(tensor.shape, 0)}, elem(tensor.shape, 0)}
+      batch_axis?(spec_shape) ->
+        {:rows, elem(tensor.shape, 0)}
 
       true ->
-        {:ok, {:shared, tensor}}
+        :shared
     end
   end
+
+  @doc """
+  Whether an input or output of this shape (a model spec, `nil` for a
+  dynamic dimension) has a batch axis: a dynamic leading dimension.
+  """
+  @spec batch_axis?(tuple()) :: boolean()
+  def batch_axis?(shape), do: tuple_size(shape) > 0 and elem(shape, 0) == nil
 
   defp fixed_dims_match?(spec_shape, _shape, i) when i == tuple_size(spec_shape), do: true
 

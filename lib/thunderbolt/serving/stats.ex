@@ -1,51 +1,27 @@
 defmodule Thunderbolt.Serving.Stats do
   @moduledoc """
-  The counters of one serving, in an `:atomics` array that callers, the
-  queue and the runners update without messages, so `Thunderbolt.Serving.stats/1`
-  never waits behind a busy queue.
-
-  The queue depth is not here: it is a gauge that belongs to one queue
-  process (see `Thunderbolt.Serving.Queue`), so that a restarted queue does
-  not inherit the count of requests that died with the old one.
+  The counters of one serving. Most live in the native queue, which counts
+  requests, batches and rows as it forms and runs them; the two about
+  runners live in an `:atomics` array that the queue's owner updates as
+  runners start and die. `Thunderbolt.Serving.stats/1` reads both without
+  a message, so it never waits behind a busy serving.
 
       iex> stats = Thunderbolt.Serving.Stats.new()
-      iex> Thunderbolt.Serving.Stats.add(stats, :batches, 2)
-      iex> Thunderbolt.Serving.Stats.add(stats, :rows, 7)
-      iex> snapshot = Thunderbolt.Serving.Stats.snapshot(stats)
-      iex> {snapshot.batches, snapshot.mean_batch_size}
-      {2, 3.5}
+      iex> Thunderbolt.Serving.Stats.add(stats, :runners, 2)
+      iex> native = %{batches: 2, rows: 7, batched_requests: 4}
+      iex> snapshot = Thunderbolt.Serving.Stats.snapshot(stats, native)
+      iex> {snapshot.runners, snapshot.mean_batch_size, snapshot.mean_batch_requests}
+      {2, 3.5, 2.0}
   """
 
-  @fields [
-    :requests,
-    :batches,
-    :rows,
-    :batched_requests,
-    :rejected,
-    :timed_out,
-    :skipped,
-    :runner_crashes,
-    :runners,
-    :fallbacks
-  ]
-
+  @fields [:runner_crashes, :runners]
   @indices @fields |> Enum.with_index(1) |> Map.new()
 
   for {field, index} <- @indices do
     defp index(unquote(field)), do: unquote(index)
   end
 
-  @type field ::
-          :requests
-          | :batches
-          | :rows
-          | :batched_requests
-          | :rejected
-          | :timed_out
-          | :skipped
-          | :runner_crashes
-          | :runners
-          | :fallbacks
+  @type field :: :runner_crashes | :runners
 
   @typedoc """
   A snapshot:
@@ -58,37 +34,39 @@ defmodule Thunderbolt.Serving.Stats do
     * `:rejected` — calls refused with `:overloaded`
     * `:timed_out` — calls that returned `{:error, :timeout}`
     * `:skipped` — queued requests dropped because their caller had gone
-      away or had given up before a runner was free
+      away or had given up before a runner took them
     * `:runner_crashes` — runners that died; `:runners` — runners alive now
     * `:fallbacks` — merged batches that failed and were rerun one request
       at a time
+    * `:queue_depth` — requests waiting now
   """
   @type t :: %{atom() => number()}
 
-  @doc "A zeroed counter array."
+  @doc "A zeroed array of the runner counters."
   @spec new() :: :atomics.atomics_ref()
   def new, do: :atomics.new(length(@fields), signed: true)
 
-  @doc "Adds `n` to a counter."
+  @doc "Adds `n` to a runner counter."
   @spec add(:atomics.atomics_ref(), field(), integer()) :: :ok
   def add(ref, field, n \\ 1), do: :atomics.add(ref, index(field), n)
 
-  @doc "Adds `n` to a counter and returns the new value."
-  @spec add_get(:atomics.atomics_ref(), field(), integer()) :: integer()
-  def add_get(ref, field, n \\ 1), do: :atomics.add_get(ref, index(field), n)
-
-  @doc "Sets a counter."
+  @doc "Sets a runner counter."
   @spec put(:atomics.atomics_ref(), field(), integer()) :: :ok
   def put(ref, field, n), do: :atomics.put(ref, index(field), n)
 
-  @doc "Reads every counter, plus the two means."
-  @spec snapshot(:atomics.atomics_ref()) :: t()
-  def snapshot(ref) do
-    counts = Map.new(@fields, fn field -> {field, :atomics.get(ref, @indices[field])} end)
+  @doc """
+  The runner counters in `ref` together with the native queue's counters
+  (`native`), plus the two means.
+  """
+  @spec snapshot(:atomics.atomics_ref(), map()) :: t()
+  def snapshot(ref, native) do
+    runners = Map.new(@fields, fn field -> {field, :atomics.get(ref, @indices[field])} end)
+    counts = Map.merge(native, runners)
+    batches = Map.get(counts, :batches, 0)
 
     Map.merge(counts, %{
-      mean_batch_size: mean(counts.rows, counts.batches),
-      mean_batch_requests: mean(counts.batched_requests, counts.batches)
+      mean_batch_size: mean(Map.get(counts, :rows, 0), batches),
+      mean_batch_requests: mean(Map.get(counts, :batched_requests, 0), batches)
     })
   end
 

@@ -10,6 +10,11 @@ rustler::atoms! {
     invalid_option,
     onnxruntime,
     unsupported,
+    kind,
+    message,
+    struct_key = "__struct__",
+    exception_key = "__exception__",
+    error_module = "Elixir.Thunderbolt.Error",
 }
 
 /// Errors cross into Elixir as `{kind, message}`; `Thunderbolt.Error`
@@ -42,6 +47,20 @@ impl From<RuntimeError> for NifError {
             kind,
             message: e.to_string(),
         }
+    }
+}
+
+impl NifError {
+    /// The error as Elixir sees it after wrapping: a `%Thunderbolt.Error{}`,
+    /// for answers sent in messages rather than returned.
+    pub fn exception<'a>(&self, env: Env<'a>) -> Term<'a> {
+        let pairs = [
+            (struct_key().encode(env), error_module().encode(env)),
+            (exception_key().encode(env), true.encode(env)),
+            (kind().encode(env), self.kind.encode(env)),
+            (message().encode(env), self.message.as_str().encode(env)),
+        ];
+        Term::map_from_pairs(env, &pairs).unwrap_or_else(|_| self.encode(env))
     }
 }
 

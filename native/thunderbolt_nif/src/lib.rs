@@ -4,6 +4,7 @@
 mod builder;
 mod error;
 mod keras;
+mod serving;
 mod session;
 mod tensor;
 

@@ -82,7 +82,7 @@ fn type_atom(ty: ElementType) -> Atom {
 }
 
 pub struct SessionRef {
-    model: Model,
+    pub(crate) model: Model,
     max_normal_run_ns: u64,
 }
 
@@ -101,7 +101,7 @@ pub struct LoadOptions {
     max_normal_run_us: u64,
 }
 
-type Input<'a> = (Atom, Vec<i64>, Binary<'a>);
+pub(crate) type Input<'a> = (Atom, Vec<i64>, Binary<'a>);
 
 #[rustler::nif(schedule = "DirtyCpu")]
 fn session_load<'a>(
@@ -229,12 +229,11 @@ fn run<'a>(
     }
 }
 
-fn run_inner<'a>(
-    env: Env<'a>,
-    session: &SessionRef,
-    inputs: &[Input<'a>],
-    outputs: Option<&[usize]>,
-) -> Result<Vec<Term<'a>>, NifError> {
+/// Decodes `{type, shape, data}` inputs into views of the BEAM binaries.
+pub(crate) fn views<'b>(
+    env: Env<'_>,
+    inputs: &'b [Input<'_>],
+) -> Result<Vec<TensorView<'b>>, NifError> {
     let mut views = Vec::with_capacity(inputs.len());
     for (i, (ty, shape, data)) in inputs.iter().enumerate() {
         let ty = element_type(*ty).ok_or_else(|| {
@@ -245,6 +244,16 @@ fn run_inner<'a>(
         })?;
         views.push(TensorView::new(ty, shape, data.as_slice())?);
     }
+    Ok(views)
+}
+
+fn run_inner<'a>(
+    env: Env<'a>,
+    session: &SessionRef,
+    inputs: &[Input<'a>],
+    outputs: Option<&[usize]>,
+) -> Result<Vec<Term<'a>>, NifError> {
+    let views = views(env, inputs)?;
     let terms = session.model.run(&views, outputs, |out| {
         // The one copy of each output: from ONNX Runtime's buffer into a
         // fresh BEAM binary.

@@ -6,7 +6,6 @@ defmodule Thunderbolt.Serving.OnnxInferenceTest do
 
   import Thunderbolt.TestModels
   alias Thunderbolt.{OnnxInference, Serving}
-  alias Thunderbolt.Serving.Directory
 
   @dir fixture("serving")
   @opts [model_dir: @dir]
@@ -31,9 +30,8 @@ defmodule Thunderbolt.Serving.OnnxInferenceTest do
   end
 
   defp queued(name) do
-    {:ok, queue, _} = Directory.lookup(name)
-    state = :sys.get_state(queue)
-    state.pending |> Map.values() |> Enum.map(fn {_, q} -> :queue.len(q) end) |> Enum.sum()
+    {:ok, stats} = Serving.stats(name)
+    stats.queue_depth
   end
 
   defp tokens(i), do: for(c <- 1..8, do: rem(i * 7 + c * 3, 50))
@@ -57,7 +55,7 @@ defmodule Thunderbolt.Serving.OnnxInferenceTest do
         )
       end)
 
-    wait_until(fn -> match?({:ok, %{requests: 1}}, Serving.stats(name)) and queued(name) == 0 end)
+    wait_until(fn -> queued(name) == 1 end)
 
     calls =
       for input <- inputs do
@@ -66,7 +64,7 @@ defmodule Thunderbolt.Serving.OnnxInferenceTest do
         end)
       end
 
-    wait_until(fn -> queued(name) == 10 end)
+    wait_until(fn -> queued(name) == 11 end)
     :sys.resume(runner)
     assert {:ok, _} = Task.await(first)
 
@@ -80,7 +78,7 @@ defmodule Thunderbolt.Serving.OnnxInferenceTest do
       end
     end
 
-    assert {:ok, %{batches: 2, batched_requests: 11}} = Serving.stats(name)
+    assert {:ok, %{batches: 1, batched_requests: 11}} = Serving.stats(name)
   end
 
   test "a serving's refusal comes back in OnnxInference's vocabulary", %{name: name} do

@@ -1,0 +1,463 @@
+//! NIFs behind `Thunderbolt.Serving`: the queue and the batch runs live
+//! here, in native code, so a served request costs the BEAM one NIF call
+//! and one message instead of three process hops and Elixir binary work.
+//!
+//! * `serving_submit` runs in the caller's process, on its normal
+//!   scheduler: it copies the inputs, queues them under their batch key
+//!   (`thunderbolt_runtime::batch`) and returns the request's id at once.
+//! * `serving_next` runs in a runner process, on a dirty IO scheduler,
+//!   because it blocks: it waits for a batch (`thunderbolt_runtime`'s
+//!   `BatchQueue`), runs it, and sends each caller its own rows as
+//!   `{:"$thunderbolt_serving", id, result}`.
+//! * `serving_cancel` is how a caller that timed out withdraws; it says
+//!   whether an answer is still on its way.
+//! * `serving_close` (the owning process's `terminate/2`, or the resource's
+//!   monitor of that process when it is killed) fails the queued callers
+//!   with `{:serving_down, reason}`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rustler::types::tuple::make_tuple;
+use rustler::{
+    Atom, Binary, Encoder, Env, LocalPid, Monitor, OwnedBinary, OwnedEnv, ResourceArc, Term,
+};
+use thunderbolt_runtime::batch::{self, BatchKey, RowData};
+use thunderbolt_runtime::{
+    Batch, BatchQueue, Cancel, ElementType, Entry, QueueConfig, RuntimeError, SubmitError, Taken,
+};
+
+use crate::error::NifError;
+use crate::session::{views, Input, SessionRef};
+
+rustler::atoms! {
+    ok,
+    error,
+    idle,
+    closed,
+    cancelled,
+    answered,
+    overloaded,
+    serving_down,
+    runner_down,
+    nif_panicked,
+    killed,
+    reply_tag = "$thunderbolt_serving",
+    struct_key = "__struct__",
+    tensor_module = "Elixir.Thunderbolt.Tensor",
+    type_key = "type",
+    shape,
+    data,
+    f,
+    bf,
+    s,
+    u,
+    requests,
+    rejected,
+    skipped,
+    timed_out,
+    batches,
+    rows,
+    batched_requests,
+    fallbacks,
+    queue_depth,
+}
+
+/// How often a runner blocked in `serving_next` checks that its own
+/// process is still alive, so that a runner told to stop (or killed) does
+/// not keep a dirty scheduler, and its supervisor, waiting.
+const ALIVE_CHECK: Duration = Duration::from_millis(5);
+
+/// A queued request: who to answer, and its rows.
+struct Caller {
+    pid: LocalPid,
+    data: RowData,
+}
+
+#[derive(Default)]
+struct Counters {
+    batches: AtomicU64,
+    rows: AtomicU64,
+    batched_requests: AtomicU64,
+    fallbacks: AtomicU64,
+}
+
+pub struct ServingQueue {
+    queue: BatchQueue<BatchKey, Caller>,
+    /// Per model input: is its leading dimension dynamic (the batch axis)?
+    batch_axes: Vec<bool>,
+    next_alone: AtomicU64,
+    counters: Counters,
+    /// Why the queue was closed, in the external term format, for callers
+    /// that submit after the close.
+    close_reason: Mutex<Option<Vec<u8>>>,
+}
+
+#[rustler::resource_impl]
+impl rustler::Resource for ServingQueue {
+    /// The owning process ran `terminate/2`, which closed the queue with its
+    /// reason, unless it was killed outright: then this closes it.
+    fn down<'a>(&'a self, env: Env<'a>, _pid: LocalPid, _monitor: Monitor) {
+        self.close(env, killed().encode(env));
+    }
+}
+
+impl ServingQueue {
+    fn close<'a>(&self, env: Env<'a>, reason: Term<'a>) {
+        {
+            let mut saved = self.close_reason.lock().unwrap_or_else(|p| p.into_inner());
+            if saved.is_none() {
+                *saved = Some(reason.to_binary().as_slice().to_vec());
+            }
+        }
+        let reply = (error(), (serving_down(), reason)).encode(env);
+        for entry in self.queue.close() {
+            answer(env, &entry, reply);
+        }
+    }
+
+    fn close_reason<'a>(&self, env: Env<'a>) -> Term<'a> {
+        let saved = self.close_reason.lock().unwrap_or_else(|p| p.into_inner());
+        saved
+            .as_deref()
+            .and_then(|bytes| env.binary_to_term(bytes))
+            .map_or_else(|| closed().encode(env), |(term, _)| term)
+    }
+
+    fn count(&self, batches: u64, requests: &[&RowData]) {
+        let c = &self.counters;
+        c.batches.fetch_add(batches, Ordering::Relaxed);
+        c.batched_requests
+            .fetch_add(requests.len() as u64, Ordering::Relaxed);
+        let rows: usize = requests.iter().map(|r| r.rows).sum();
+        c.rows.fetch_add(rows as u64, Ordering::Relaxed);
+    }
+
+    /// Runs a batch and answers its callers. If the merged run fails (say
+    /// one request holds a token id the model rejects), each request runs
+    /// again alone, so only the faulty one gets the error.
+    fn execute<'a>(
+        &self,
+        env: Env<'a>,
+        session: &SessionRef,
+        mut batch: Batch<'_, BatchKey, Caller>,
+    ) {
+        let results = {
+            let parts: Vec<&RowData> = batch.entries().iter().map(|e| &e.payload.data).collect();
+            match run(env, session, batch.key(), &parts) {
+                Ok(results) => {
+                    self.count(1, &parts);
+                    results
+                }
+                Err(e) if parts.len() == 1 => {
+                    self.count(1, &parts);
+                    vec![(error(), e.exception(env)).encode(env)]
+                }
+                Err(_) => {
+                    self.counters.fallbacks.fetch_add(1, Ordering::Relaxed);
+                    self.count(parts.len() as u64, &parts);
+                    parts
+                        .iter()
+                        .map(|part| match run(env, session, batch.key(), &[part]) {
+                            Ok(mut one) => one.pop().expect("one result per request"),
+                            Err(e) => (error(), e.exception(env)).encode(env),
+                        })
+                        .collect()
+                }
+            }
+        };
+        // Everything that can fail has run: claim, then answer, so that a
+        // caller is answered exactly once, by this or by its own cancel.
+        let wanted = batch.claim();
+        let answers = batch
+            .entries()
+            .iter()
+            .zip(wanted)
+            .zip(results)
+            .filter(|((_, wanted), _)| *wanted)
+            .map(|((entry, _), result)| (entry, result));
+        deliver(env, answers);
+    }
+}
+
+fn message<'a>(env: Env<'a>, entry: &Entry<Caller>, result: Term<'a>) -> Term<'a> {
+    make_tuple(
+        env,
+        &[reply_tag().encode(env), entry.id.encode(env), result],
+    )
+}
+
+/// Sends a message from a process that stays alive while it sends (a
+/// queue's owner, or a monitor callback). A caller that died meanwhile
+/// cannot be sent to, and nobody waits for it.
+fn answer<'a>(env: Env<'a>, entry: &Entry<Caller>, result: Term<'a>) {
+    let _ = env.send(&entry.payload.pid, message(env, entry, result));
+}
+
+/// Sends a runner's answers. `enif_send` fails once the sending process
+/// is no longer alive, which happens to a runner killed while its batch
+/// ran (the NIF call still completes): those answers are copied out and
+/// sent from a thread of our own, the only kind that may send without a
+/// process.
+fn deliver<'a, 'e>(env: Env<'a>, answers: impl Iterator<Item = (&'e Entry<Caller>, Term<'a>)>) {
+    let me = env.pid();
+    let mut stranded = Vec::new();
+    for (entry, result) in answers {
+        let message = message(env, entry, result);
+        if env.send(&entry.payload.pid, message).is_err() && !env.is_process_alive(me) {
+            let owned = OwnedEnv::new();
+            let saved = owned.save(message);
+            stranded.push((entry.payload.pid, owned, saved));
+        }
+    }
+    if !stranded.is_empty() {
+        std::thread::spawn(move || {
+            for (pid, mut owned, saved) in stranded {
+                let _ = owned.send_and_clear(&pid, |env| saved.load(env));
+            }
+        });
+    }
+}
+
+/// One ONNX Runtime call for `parts` (all of `key`), returning each
+/// request's `{:ok, %{name => %Thunderbolt.Tensor{}}}`. Each output is
+/// copied once, into one BEAM binary; requests get sub-binaries of it.
+fn run<'a>(
+    env: Env<'a>,
+    session: &SessionRef,
+    key: &BatchKey,
+    parts: &[&RowData],
+) -> Result<Vec<Term<'a>>, NifError> {
+    let inputs = key.concat(parts);
+    let views = inputs
+        .iter()
+        .map(|input| input.view())
+        .collect::<Result<Vec<_>, _>>()?;
+    let outputs = session.model.run(&views, key.outputs.as_deref(), |out| {
+        let mut bin = OwnedBinary::new(out.data.len());
+        bin.as_mut_slice().copy_from_slice(out.data);
+        Ok((
+            out.index,
+            out.element_type,
+            out.shape,
+            Binary::from_owned(bin, env),
+        ))
+    })?;
+
+    let specs = &session.model.info().outputs;
+    let row_counts: Vec<usize> = parts.iter().map(|p| p.rows).collect();
+    let mut columns = Vec::with_capacity(outputs.len());
+    for (index, ty, shape, bin) in &outputs {
+        let spec = &specs[*index];
+        let pieces = batch::split(spec, shape, bin.len(), &row_counts).ok_or_else(|| {
+            NifError::from(RuntimeError::Ort(format!(
+                "output {:?} has shape {shape:?}, not one row per input row",
+                spec.name
+            )))
+        })?;
+        columns.push((
+            spec.name.as_str().encode(env),
+            elixir_type(env, *ty),
+            bin,
+            pieces,
+        ));
+    }
+
+    (0..parts.len())
+        .map(|request| {
+            let mut pairs = Vec::with_capacity(columns.len());
+            for (name, ty, bin, pieces) in &columns {
+                let (shape, range) = &pieces[request];
+                let data = if range.len() == bin.len() {
+                    bin.to_term(env)
+                } else {
+                    bin.make_subbinary(range.start, range.len())
+                        .map_err(|_| NifError::invalid_input("output slice out of range"))?
+                        .to_term(env)
+                };
+                pairs.push((*name, tensor(env, *ty, shape, data)));
+            }
+            let map = Term::map_from_pairs(env, &pairs)
+                .map_err(|_| NifError::invalid_input("duplicate output names"))?;
+            Ok((ok(), map).encode(env))
+        })
+        .collect()
+}
+
+/// `%Thunderbolt.Tensor{type: type, shape: shape, data: data}`.
+fn tensor<'a>(env: Env<'a>, ty: Term<'a>, shape: &[i64], data: Term<'a>) -> Term<'a> {
+    let dims: Vec<Term> = shape.iter().map(|d| d.encode(env)).collect();
+    let pairs = [
+        (struct_key().encode(env), tensor_module().encode(env)),
+        (type_key().encode(env), ty),
+        (self::shape().encode(env), make_tuple(env, &dims)),
+        (self::data().encode(env), data),
+    ];
+    Term::map_from_pairs(env, &pairs).expect("distinct keys")
+}
+
+/// The Nx-style type tuple; bool travels as `{:u, 8}`.
+fn elixir_type(env: Env<'_>, ty: ElementType) -> Term<'_> {
+    let (kind, bits) = match ty {
+        ElementType::F16 => (f(), 16),
+        ElementType::BF16 => (bf(), 16),
+        ElementType::F32 => (f(), 32),
+        ElementType::F64 => (f(), 64),
+        ElementType::S8 => (s(), 8),
+        ElementType::S16 => (s(), 16),
+        ElementType::S32 => (s(), 32),
+        ElementType::S64 => (s(), 64),
+        ElementType::U8 | ElementType::Bool => (u(), 8),
+        ElementType::U16 => (u(), 16),
+        ElementType::U32 => (u(), 32),
+        ElementType::U64 => (u(), 64),
+        // Never an output: ONNX Runtime string outputs are refused earlier.
+        ElementType::String => (u(), 8),
+    };
+    (kind, bits).encode(env)
+}
+
+/// Options of a new queue, validated by `Thunderbolt.Serving.Config`.
+#[derive(rustler::NifMap)]
+pub struct QueueOptions {
+    batch_axes: Vec<bool>,
+    batch_size: usize,
+    batch_timeout_us: u64,
+    max_queue: usize,
+}
+
+/// A queue owned, and monitored, by the calling process.
+#[rustler::nif]
+fn serving_new(env: Env<'_>, options: QueueOptions) -> ResourceArc<ServingQueue> {
+    let queue = ResourceArc::new(ServingQueue {
+        queue: BatchQueue::new(QueueConfig {
+            batch_size: options.batch_size,
+            batch_timeout: Duration::from_micros(options.batch_timeout_us),
+            max_queue: options.max_queue,
+        }),
+        batch_axes: options.batch_axes,
+        next_alone: AtomicU64::new(0),
+        counters: Counters::default(),
+        close_reason: Mutex::new(None),
+    });
+    env.monitor(&queue, &env.pid());
+    queue
+}
+
+/// Queues the caller's inputs (`{type, shape, data}` in input order,
+/// already checked by `Thunderbolt.Serving.Request`) and returns
+/// `{:ok, id}`, or `{:error, :overloaded}`, `{:error, {:serving_down,
+/// reason}}` or `{:error, %Thunderbolt.Error{}}`.
+#[rustler::nif]
+fn serving_submit<'a>(
+    env: Env<'a>,
+    queue: ResourceArc<ServingQueue>,
+    inputs: Vec<Input<'a>>,
+    outputs: Option<Vec<usize>>,
+) -> Term<'a> {
+    let prepared = views(env, &inputs).and_then(|views| {
+        BatchKey::new(&queue.batch_axes, &views, outputs, || {
+            queue.next_alone.fetch_add(1, Ordering::Relaxed)
+        })
+        .map_err(NifError::from)
+    });
+    let (key, data) = match prepared {
+        Ok(prepared) => prepared,
+        Err(e) => return (error(), e.exception(env)).encode(env),
+    };
+    let caller = Caller {
+        pid: env.pid(),
+        data,
+    };
+    match queue.queue.submit(key, caller.data.rows, caller) {
+        Ok(id) => (ok(), id).encode(env),
+        Err(SubmitError::Overloaded) => (error(), overloaded()).encode(env),
+        Err(SubmitError::Closed) => {
+            (error(), (serving_down(), queue.close_reason(env))).encode(env)
+        }
+    }
+}
+
+/// Withdraws request `id`: `:cancelled` when it will never be answered,
+/// `:answered` when its answer has been or is being sent.
+#[rustler::nif]
+fn serving_cancel(queue: ResourceArc<ServingQueue>, id: u64) -> Atom {
+    match queue.queue.cancel(id) {
+        Cancel::Withdrawn => cancelled(),
+        Cancel::TooLate => answered(),
+    }
+}
+
+/// Waits up to `idle_ms` for a batch, runs it on `session` and answers its
+/// callers. Returns `:ok` after a batch (or after failing the callers of a
+/// batch whose runner panicked), `:idle` when nothing came, `:closed` once
+/// the queue is closed.
+#[rustler::nif(schedule = "DirtyIo")]
+fn serving_next(
+    env: Env<'_>,
+    queue: ResourceArc<ServingQueue>,
+    session: ResourceArc<SessionRef>,
+    idle_ms: u64,
+) -> Atom {
+    let me = env.pid();
+    let give_up = Instant::now() + Duration::from_millis(idle_ms);
+    loop {
+        if !env.is_process_alive(me) {
+            return idle();
+        }
+        let wait = give_up
+            .saturating_duration_since(Instant::now())
+            .min(ALIVE_CHECK);
+        // Callers that died while queued are skipped, not run.
+        match queue
+            .queue
+            .take_batch(wait, |caller| env.is_process_alive(caller.pid))
+        {
+            Taken::Batch(batch) => {
+                queue.execute(env, &session, batch);
+                return ok();
+            }
+            Taken::Orphans(orphans) => {
+                let reply = (error(), (runner_down(), nif_panicked())).encode(env);
+                deliver(env, orphans.iter().map(|entry| (entry, reply)));
+                return ok();
+            }
+            Taken::Closed => return closed(),
+            Taken::Idle if Instant::now() >= give_up => return idle(),
+            Taken::Idle => {}
+        }
+    }
+}
+
+/// Closes the queue and fails its queued callers with
+/// `{:error, {:serving_down, reason}}`. Batches already running finish.
+#[rustler::nif]
+fn serving_close<'a>(env: Env<'a>, queue: ResourceArc<ServingQueue>, reason: Term<'a>) -> Atom {
+    queue.close(env, reason);
+    ok()
+}
+
+/// The queue's counters, as a map with atom keys.
+#[rustler::nif]
+fn serving_stats(env: Env<'_>, queue: ResourceArc<ServingQueue>) -> Term<'_> {
+    let stats = queue.queue.stats();
+    let c = &queue.counters;
+    let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+    let pairs = [
+        (requests(), stats.requests),
+        (rejected(), stats.rejected),
+        (skipped(), stats.skipped),
+        (timed_out(), stats.cancelled),
+        (batches(), load(&c.batches)),
+        (rows(), load(&c.rows)),
+        (batched_requests(), load(&c.batched_requests)),
+        (fallbacks(), load(&c.fallbacks)),
+        (queue_depth(), stats.pending as u64),
+    ];
+    let pairs: Vec<(Term, Term)> = pairs
+        .iter()
+        .map(|(k, v)| (k.encode(env), v.encode(env)))
+        .collect();
+    Term::map_from_pairs(env, &pairs).expect("distinct keys")
+}
