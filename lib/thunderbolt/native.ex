@@ -24,7 +24,7 @@ defmodule Thunderbolt.Native do
   def serving_new(_options), do: err()
   def serving_submit(_queue, _inputs, _outputs), do: err()
   def serving_cancel(_queue, _id), do: err()
-  def serving_next(_queue, _session, _idle_ms), do: err()
+  def serving_next(_queue, _session, _idle_ms, _busy_ms), do: err()
   def serving_close(_queue, _reason), do: err()
   def serving_stats(_queue), do: err()
 
