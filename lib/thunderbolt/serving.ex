@@ -65,7 +65,8 @@ defmodule Thunderbolt.Serving do
     * `:overloaded` — the queue holds `:max_queue` requests already
     * `:timeout` — no answer within the call's `:timeout`
     * `:no_serving` — no serving of that name here or on a connected node
-    * `{:runner_down, reason}` — the runner holding the request died
+    * `{:runner_down, reason}` — the runner running the request failed
+      before answering it (`:nif_panicked`: a panic in the NIF)
     * `{:serving_down, reason}` — the serving stopped while the request waited
     * `{:nodedown, node}` — the node the call went to disconnected, and no
       other node had the serving
