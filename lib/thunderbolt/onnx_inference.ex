@@ -580,12 +580,10 @@ defmodule Thunderbolt.OnnxInference do
 
     {:ok,
      Map.new(outputs, fn {name, %Tensor{} = tensor} ->
-       {kind, flat} = flat_values(tensor)
        dims = Tuple.to_list(tensor.shape)
-       json = if kind == :finite, do: flat, else: json_ready(flat)
 
        prediction = %{
-         "tensor" => nest(json, dims),
+         "tensor" => tensor |> Tensor.to_flat_list(non_finite: :strings) |> nest(dims),
          "shape" => dims,
          "dtype" => Tensor.type_string(tensor.type)
        }
@@ -597,15 +595,6 @@ defmodule Thunderbolt.OnnxInference do
 
        {name, prediction}
      end)}
-  end
-
-  # The elements as one flat list, decoded once for both the tensor and
-  # top_k. Non-finite floats come back as atoms, which JSON cannot carry, so
-  # only a tensor that holds any takes the slower path that makes them strings.
-  defp flat_values(tensor) do
-    if Tensor.finite?(tensor),
-      do: {:finite, Tensor.to_flat_list(tensor)},
-      else: {:mixed, Tensor.to_flat_list(tensor)}
   end
 
   defp nest([value], []), do: value

@@ -9,6 +9,7 @@
 mod element_type;
 pub mod environment;
 mod error;
+pub mod external_term;
 mod model;
 pub mod number;
 mod options;
