@@ -138,9 +138,11 @@ defmodule Thunderbolt.ModelServer do
       now_ms = System.monotonic_time(:millisecond)
 
       case :ets.lookup(table, key) do
-        [{^key, session, _stamp, _, _, checked_ms}]
+        [{^key, session, _stamp, last_used, _, checked_ms}]
         when now_ms - checked_ms < shared.revalidate_ms ->
-          hit(shared, key, session, [])
+          if last_used == :atomics.get(shared.latest, 1),
+            do: hit(shared, session),
+            else: hit(shared, key, session, [])
 
         [{^key, session, stamp, _, _, _}] ->
           case stamp(path) do
@@ -161,10 +163,14 @@ defmodule Thunderbolt.ModelServer do
     ArgumentError -> {:error, {:model_server_not_running, server}}
   end
 
-  defp hit(%{table: table, counters: counters}, key, session, updates) do
-    :ets.update_element(table, key, [{@last_used_pos, now()} | updates])
+  defp hit(%{counters: counters}, session) do
     :counters.add(counters, @hits, 1)
     {:ok, session}
+  end
+
+  defp hit(%{table: table} = shared, key, session, updates) do
+    :ets.update_element(table, key, [{@last_used_pos, use_stamp(shared)} | updates])
+    hit(shared, session)
   end
 
   defp miss(%{counters: counters}, server, key, stamp) do
@@ -292,6 +298,9 @@ defmodule Thunderbolt.ModelServer do
       table: table,
       names: names,
       counters: counters,
+      # The last use stamp handed out, so a hit on the model used last
+      # (the steady state of a hot path) need not write to the table.
+      latest: :atomics.new(1, signed: true),
       max_models: opts[:max_models],
       revalidate_ms: opts[:revalidate_ms]
     }
@@ -340,7 +349,8 @@ defmodule Thunderbolt.ModelServer do
           reloaded? = :ets.member(state.table, key)
 
           entry =
-            {key, session, stamp, now(), DateTime.utc_now(), System.monotonic_time(:millisecond)}
+            {key, session, stamp, use_stamp(state), DateTime.utc_now(),
+             System.monotonic_time(:millisecond)}
 
           :ets.insert(state.table, entry)
           :counters.add(state.counters, @loads, 1)
@@ -435,7 +445,11 @@ defmodule Thunderbolt.ModelServer do
   defp normalize(opts) when is_list(opts), do: Enum.sort(opts)
   defp normalize(opts), do: opts
 
-  defp now, do: :erlang.unique_integer([:monotonic])
+  defp use_stamp(%{latest: latest}) do
+    stamp = :erlang.unique_integer([:monotonic])
+    :atomics.put(latest, 1, stamp)
+    stamp
+  end
 
   # What identifies the file's contents without reading them.
   defp stamp(path) do
