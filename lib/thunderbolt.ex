@@ -261,8 +261,13 @@ defmodule Thunderbolt do
   defp call_native(%Session{resource: ref}, inputs, outputs, :dirty),
     do: Native.session_run_dirty(ref, inputs, outputs)
 
+  # The NIF charges each normal-scheduler run against a short slice so that
+  # busy callers yield often; that fairness is only worth its cost when
+  # some process is waiting to run (a 12 ns read of the run queue lengths).
   defp call_native(%Session{resource: ref}, inputs, outputs, mode) do
-    case Native.session_run(ref, inputs, outputs, mode) do
+    others_waiting = :erlang.statistics(:total_run_queue_lengths) > 0
+
+    case Native.session_run(ref, inputs, outputs, mode, others_waiting) do
       :dirty -> Native.session_run_dirty(ref, inputs, outputs)
       result -> result
     end

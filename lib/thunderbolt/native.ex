@@ -14,7 +14,7 @@ defmodule Thunderbolt.Native do
 
   # session.rs
   def session_load(_source, _options), do: err()
-  def session_run(_session, _inputs, _outputs, _mode), do: err()
+  def session_run(_session, _inputs, _outputs, _mode, _others_waiting), do: err()
   def session_run_dirty(_session, _inputs, _outputs), do: err()
   def session_estimated_run_us(_session, _bytes), do: err()
   def session_pool_size(_session), do: err()
