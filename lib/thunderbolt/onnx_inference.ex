@@ -646,26 +646,16 @@ defmodule Thunderbolt.OnnxInference do
   # Shared
 
   defp string_keys(map) do
-    Enum.reduce_while(map, {:ok, %{}}, fn {key, value}, {:ok, acc} ->
-      name =
-        cond do
-          is_binary(key) -> key
-          is_atom(key) -> Atom.to_string(key)
-          true -> nil
-        end
+    case Thunderbolt.Inputs.string_keys(map) do
+      {:ok, map} ->
+        {:ok, map}
 
-      cond do
-        is_nil(name) ->
-          {:halt,
-           {:error, {:invalid_input, "keys must be strings or atoms, got #{inspect(key)}"}}}
+      {:error, {:not_a_name, key}} ->
+        {:error, {:invalid_input, "keys must be strings or atoms, got #{inspect(key)}"}}
 
-        Map.has_key?(acc, name) ->
-          {:halt, {:error, {:invalid_input, "#{inspect(name)} is given twice"}}}
-
-        true ->
-          {:cont, {:ok, Map.put(acc, name, value)}}
-      end
-    end)
+      {:error, {:given_twice, name}} ->
+        {:error, {:invalid_input, "#{inspect(name)} is given twice"}}
+    end
   end
 
   defp names(specs), do: Enum.map_join(specs, ", ", &inspect(&1.name))
