@@ -27,10 +27,8 @@ defmodule Thunderbolt.ModelServer do
       and reported as `{:error, {:file_not_found, path}}`. So a change is
       seen at most `:revalidate_ms` after it happens. The interval exists
       because a `stat` runs on a dirty I/O scheduler and would cost about as
-      much as running a small model. Times are whole seconds, so a rewrite
-      in place that keeps the size within the same second is not seen;
-      replace files by renaming a new one over the old (which changes the
-      inode) to be sure.
+      much as running a small model. Times are compared to the
+      nanosecond, so a rewrite in place that keeps the size is seen too.
     * An evicted session stays valid for every process still holding it.
       Its native memory is released when the last of them lets it go.
 
@@ -46,10 +44,6 @@ defmodule Thunderbolt.ModelServer do
   """
 
   use GenServer
-
-  require Record
-
-  Record.defrecordp(:file_info, Record.extract(:file_info, from_lib: "kernel/include/file.hrl"))
 
   @default_max_models 16
   @default_revalidate_ms 1000
@@ -253,7 +247,8 @@ defmodule Thunderbolt.ModelServer do
         table
         |> :ets.tab2list()
         |> Enum.sort_by(fn entry -> elem(entry, @last_used_pos - 1) end, :desc)
-        |> Enum.map(fn {{path, opts}, _session, {size, mtime, _, _}, _, loaded_at, _} ->
+        |> Enum.map(fn {{path, opts}, _session, {size, mtime_ns, _, _}, _, loaded_at, _} ->
+          mtime = Integer.floor_div(mtime_ns, 1_000_000_000)
           %{path: path, load_opts: opts, size: size, mtime: mtime, loaded_at: loaded_at}
         end)
 
@@ -452,13 +447,12 @@ defmodule Thunderbolt.ModelServer do
   end
 
   # What identifies the file's contents without reading them.
+  # {size, mtime_ns, ctime_ns, inode}: nanosecond times, since Erlang's
+  # file info has whole seconds and would miss a same-size rewrite.
   defp stamp(path) do
-    case :file.read_file_info(path, [:raw, {:time, :posix}]) do
-      {:ok, file_info(type: :regular, size: size, mtime: mtime, ctime: ctime, inode: inode)} ->
-        {:ok, {size, mtime, ctime, inode}}
-
-      _ ->
-        :error
+    case Thunderbolt.Native.file_stamp(path) do
+      {_size, _mtime_ns, _ctime_ns, _inode} = stamp -> {:ok, stamp}
+      nil -> :error
     end
   end
 end

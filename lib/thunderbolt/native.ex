@@ -20,6 +20,9 @@ defmodule Thunderbolt.Native do
   def session_pool_size(_session), do: err()
   def runtime_info, do: err()
 
+  # file.rs
+  def file_stamp(_path), do: err()
+
   # tensor.rs
   def tensor_from_nested(_data, _type), do: err()
   def tensor_from_nested_dirty(_data, _type), do: err()

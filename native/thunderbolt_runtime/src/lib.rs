@@ -10,6 +10,7 @@ mod element_type;
 pub mod environment;
 mod error;
 pub mod external_term;
+mod file_stamp;
 mod model;
 pub mod number;
 mod options;
@@ -19,6 +20,7 @@ mod timing;
 
 pub use element_type::ElementType;
 pub use error::{Result, RuntimeError};
+pub use file_stamp::{file_stamp, FileStamp};
 pub use model::{Model, ModelInfo, ModelSource, OutputTensor, ValueInfo};
 pub use options::{ExecutionProvider, OptimizationLevel, SessionOptions};
 pub use tensor::TensorView;
