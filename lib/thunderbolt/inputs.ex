@@ -89,18 +89,40 @@ defmodule Thunderbolt.Inputs do
     do: {:error, Error.new(:invalid_option, ":outputs must be a list, got: #{inspect(other)}")}
 
   defp by_name(map) do
+    case string_keys(map) do
+      {:ok, by_name} ->
+        {:ok, by_name}
+
+      {:error, {:not_a_name, key}} ->
+        invalid("input names must be strings or atoms, got #{inspect(key)}")
+
+      {:error, {:given_twice, name}} ->
+        invalid("input #{inspect(name)} is given twice (as a string and as an atom)")
+    end
+  end
+
+  @doc """
+  The map with its atom keys turned into strings, as JSON-shaped and
+  Elixir-shaped callers give the same names. A key that is neither, or a
+  name given both ways, is refused; callers word the error for their
+  context.
+
+      iex> Thunderbolt.Inputs.string_keys(%{"dtype" => "f32", data: [1]})
+      {:ok, %{"data" => [1], "dtype" => "f32"}}
+      iex> Thunderbolt.Inputs.string_keys(%{:data => [1], "data" => [2]})
+      {:error, {:given_twice, "data"}}
+  """
+  @spec string_keys(map()) ::
+          {:ok, %{String.t() => term()}}
+          | {:error, {:not_a_name, term()} | {:given_twice, String.t()}}
+  def string_keys(map) do
     Enum.reduce_while(map, {:ok, %{}}, fn {key, value}, {:ok, acc} ->
       name = to_name(key)
 
       cond do
-        not is_binary(name) ->
-          {:halt, invalid("input names must be strings or atoms, got #{inspect(key)}")}
-
-        Map.has_key?(acc, name) ->
-          {:halt, invalid("input #{inspect(name)} is given twice (as a string and as an atom)")}
-
-        true ->
-          {:cont, {:ok, Map.put(acc, name, value)}}
+        not is_binary(name) -> {:halt, {:error, {:not_a_name, key}}}
+        Map.has_key?(acc, name) -> {:halt, {:error, {:given_twice, name}}}
+        true -> {:cont, {:ok, Map.put(acc, name, value)}}
       end
     end)
   end

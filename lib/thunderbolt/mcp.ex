@@ -27,13 +27,21 @@ defmodule Thunderbolt.MCP do
   the protocol, so with `:stdio`, keep logs off standard output
   (`mix thunderbolt.mcp` sends them to standard error).
 
-  Requests are handled one at a time in arrival order; the protocol rules
-  live in `Thunderbolt.MCP.Protocol`.
+  Tool calls run concurrently, each in its own process, up to
+  `:max_concurrency` at a time, so a slow inference does not hold up the
+  agent's other calls; their answers are written as they finish, each with
+  its request's id, as JSON-RPC allows. Everything else is answered at once,
+  in arrival order. A `notifications/cancelled` stops the named call if it
+  is still running, and that call gets no answer, as the spec asks. When
+  `:max_concurrency` calls are running, the server reads no further input
+  until one finishes. At the end of the input it finishes the calls in
+  flight, then stops. The protocol rules live in
+  `Thunderbolt.MCP.Protocol`.
   """
 
   require Logger
 
-  alias Thunderbolt.MCP.Protocol
+  alias Thunderbolt.MCP.{JSONRPC, Protocol}
 
   @doc """
   A child spec for a supervisor. See `start_link/1` for the options.
@@ -59,6 +67,10 @@ defmodule Thunderbolt.MCP do
     * `:output` — the IO device to write messages to (default `:stdio`).
     * `:max_message_bytes` — longer lines are refused without being decoded
       (default 8 MiB).
+    * `:max_concurrency` — how many tool calls may run at once (default
+      `System.schedulers_online()`).
+    * `:tools` — the module that lists and runs the tools (default
+      `Thunderbolt.MCP.Tools`); see `Thunderbolt.MCP.Protocol.new/1`.
     * `:name` — a name to register the process under.
   """
   @spec start_link(keyword()) :: {:ok, pid()} | {:error, term()}
@@ -102,41 +114,186 @@ defmodule Thunderbolt.MCP do
     :ok = binary_mode(input)
     :ok = binary_mode(output)
 
-    state = Protocol.new(model_dir: opts[:model_dir], max_message_bytes: opts[:max_message_bytes])
+    protocol =
+      Protocol.new(
+        model_dir: opts[:model_dir],
+        max_message_bytes: opts[:max_message_bytes],
+        tools: opts[:tools]
+      )
 
     Logger.info("MCP server ready, serving models from #{opts[:model_dir]}")
-    loop(state, input, output)
-  end
+    server = self()
+    reader = spawn_link(fn -> read_lines(input, server) end)
 
-  defp loop(state, input, output) do
-    case IO.binread(input, :line) do
-      :eof ->
-        Logger.info("MCP server: input closed, stopping")
-        :ok
+    state = %{
+      protocol: protocol,
+      output: output,
+      reader: reader,
+      max_calls: opts[:max_concurrency],
+      # monitor ref => request id, and request id => {pid, monitor ref}
+      calls: %{},
+      ids: %{},
+      reader_waiting: false,
+      eof: false
+    }
 
-      {:error, reason} ->
-        Logger.error("MCP server: cannot read input: #{inspect(reason)}")
-        {:error, reason}
-
-      line when is_binary(line) ->
-        {replies, state} = handle_line(state, line)
-
-        case write(output, replies) do
-          :ok -> loop(state, input, output)
-          {:error, reason} -> {:error, reason}
-        end
+    try do
+      loop(state)
+    after
+      Process.unlink(reader)
+      Process.exit(reader, :kill)
     end
   end
 
-  # Protocol.handle_line/2 does not raise; this is the last line of defence
-  # that keeps one bad line from ending the session.
+  # Reads one line at a time and waits for the server's go-ahead before the
+  # next, so that input is read only as fast as calls are taken on.
+  defp read_lines(input, server) do
+    case IO.binread(input, :line) do
+      line when is_binary(line) ->
+        send(server, {self(), {:line, line}})
+
+        receive do
+          :next -> read_lines(input, server)
+        end
+
+      :eof ->
+        send(server, {self(), :eof})
+
+      {:error, reason} ->
+        send(server, {self(), {:error, reason}})
+    end
+  end
+
+  defp loop(%{eof: true, calls: calls}) when map_size(calls) == 0 do
+    Logger.info("MCP server: input closed, stopping")
+    :ok
+  end
+
+  defp loop(%{reader: reader} = state) do
+    receive do
+      {^reader, {:line, line}} ->
+        state |> handle_line(line) |> continue()
+
+      {^reader, :eof} ->
+        loop(%{state | eof: true})
+
+      {^reader, {:error, reason}} ->
+        Logger.error("MCP server: cannot read input: #{inspect(reason)}")
+        stop_calls(state)
+        {:error, reason}
+
+      {:call_done, ref, reply} when is_map_key(state.calls, ref) ->
+        Process.demonitor(ref, [:flush])
+        state = forget(state, ref)
+        continue(write(state.output, [reply]), state)
+
+      {:DOWN, ref, :process, _pid, reason} when is_map_key(state.calls, ref) ->
+        # Calls catch their own errors; this is a call killed from outside.
+        id = state.calls[ref]
+        Logger.error("MCP server: the call for request #{inspect(id)} died: #{inspect(reason)}")
+        error = JSONRPC.error(id, JSONRPC.internal_error(), "Internal error: the tool call died")
+        state = forget(state, ref)
+        continue(write(state.output, [JSONRPC.encode(error)]), state)
+    end
+  end
+
+  defp continue(:ok, state), do: continue({:ok, state})
+  defp continue({:error, _reason} = error, state), do: continue({error, state})
+
+  defp continue({:ok, state}), do: state |> go_ahead() |> loop()
+
+  # The output is gone: nobody can be answered any more.
+  defp continue({{:error, reason}, state}) do
+    stop_calls(state)
+    {:error, reason}
+  end
+
   defp handle_line(state, line) do
-    Protocol.handle_line(state, line)
+    {actions, protocol} = dispatch(state.protocol, line)
+    act(actions, %{state | protocol: protocol, reader_waiting: true})
+  end
+
+  # Protocol.dispatch_line/2 does not raise; this is the last line of
+  # defence that keeps one bad line from ending the session.
+  defp dispatch(protocol, line) do
+    Protocol.dispatch_line(protocol, line)
   catch
     kind, reason ->
       Logger.error("MCP server: " <> Exception.format(kind, reason, __STACKTRACE__))
-      error = Thunderbolt.MCP.JSONRPC.error(nil, -32603, "Internal error")
-      {[Thunderbolt.MCP.JSONRPC.encode(error)], state}
+      error = JSONRPC.error(nil, JSONRPC.internal_error(), "Internal error")
+      {[{:reply, JSONRPC.encode(error)}], protocol}
+  end
+
+  defp act([], state), do: {:ok, state}
+
+  defp act([{:reply, reply} | actions], state) do
+    case write(state.output, [reply]) do
+      :ok -> act(actions, state)
+      error -> {error, state}
+    end
+  end
+
+  defp act([{:call, id, fun} | actions], state) do
+    server = self()
+
+    {pid, ref} =
+      spawn_monitor(fn ->
+        ref = receive(do: ({:run_as, ref} -> ref))
+        send(server, {:call_done, ref, fun.()})
+      end)
+
+    send(pid, {:run_as, ref})
+
+    state = %{
+      state
+      | calls: Map.put(state.calls, ref, id),
+        ids: Map.put(state.ids, id, {pid, ref})
+    }
+
+    act(actions, state)
+  end
+
+  defp act([{:cancel, id} | actions], state) do
+    case state.ids do
+      %{^id => {pid, ref}} ->
+        Process.demonitor(ref, [:flush])
+        Process.exit(pid, :kill)
+        # A reply it sent just before is dropped with it.
+        receive do
+          {:call_done, ^ref, _reply} -> :ok
+        after
+          0 -> :ok
+        end
+
+        act(actions, forget(state, ref))
+
+      _ ->
+        act(actions, state)
+    end
+  end
+
+  defp forget(state, ref) do
+    {id, calls} = Map.pop(state.calls, ref)
+    %{state | calls: calls, ids: Map.delete(state.ids, id)}
+  end
+
+  # The reader waits for this before reading on; it gets it once a call
+  # slot is free.
+  defp go_ahead(%{reader_waiting: true, eof: false} = state)
+       when map_size(state.calls) < state.max_calls do
+    send(state.reader, :next)
+    %{state | reader_waiting: false}
+  end
+
+  defp go_ahead(state), do: state
+
+  defp stop_calls(state) do
+    for {ref, _id} <- state.calls do
+      Process.demonitor(ref, [:flush])
+    end
+
+    for {_id, {pid, _ref}} <- state.ids, do: Process.exit(pid, :kill)
+    :ok
   end
 
   defp write(_output, []), do: :ok
@@ -183,8 +340,21 @@ defmodule Thunderbolt.MCP do
         model_dir: nil,
         input: :stdio,
         output: :stdio,
-        max_message_bytes: Protocol.default_max_message_bytes()
+        max_message_bytes: Protocol.default_max_message_bytes(),
+        max_concurrency: System.schedulers_online(),
+        tools: Thunderbolt.MCP.Tools
       ])
+
+    unless is_integer(opts[:max_concurrency]) and opts[:max_concurrency] > 0 do
+      raise ArgumentError,
+            ":max_concurrency must be a positive integer, got #{inspect(opts[:max_concurrency])}"
+    end
+
+    unless Protocol.tools_module?(opts[:tools]) do
+      raise ArgumentError,
+            ":tools must be a module with names/0, instructions/0, list/1 and call/3, " <>
+              "got #{inspect(opts[:tools])}"
+    end
 
     Keyword.update!(opts, :model_dir, fn
       nil -> Thunderbolt.ModelDir.dir()

@@ -27,10 +27,8 @@ defmodule Thunderbolt.ModelServer do
       and reported as `{:error, {:file_not_found, path}}`. So a change is
       seen at most `:revalidate_ms` after it happens. The interval exists
       because a `stat` runs on a dirty I/O scheduler and would cost about as
-      much as running a small model. Times are whole seconds, so a rewrite
-      in place that keeps the size within the same second is not seen;
-      replace files by renaming a new one over the old (which changes the
-      inode) to be sure.
+      much as running a small model. Times are compared to the
+      nanosecond, so a rewrite in place that keeps the size is seen too.
     * An evicted session stays valid for every process still holding it.
       Its native memory is released when the last of them lets it go.
 
@@ -46,10 +44,6 @@ defmodule Thunderbolt.ModelServer do
   """
 
   use GenServer
-
-  require Record
-
-  Record.defrecordp(:file_info, Record.extract(:file_info, from_lib: "kernel/include/file.hrl"))
 
   @default_max_models 16
   @default_revalidate_ms 1000
@@ -138,9 +132,11 @@ defmodule Thunderbolt.ModelServer do
       now_ms = System.monotonic_time(:millisecond)
 
       case :ets.lookup(table, key) do
-        [{^key, session, _stamp, _, _, checked_ms}]
+        [{^key, session, _stamp, last_used, _, checked_ms}]
         when now_ms - checked_ms < shared.revalidate_ms ->
-          hit(shared, key, session, [])
+          if last_used == :atomics.get(shared.latest, 1),
+            do: hit(shared, session),
+            else: hit(shared, key, session, [])
 
         [{^key, session, stamp, _, _, _}] ->
           case stamp(path) do
@@ -161,10 +157,14 @@ defmodule Thunderbolt.ModelServer do
     ArgumentError -> {:error, {:model_server_not_running, server}}
   end
 
-  defp hit(%{table: table, counters: counters}, key, session, updates) do
-    :ets.update_element(table, key, [{@last_used_pos, now()} | updates])
+  defp hit(%{counters: counters}, session) do
     :counters.add(counters, @hits, 1)
     {:ok, session}
+  end
+
+  defp hit(%{table: table} = shared, key, session, updates) do
+    :ets.update_element(table, key, [{@last_used_pos, use_stamp(shared)} | updates])
+    hit(shared, session)
   end
 
   defp miss(%{counters: counters}, server, key, stamp) do
@@ -247,7 +247,8 @@ defmodule Thunderbolt.ModelServer do
         table
         |> :ets.tab2list()
         |> Enum.sort_by(fn entry -> elem(entry, @last_used_pos - 1) end, :desc)
-        |> Enum.map(fn {{path, opts}, _session, {size, mtime, _, _}, _, loaded_at, _} ->
+        |> Enum.map(fn {{path, opts}, _session, {size, mtime_ns, _, _}, _, loaded_at, _} ->
+          mtime = Integer.floor_div(mtime_ns, 1_000_000_000)
           %{path: path, load_opts: opts, size: size, mtime: mtime, loaded_at: loaded_at}
         end)
 
@@ -292,6 +293,9 @@ defmodule Thunderbolt.ModelServer do
       table: table,
       names: names,
       counters: counters,
+      # The last use stamp handed out, so a hit on the model used last
+      # (the steady state of a hot path) need not write to the table.
+      latest: :atomics.new(1, signed: true),
       max_models: opts[:max_models],
       revalidate_ms: opts[:revalidate_ms]
     }
@@ -340,7 +344,8 @@ defmodule Thunderbolt.ModelServer do
           reloaded? = :ets.member(state.table, key)
 
           entry =
-            {key, session, stamp, now(), DateTime.utc_now(), System.monotonic_time(:millisecond)}
+            {key, session, stamp, use_stamp(state), DateTime.utc_now(),
+             System.monotonic_time(:millisecond)}
 
           :ets.insert(state.table, entry)
           :counters.add(state.counters, @loads, 1)
@@ -435,16 +440,19 @@ defmodule Thunderbolt.ModelServer do
   defp normalize(opts) when is_list(opts), do: Enum.sort(opts)
   defp normalize(opts), do: opts
 
-  defp now, do: :erlang.unique_integer([:monotonic])
+  defp use_stamp(%{latest: latest}) do
+    stamp = :erlang.unique_integer([:monotonic])
+    :atomics.put(latest, 1, stamp)
+    stamp
+  end
 
   # What identifies the file's contents without reading them.
+  # {size, mtime_ns, ctime_ns, inode}: nanosecond times, since Erlang's
+  # file info has whole seconds and would miss a same-size rewrite.
   defp stamp(path) do
-    case :file.read_file_info(path, [:raw, {:time, :posix}]) do
-      {:ok, file_info(type: :regular, size: size, mtime: mtime, ctime: ctime, inode: inode)} ->
-        {:ok, {size, mtime, ctime, inode}}
-
-      _ ->
-        :error
+    case Thunderbolt.Native.file_stamp(path) do
+      {_size, _mtime_ns, _ctime_ns, _inode} = stamp -> {:ok, stamp}
+      nil -> :error
     end
   end
 end

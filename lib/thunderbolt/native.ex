@@ -14,11 +14,14 @@ defmodule Thunderbolt.Native do
 
   # session.rs
   def session_load(_source, _options), do: err()
-  def session_run(_session, _inputs, _outputs, _mode), do: err()
+  def session_run(_session, _inputs, _outputs, _mode, _others_waiting), do: err()
   def session_run_dirty(_session, _inputs, _outputs), do: err()
   def session_estimated_run_us(_session, _bytes), do: err()
   def session_pool_size(_session), do: err()
   def runtime_info, do: err()
+
+  # file.rs
+  def file_stamp(_path), do: err()
 
   # serving.rs
   def serving_new(_options), do: err()
@@ -31,8 +34,8 @@ defmodule Thunderbolt.Native do
   # tensor.rs
   def tensor_from_nested(_data, _type), do: err()
   def tensor_from_nested_dirty(_data, _type), do: err()
-  def tensor_to_flat_list(_data, _type), do: err()
-  def tensor_to_flat_list_dirty(_data, _type), do: err()
+  def tensor_to_flat_list(_data, _type, _non_finite), do: err()
+  def tensor_to_flat_list_dirty(_data, _type, _non_finite), do: err()
   def tensor_all_finite(_data, _type), do: err()
   def tensor_top_k(_data, _type, _row_len, _k), do: err()
   def tensor_top_k_dirty(_data, _type, _row_len, _k), do: err()

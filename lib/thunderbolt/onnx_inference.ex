@@ -580,12 +580,10 @@ defmodule Thunderbolt.OnnxInference do
 
     {:ok,
      Map.new(outputs, fn {name, %Tensor{} = tensor} ->
-       {kind, flat} = flat_values(tensor)
        dims = Tuple.to_list(tensor.shape)
-       json = if kind == :finite, do: flat, else: json_ready(flat)
 
        prediction = %{
-         "tensor" => nest(json, dims),
+         "tensor" => tensor |> Tensor.to_flat_list(non_finite: :strings) |> nest(dims),
          "shape" => dims,
          "dtype" => Tensor.type_string(tensor.type)
        }
@@ -597,15 +595,6 @@ defmodule Thunderbolt.OnnxInference do
 
        {name, prediction}
      end)}
-  end
-
-  # The elements as one flat list, decoded once for both the tensor and
-  # top_k. Non-finite floats come back as atoms, which JSON cannot carry, so
-  # only a tensor that holds any takes the slower path that makes them strings.
-  defp flat_values(tensor) do
-    if Tensor.finite?(tensor),
-      do: {:finite, Tensor.to_flat_list(tensor)},
-      else: {:mixed, Tensor.to_flat_list(tensor)}
   end
 
   defp nest([value], []), do: value
@@ -657,26 +646,16 @@ defmodule Thunderbolt.OnnxInference do
   # Shared
 
   defp string_keys(map) do
-    Enum.reduce_while(map, {:ok, %{}}, fn {key, value}, {:ok, acc} ->
-      name =
-        cond do
-          is_binary(key) -> key
-          is_atom(key) -> Atom.to_string(key)
-          true -> nil
-        end
+    case Thunderbolt.Inputs.string_keys(map) do
+      {:ok, map} ->
+        {:ok, map}
 
-      cond do
-        is_nil(name) ->
-          {:halt,
-           {:error, {:invalid_input, "keys must be strings or atoms, got #{inspect(key)}"}}}
+      {:error, {:not_a_name, key}} ->
+        {:error, {:invalid_input, "keys must be strings or atoms, got #{inspect(key)}"}}
 
-        Map.has_key?(acc, name) ->
-          {:halt, {:error, {:invalid_input, "#{inspect(name)} is given twice"}}}
-
-        true ->
-          {:cont, {:ok, Map.put(acc, name, value)}}
-      end
-    end)
+      {:error, {:given_twice, name}} ->
+        {:error, {:invalid_input, "#{inspect(name)} is given twice"}}
+    end
   end
 
   defp names(specs), do: Enum.map_join(specs, ", ", &inspect(&1.name))

@@ -182,11 +182,29 @@ defmodule Thunderbolt.Tensor do
   @doc """
   The elements as one flat list.
 
+  NaN and the infinities are the atoms `:nan`, `:infinity` and
+  `:neg_infinity`, as in Nx. With `non_finite: :strings` they are the
+  strings `"nan"`, `"infinity"` and `"neg_infinity"` instead, so that the
+  list goes straight to a JSON encoder.
+
       iex> Thunderbolt.Tensor.new([[1, 2], [3, 4]], type: :f32) |> Thunderbolt.Tensor.to_flat_list()
       [1.0, 2.0, 3.0, 4.0]
+      iex> Thunderbolt.Tensor.new([1.5, :nan]) |> Thunderbolt.Tensor.to_flat_list(non_finite: :strings)
+      [1.5, "nan"]
   """
-  @spec to_flat_list(t()) :: [number() | atom()]
-  def to_flat_list(%__MODULE__{type: type, data: data}), do: decode(data, type)
+  @spec to_flat_list(t(), keyword()) :: [number() | atom() | String.t()]
+  def to_flat_list(tensor, opts \\ [])
+  def to_flat_list(%__MODULE__{type: type, data: data}, []), do: decode(data, type, :atoms)
+
+  def to_flat_list(%__MODULE__{type: type, data: data}, opts) do
+    case Keyword.validate!(opts, non_finite: :atoms)[:non_finite] do
+      mode when mode in [:atoms, :strings] ->
+        decode(data, type, mode)
+
+      other ->
+        raise ArgumentError, ":non_finite must be :atoms or :strings, got: #{inspect(other)}"
+    end
+  end
 
   @doc """
   Whether every element is a finite number: no NaN and no infinity.
@@ -388,11 +406,11 @@ defmodule Thunderbolt.Tensor do
     end
   end
 
-  defp decode(data, type) do
+  defp decode(data, type, non_finite) do
     result =
       if byte_size(data) > @dirty_above * element_bytes(type),
-        do: Thunderbolt.Native.tensor_to_flat_list_dirty(data, type_atom(type)),
-        else: Thunderbolt.Native.tensor_to_flat_list(data, type_atom(type))
+        do: Thunderbolt.Native.tensor_to_flat_list_dirty(data, type_atom(type), non_finite),
+        else: Thunderbolt.Native.tensor_to_flat_list(data, type_atom(type), non_finite)
 
     case result do
       {:ok, list} -> list

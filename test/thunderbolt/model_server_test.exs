@@ -154,6 +154,25 @@ defmodule Thunderbolt.ModelServerTest do
       assert {:ok, _} = Thunderbolt.run(old, ids())
     end
 
+    test "a rewrite in place that keeps the size is seen at once", ctx do
+      path = model(ctx.dir, "a.onnx")
+      {:ok, old} = ModelServer.fetch(path, [], ctx.server)
+      assert old.metadata.producer == "thunderbolt-fixtures"
+
+      # Same inode, same size, well within the same second: only the
+      # nanosecond times tell the two versions apart.
+      bytes = File.read!(path)
+      rewritten = :binary.replace(bytes, "thunderbolt-fixtures", "thunderbolt-REWRITES")
+      assert byte_size(rewritten) == byte_size(bytes) and rewritten != bytes
+      File.write!(path, rewritten)
+
+      {:ok, new} = ModelServer.fetch(path, [], ctx.server)
+      assert new.metadata.producer == "thunderbolt-REWRITES"
+      assert %{loads: 2, reloads: 1} = ModelServer.stats(ctx.server)
+      assert [%{mtime: mtime}] = ModelServer.list_models(ctx.server)
+      assert_in_delta mtime, System.os_time(:second), 5
+    end
+
     test "a model file deleted while cached is evicted and reported missing", ctx do
       path = model(ctx.dir, "a.onnx")
       {:ok, session} = ModelServer.fetch(path, [], ctx.server)

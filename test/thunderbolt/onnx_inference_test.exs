@@ -456,6 +456,26 @@ defmodule Thunderbolt.OnnxInferenceTest do
       assert %{"status" => "success", "metadata" => %{"request" => "r1", "top_k" => 2}} = decoded
       assert decoded["input"] == %{"data" => expected["input_ids"]}
     end
+
+    test "non-finite outputs become strings that JSON can carry" do
+      {:ok, result} =
+        OnnxInference.infer(
+          "identity_f32.onnx",
+          %{data: [[1.0, :nan, :infinity], [:neg_infinity, 2.0, 0.5]]},
+          %{},
+          model_dir: TestModels.fixture("runtime"),
+          top_k: 2
+        )
+
+      assert %{"tensor" => tensor, "top_k" => [first, second]} = result.predictions["y"]
+      assert tensor == [[1.0, "nan", "infinity"], ["neg_infinity", 2.0, 0.5]]
+      assert [%{"index" => 2, "score" => "infinity"}, %{"index" => 0, "score" => 1.0}] = first
+      assert [%{"index" => 1, "score" => 2.0}, %{"index" => 2, "score" => 0.5}] = second
+      map = OnnxInference.to_map(result)
+
+      assert map |> :jiffy.encode() |> IO.iodata_to_binary() |> :jiffy.decode([:return_maps]) ==
+               map
+    end
   end
 
   describe "infer/4 options and metadata" do

@@ -48,6 +48,45 @@ defmodule Thunderbolt.TensorTest do
       end
     end
 
+    test "to_flat_list/2 gives exactly the elements, extremes included" do
+      cases = [
+        s8: [-128, 0, 127],
+        s16: [-32_768, 255, 256, 32_767],
+        s32: [-2_147_483_648, -1, 2_147_483_647],
+        s64: [
+          -9_223_372_036_854_775_808,
+          -2_147_483_649,
+          2_147_483_648,
+          9_223_372_036_854_775_807
+        ],
+        u8: [0, 255],
+        u16: [0, 65_535],
+        u32: [0, 4_294_967_295],
+        u64: [0, 18_446_744_073_709_551_615],
+        f32: [-0.0, 1.5, 3.4028234663852886e38, 1.401298464324817e-45],
+        f64: [-1.7976931348623157e308, 5.0e-324, 0.1]
+      ]
+
+      for {type, values} <- cases do
+        tensor = Tensor.new(values, type: type)
+        assert Tensor.to_flat_list(tensor) === values, "#{type}"
+        assert Tensor.to_flat_list(tensor, non_finite: :strings) === values, "#{type}"
+      end
+    end
+
+    test "non_finite: :strings gives JSON-ready names" do
+      for type <- [:f16, :f32, :f64, :bf16] do
+        tensor = Tensor.new([:nan, :infinity, :neg_infinity, 1.0], type: type)
+
+        assert Tensor.to_flat_list(tensor, non_finite: :strings) ==
+                 ["nan", "infinity", "neg_infinity", 1.0]
+      end
+
+      assert_raise ArgumentError, ~r/:non_finite/, fn ->
+        Tensor.to_flat_list(Tensor.new([1.0]), non_finite: :null)
+      end
+    end
+
     test "nested lists keep their shape; empty lists have a zero dimension" do
       assert Tensor.new([[[1], [2]], [[3], [4]]]).shape == {2, 2, 1}
       assert Tensor.new([]).shape == {0}

@@ -19,6 +19,8 @@ defmodule Mix.Tasks.Thunderbolt.Mcp do
       `priv/models`.
     * `--max-message-bytes N` — refuse messages longer than `N` bytes
       (default 8 MiB).
+    * `--max-concurrency N` — run at most `N` tool calls at once (default:
+      the number of schedulers).
     * `--no-compile` — do not compile the project first (use this when the
       build is known to be current, for example when a test already built
       it, and to start faster).
@@ -30,6 +32,7 @@ defmodule Mix.Tasks.Thunderbolt.Mcp do
   @switches [
     model_dir: :string,
     max_message_bytes: :integer,
+    max_concurrency: :integer,
     compile: :boolean,
     deps_check: :boolean
   ]
@@ -57,8 +60,7 @@ defmodule Mix.Tasks.Thunderbolt.Mcp do
     model_dir = Path.expand(opts[:model_dir] || Thunderbolt.ModelDir.dir())
 
     server_opts =
-      [model_dir: model_dir] ++
-        if(n = opts[:max_message_bytes], do: [max_message_bytes: n], else: [])
+      [model_dir: model_dir] ++ Keyword.take(opts, [:max_message_bytes, :max_concurrency])
 
     case Thunderbolt.MCP.serve(server_opts) do
       :ok -> :ok

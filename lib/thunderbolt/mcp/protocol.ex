@@ -31,9 +31,11 @@ defmodule Thunderbolt.MCP.Protocol do
       modern one (such as -32022, unsupported protocol version) means a
       legacy server, so they fall back to `initialize` at once instead of
       waiting for a timeout.
-    * Notifications (`notifications/cancelled` and any other) never get a
-      response. Requests are handled one at a time, in order, so a
-      cancellation always arrives after its request was answered.
+    * Notifications never get a response. `notifications/cancelled` names
+      a request; `dispatch_line/2` reports it so that a server running tool
+      calls concurrently (`Thunderbolt.MCP`) can stop that call and, as
+      the spec asks, not answer it. `handle_line/2` runs every call before
+      it returns, so there a cancellation always comes too late.
 
   Errors follow JSON-RPC: -32700 for a line that is not JSON, -32600 for a
   message that is not a request (including batches, which MCP removed in
@@ -55,6 +57,7 @@ defmodule Thunderbolt.MCP.Protocol do
     :max_message_bytes,
     :protocol_version,
     :client_info,
+    tools: Tools,
     phase: :new
   ]
 
@@ -65,6 +68,7 @@ defmodule Thunderbolt.MCP.Protocol do
   @type t :: %__MODULE__{
           model_dir: Path.t(),
           max_message_bytes: pos_integer(),
+          tools: module(),
           protocol_version: String.t() | nil,
           client_info: map() | nil,
           phase: :new | :initializing | :ready
@@ -86,6 +90,23 @@ defmodule Thunderbolt.MCP.Protocol do
   def default_max_message_bytes, do: @default_max_message_bytes
 
   @doc """
+  Whether `module` can serve as the `:tools` of `new/1`: it exports
+  `names/0`, `instructions/0`, `list/1` and `call/3`.
+
+      iex> Thunderbolt.MCP.Protocol.tools_module?(Thunderbolt.MCP.Tools)
+      true
+      iex> Thunderbolt.MCP.Protocol.tools_module?(String)
+      false
+  """
+  @spec tools_module?(term()) :: boolean()
+  def tools_module?(module) do
+    is_atom(module) and Code.ensure_loaded?(module) and
+      Enum.all?([names: 0, instructions: 0, list: 1, call: 3], fn {name, arity} ->
+        function_exported?(module, name, arity)
+      end)
+  end
+
+  @doc """
   A fresh protocol state.
 
   ## Options
@@ -93,10 +114,26 @@ defmodule Thunderbolt.MCP.Protocol do
     * `:model_dir` — the directory models are served from (required).
     * `:max_message_bytes` — longer lines are refused with -32600 without
       being decoded (default `default_max_message_bytes/0`).
+    * `:tools` — the module that lists and runs the tools (default
+      `Thunderbolt.MCP.Tools`). Another module with the same four
+      functions (`names/0`, `instructions/0`, `list/1`, `call/3`) can add
+      tools of its own, for instance by delegating to `Thunderbolt.MCP.Tools`
+      for the built-in ones.
   """
   @spec new(keyword()) :: t()
   def new(opts) do
-    opts = Keyword.validate!(opts, [:model_dir, max_message_bytes: @default_max_message_bytes])
+    opts =
+      Keyword.validate!(opts, [
+        :model_dir,
+        max_message_bytes: @default_max_message_bytes,
+        tools: Tools
+      ])
+
+    unless tools_module?(opts[:tools]) do
+      raise ArgumentError,
+            ":tools must be a module with names/0, instructions/0, list/1 and call/3, " <>
+              "got #{inspect(opts[:tools])}"
+    end
 
     unless is_binary(opts[:model_dir]) do
       raise ArgumentError, ":model_dir must be a path, got #{inspect(opts[:model_dir])}"
@@ -107,16 +144,55 @@ defmodule Thunderbolt.MCP.Protocol do
             ":max_message_bytes must be a positive integer, got #{inspect(opts[:max_message_bytes])}"
     end
 
-    %__MODULE__{model_dir: opts[:model_dir], max_message_bytes: opts[:max_message_bytes]}
+    %__MODULE__{
+      model_dir: opts[:model_dir],
+      max_message_bytes: opts[:max_message_bytes],
+      tools: opts[:tools]
+    }
   end
+
+  @typedoc """
+  What a line asks of the server, from `dispatch_line/2`:
+
+    * `{:reply, line}` — write this encoded reply (without a newline);
+    * `{:call, id, fun}` — a tool call: `fun.()` runs the tool and returns
+      the encoded reply for request `id`; it never raises;
+    * `{:cancel, id}` — the client cancelled request `id`: stop its call
+      if it is still running, and do not answer it.
+  """
+  @type action :: {:reply, binary()} | {:call, term(), (() -> binary())} | {:cancel, term()}
 
   @doc """
   Handles one line (with or without its trailing newline) and returns the
   encoded replies to write, each without a newline: none for a
-  notification, a response or a blank line, one otherwise.
+  notification, a response or a blank line, one otherwise. Tool calls run
+  before it returns.
   """
   @spec handle_line(t(), binary()) :: {[binary()], t()}
   def handle_line(%__MODULE__{} = state, line) when is_binary(line) do
+    {actions, state} = dispatch_line(state, line)
+
+    replies = for action <- actions, reply = run(action), do: reply
+
+    {replies, state}
+  end
+
+  defp run({:reply, reply}), do: reply
+  defp run({:call, _id, fun}), do: fun.()
+  defp run({:cancel, _id}), do: nil
+
+  @doc """
+  Like `handle_line/2`, but leaves tool calls, the one slow kind of
+  request, to the caller as `{:call, id, fun}` actions, so that it can run
+  them concurrently, and reports cancellations (see `t:action/0`). Every
+  other request is answered here, at once.
+
+      iex> state = Thunderbolt.MCP.Protocol.new(model_dir: "/tmp")
+      iex> Thunderbolt.MCP.Protocol.dispatch_line(state, ~s({"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":7}}))
+      {[{:cancel, 7}], state}
+  """
+  @spec dispatch_line(t(), binary()) :: {[action()], t()}
+  def dispatch_line(%__MODULE__{} = state, line) when is_binary(line) do
     line = strip_newline(line)
 
     cond do
@@ -132,14 +208,13 @@ defmodule Thunderbolt.MCP.Protocol do
             %{"size" => byte_size(line), "limit" => state.max_message_bytes}
           )
 
-        {[JSONRPC.encode(reply)], state}
+        {[{:reply, JSONRPC.encode(reply)}], state}
 
       blank?(line) ->
         {[], state}
 
       true ->
-        {replies, state} = handle_decoded(state, JSONRPC.decode(line))
-        {Enum.map(replies, &encode_reply/1), state}
+        handle_decoded(state, JSONRPC.decode(line))
     end
   end
 
@@ -155,14 +230,23 @@ defmodule Thunderbolt.MCP.Protocol do
   end
 
   defp handle_decoded(state, {:error, message}) do
-    {[JSONRPC.error(nil, JSONRPC.parse_error(), "Parse error: #{message}")], state}
+    {[reply(JSONRPC.error(nil, JSONRPC.parse_error(), "Parse error: #{message}"))], state}
   end
 
   defp handle_decoded(state, {:ok, message}) do
     case JSONRPC.classify(message) do
       {:request, id, method, params} ->
-        {reply, state} = guarded_request(state, id, method, params)
-        {[reply], state}
+        case guarded_request(state, id, method, params) do
+          {{:deferred, fun}, state} ->
+            {[{:call, id, fn -> guarded_call(id, method, fun) end}], state}
+
+          {reply, state} ->
+            {[reply(reply)], state}
+        end
+
+      {:notification, "notifications/cancelled", %{"requestId" => id}} ->
+        Logger.debug("request #{inspect(id)} cancelled by the client")
+        {[{:cancel, id}], state}
 
       {:notification, method, params} ->
         {[], handle_notification(state, method, params)}
@@ -171,8 +255,23 @@ defmodule Thunderbolt.MCP.Protocol do
         {[], state}
 
       {:error, id, code, message} ->
-        {[JSONRPC.error(id, code, message)], state}
+        {[reply(JSONRPC.error(id, code, message))], state}
     end
+  end
+
+  defp reply(message), do: {:reply, encode_reply(message)}
+
+  # Runs a deferred tool call; like guarded_request/4, a bug costs one
+  # request, answered with -32603.
+  defp guarded_call(id, method, fun) do
+    encode_reply(fun.())
+  catch
+    kind, reason ->
+      Logger.error("#{method} failed: " <> Exception.format(kind, reason, __STACKTRACE__))
+
+      JSONRPC.encode(
+        JSONRPC.error(id, JSONRPC.internal_error(), "Internal error while handling #{method}")
+      )
   end
 
   # A bug in a handler must cost one request, not the server.
@@ -203,7 +302,7 @@ defmodule Thunderbolt.MCP.Protocol do
         "protocolVersion" => negotiated,
         "capabilities" => %{"tools" => %{"listChanged" => false}},
         "serverInfo" => server_info(negotiated),
-        "instructions" => Tools.instructions()
+        "instructions" => state.tools.instructions()
       }
 
       state = %{
@@ -245,7 +344,7 @@ defmodule Thunderbolt.MCP.Protocol do
   defp handle_request(state, id, "tools/list", params) do
     case optional_param(params, "cursor", &is_binary/1, "a string") do
       {:ok, nil} ->
-        {JSONRPC.result(id, %{"tools" => Tools.list(state.protocol_version)}), state}
+        {JSONRPC.result(id, %{"tools" => state.tools.list(state.protocol_version)}), state}
 
       {:ok, cursor} ->
         {JSONRPC.error(
@@ -259,11 +358,14 @@ defmodule Thunderbolt.MCP.Protocol do
     end
   end
 
+  # The parameters are checked at once; the tool itself runs later, in
+  # whichever process runs the deferred call.
   defp handle_request(state, id, "tools/call", params) do
     with {:ok, name} <- fetch_param(params, "name", &is_binary/1, "a string"),
-         {:ok, arguments} <- optional_param(params, "arguments", &is_map/1, "an object"),
-         {:ok, result} <- call_tool(state, name, arguments || %{}) do
-      {JSONRPC.result(id, result), state}
+         {:ok, arguments} <- optional_param(params, "arguments", &is_map/1, "an object") do
+      opts = [model_dir: state.model_dir, version: state.protocol_version]
+      tools = state.tools
+      {{:deferred, fn -> tool_reply(tools, id, name, arguments || %{}, opts) end}, state}
     else
       {:error, message} -> {JSONRPC.error(id, JSONRPC.invalid_params(), message), state}
     end
@@ -273,15 +375,18 @@ defmodule Thunderbolt.MCP.Protocol do
     {JSONRPC.error(id, JSONRPC.method_not_found(), "Method not found: #{method}"), state}
   end
 
-  defp call_tool(state, name, arguments) do
-    case Tools.call(name, arguments, model_dir: state.model_dir, version: state.protocol_version) do
+  defp tool_reply(tools, id, name, arguments, opts) do
+    case tools.call(name, arguments, opts) do
       {:ok, result} ->
-        {:ok, result}
+        JSONRPC.result(id, result)
 
       {:error, :unknown_tool} ->
-        {:error,
-         "Invalid params: unknown tool #{inspect(name)}; tools/list names the tools: " <>
-           Enum.join(Tools.names(), ", ")}
+        JSONRPC.error(
+          id,
+          JSONRPC.invalid_params(),
+          "Invalid params: unknown tool #{inspect(name)}; tools/list names the tools: " <>
+            Enum.join(tools.names(), ", ")
+        )
     end
   end
 

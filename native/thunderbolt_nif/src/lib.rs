@@ -3,6 +3,7 @@
 
 mod builder;
 mod error;
+mod file;
 mod keras;
 mod serving;
 mod session;

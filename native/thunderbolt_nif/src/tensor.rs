@@ -3,6 +3,7 @@
 //! slowest part of serving JSON-shaped requests when done in Elixir.
 
 use rustler::{Atom, Binary, Encoder, Env, OwnedBinary, Term, TermType};
+use thunderbolt_runtime::external_term::{self, NonFinite};
 use thunderbolt_runtime::number::{self, Number};
 use thunderbolt_runtime::ElementType;
 
@@ -13,6 +14,8 @@ rustler::atoms! {
     nan,
     infinity,
     neg_infinity,
+    atoms,
+    strings,
 }
 
 /// Builds a tensor from a number or nested lists of numbers in one walk:
@@ -104,8 +107,13 @@ fn walk(
 }
 
 #[rustler::nif]
-fn tensor_to_flat_list<'a>(env: Env<'a>, data: Binary<'a>, ty: Atom) -> Result<Term<'a>, NifError> {
-    to_flat_list(env, data, ty)
+fn tensor_to_flat_list<'a>(
+    env: Env<'a>,
+    data: Binary<'a>,
+    ty: Atom,
+    non_finite: Atom,
+) -> Result<Term<'a>, NifError> {
+    to_flat_list(env, data, ty, non_finite)
 }
 
 #[rustler::nif(schedule = "DirtyCpu")]
@@ -113,8 +121,9 @@ fn tensor_to_flat_list_dirty<'a>(
     env: Env<'a>,
     data: Binary<'a>,
     ty: Atom,
+    non_finite: Atom,
 ) -> Result<Term<'a>, NifError> {
-    to_flat_list(env, data, ty)
+    to_flat_list(env, data, ty, non_finite)
 }
 
 fn number_term(env: Env<'_>, n: Number) -> Term<'_> {
@@ -155,11 +164,29 @@ fn to_number(term: Term<'_>) -> Result<Number, NifError> {
     }
 }
 
-fn to_flat_list<'a>(env: Env<'a>, data: Binary<'a>, ty: Atom) -> Result<Term<'a>, NifError> {
-    let ty = tensor_type(ty)?;
-    let mut terms = Vec::with_capacity(data.len() / ty.byte_size().unwrap_or(1));
-    number::decode(ty, data.as_slice(), |n| terms.push(number_term(env, n)))?;
-    Ok(terms.encode(env))
+// Through the external term format: see `external_term` for why.
+fn to_flat_list<'a>(
+    env: Env<'a>,
+    data: Binary<'a>,
+    ty: Atom,
+    non_finite: Atom,
+) -> Result<Term<'a>, NifError> {
+    let non_finite = if non_finite == strings() {
+        NonFinite::Strings
+    } else if non_finite == atoms() {
+        NonFinite::Atoms
+    } else {
+        return Err(NifError::invalid_input(
+            "non_finite must be :atoms or :strings",
+        ));
+    };
+    let mut bytes = Vec::new();
+    external_term::number_list(tensor_type(ty)?, data.as_slice(), non_finite, &mut bytes)?;
+    // Safe decoding creates no atoms, so make sure the non-finite ones exist.
+    nan();
+    env.binary_to_term(&bytes)
+        .map(|(list, _)| list)
+        .ok_or_else(|| NifError::invalid_input("the VM refused an encoded number list"))
 }
 
 #[rustler::nif]

@@ -12,6 +12,8 @@ mod batch_queue;
 mod element_type;
 pub mod environment;
 mod error;
+pub mod external_term;
+mod file_stamp;
 mod model;
 pub mod number;
 mod options;
@@ -24,6 +26,7 @@ pub use batch_queue::{
 };
 pub use element_type::ElementType;
 pub use error::{Result, RuntimeError};
+pub use file_stamp::{file_stamp, FileStamp};
 pub use model::{Model, ModelInfo, ModelSource, OutputTensor, ValueInfo};
 pub use options::{ExecutionProvider, OptimizationLevel, SessionOptions};
 pub use tensor::TensorView;

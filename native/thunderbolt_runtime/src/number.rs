@@ -133,6 +133,22 @@ pub fn decode(ty: ElementType, data: &[u8], mut emit: impl FnMut(Number)) -> Res
 
 /// Whether every element is a finite number (always true for integers).
 pub fn all_finite(ty: ElementType, data: &[u8]) -> bool {
+    // A float is non-finite when its exponent bits are all ones; testing
+    // the bits directly lets the common widths skip decoding.
+    match ty {
+        ElementType::F32 if data.len().is_multiple_of(4) => {
+            return data
+                .chunks_exact(4)
+                .all(|c| u32::from_ne_bytes([c[0], c[1], c[2], c[3]]) & 0x7f80_0000 != 0x7f80_0000)
+        }
+        ElementType::F64 if data.len().is_multiple_of(8) => {
+            return data.chunks_exact(8).all(|c| {
+                let bits = u64::from_ne_bytes(c.try_into().expect("eight bytes"));
+                bits & 0x7ff0_0000_0000_0000 != 0x7ff0_0000_0000_0000
+            })
+        }
+        _ => {}
+    }
     let mut finite = true;
     let scan = decode(ty, data, |n| {
         finite &= matches!(n, Number::Int(_) | Number::Float(_));
@@ -257,6 +273,14 @@ mod tests {
         assert!(all_finite(ElementType::F32, &bytes));
         encode(ElementType::F32, Number::NaN, &mut bytes).unwrap();
         assert!(!all_finite(ElementType::F32, &bytes));
+        for ty in [ElementType::F64, ElementType::F16, ElementType::BF16] {
+            let mut bytes = Vec::new();
+            encode(ty, Number::Float(-1.0e4), &mut bytes).unwrap();
+            assert!(all_finite(ty, &bytes), "{ty:?}");
+            encode(ty, Number::NegInfinity, &mut bytes).unwrap();
+            assert!(!all_finite(ty, &bytes), "{ty:?}");
+        }
+        assert!(all_finite(ElementType::S32, &[255; 8]));
     }
 
     #[test]
