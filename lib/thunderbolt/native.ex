@@ -27,7 +27,8 @@ defmodule Thunderbolt.Native do
   def serving_new(_options), do: err()
   def serving_submit(_queue, _inputs, _outputs), do: err()
   def serving_cancel(_queue, _id), do: err()
-  def serving_next(_queue, _session, _idle_ms, _busy_ms), do: err()
+  def serving_run(_queue, _session), do: err()
+  def serving_run_dirty(_queue, _session), do: err()
   def serving_close(_queue, _reason), do: err()
   def serving_stats(_queue), do: err()
 

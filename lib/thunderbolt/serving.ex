@@ -25,21 +25,17 @@ defmodule Thunderbolt.Serving do
   and `:runners` runners (`Thunderbolt.Serving.Runner`), each owning its own
   session. The queue and the batch runs are native code. A caller checks
   its inputs in its own process (`Thunderbolt.Serving.Request`), hands them
-  to the native queue with one NIF call and waits for a message. A runner,
-  blocked in a NIF on a dirty IO scheduler, takes a batch once it is full,
-  once its oldest request has waited `:batch_timeout` microseconds, or at
-  once when no batch is running; it concatenates the rows, runs the model
-  and sends each caller its own rows. No request passes through a BEAM
-  process other than its caller's.
+  to the native queue with one NIF call and waits for a message. A runner
+  takes a batch once it is full, once its oldest request has waited
+  `:batch_timeout` microseconds, or at once when no batch is running; it
+  concatenates the rows, runs the model and sends each caller its own rows,
+  all in one NIF call on its own scheduler. No request passes through a
+  BEAM process other than its caller's.
 
   Requests merge when they ask for the same outputs and their inputs agree
   on everything but the number of rows: type and non-batch shape of each
   input whose leading dimension is dynamic in the model (the batch axis),
   and the whole tensor for an input with a fixed leading dimension.
-
-  Each runner blocks a dirty IO scheduler thread while it waits, and the
-  VM starts 10 of them by default (`+SDio`); file I/O uses them too. With
-  more runners than that, raise `+SDio` above the number of runners.
 
   ## Across nodes
 

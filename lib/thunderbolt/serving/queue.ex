@@ -7,7 +7,7 @@ defmodule Thunderbolt.Serving.Queue do
   The queue itself is native (`native/thunderbolt_runtime/src/batch_queue.rs`,
   behind `native/thunderbolt_nif/src/serving.rs`), so no request passes
   through this process: callers submit straight to the queue from their own
-  process, and runners take batches from it on dirty IO schedulers.
+  process, and runners take batches from it (`Thunderbolt.Serving.Runner`).
 
   ## Forming batches
 
@@ -16,8 +16,9 @@ defmodule Thunderbolt.Serving.Queue do
   request larger than `batch_size` runs alone and is never split), as soon
   as the key has `batch_size` rows waiting, or its oldest request has
   waited `batch_timeout` microseconds, or no batch is running at all (so a
-  lone caller is sent on at once). Waits are condition-variable timeouts,
-  exact to the microsecond up to the OS's wake-up latency.
+  lone caller is sent on at once). The queue tells a parked runner as soon
+  as a batch is ready; a deadline alone is noticed by a runner's
+  millisecond timer, or earlier by a runner finishing its batch.
 
   ## Faults
 

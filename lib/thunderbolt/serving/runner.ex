@@ -1,20 +1,23 @@
 defmodule Thunderbolt.Serving.Runner do
   @moduledoc """
   One runner of a serving: it owns a session and, in a loop, hands it to
-  `serving_next` (`native/thunderbolt_nif/src/serving.rs`), a NIF on a dirty
-  IO scheduler, since it blocks while no batch is ready. The NIF takes
-  batches from the native queue, runs them and answers their callers
-  itself.
+  `serving_run` (`native/thunderbolt_nif/src/serving.rs`), which takes one
+  ready batch from the native queue, runs it and answers its callers
+  itself, on this process's own scheduler. A batch measured to take longer
+  than the session's `:max_normal_run_us` (or one not measured yet) runs
+  on a dirty CPU scheduler instead.
 
-  One call runs batches back to back for up to `@busy_ms` (checked after
-  each batch), or returns after `@idle_ms` without work. Staying in the NIF
-  spares the process two scheduler hops per batch (measured on the 2-core
-  development machine: about a quarter less CPU per served call than
-  returning after each batch); returning now and then keeps the runner
-  answering system messages (`:sys.suspend/1` holds it between calls). While
-  blocked, the NIF checks every few milliseconds that this process is
-  alive, so a runner told to stop, or killed, does not keep its scheduler
-  or its supervisor waiting.
+  With nothing ready, the runner parks: the NIF notes it, and the caller
+  whose request makes a batch ready wakes it with a message. A partial
+  batch waiting for its `:batch_timeout` while another runner is busy is
+  taken when that runner finishes, or when the timeout passes; BEAM timers
+  count whole milliseconds, so in that one case the wait may run up to
+  1 ms past the deadline.
+
+  Keeping runners on the BEAM's own schedulers is what makes a served call
+  cheap: runners that blocked on dirty I/O threads were measured to cost
+  more CPU per call than the BEAM hops they saved (`BENCHMARKS.md`), since
+  the operating system had four busy threads to switch on two cores.
 
   Given a model path or `{:binary, bytes}`, a runner loads its own session
   with `pool_size: 1`, so each runner holds exactly one native ONNX Runtime
@@ -26,9 +29,6 @@ defmodule Thunderbolt.Serving.Runner do
 
   alias Thunderbolt.Native
   alias Thunderbolt.Serving.{Config, Directory}
-
-  @idle_ms 100
-  @busy_ms 20
 
   @doc false
   @spec start_link({Config.t(), Thunderbolt.Session.t() | nil}) :: GenServer.on_start()
@@ -54,13 +54,35 @@ defmodule Thunderbolt.Serving.Runner do
     do: Thunderbolt.load(source, Keyword.put(opts, :pool_size, 1))
 
   @impl true
-  def handle_info(:next, state) do
-    case Native.serving_next(state.native, state.session.resource, @idle_ms, @busy_ms) do
-      # The serving is stopping; its supervisor ends this runner next.
-      :closed -> :ok
-      _ok_or_idle -> send(self(), :next)
-    end
+  def handle_info(:next, state), do: run(state)
+  def handle_info(:"$thunderbolt_serving_wake", state), do: run(state)
+  def handle_info(:timeout, state), do: run(state)
 
-    {:noreply, state}
+  # One ready batch per call, on this process's own scheduler; with nothing
+  # ready the runner parks until a submit wakes it or the earliest queued
+  # request falls due.
+  defp run(state) do
+    case run_batch(state) do
+      :ok ->
+        send(self(), :next)
+        {:noreply, state}
+
+      {:idle, :infinity} ->
+        {:noreply, state}
+
+      {:idle, us} ->
+        {:noreply, state, div(us + 999, 1000)}
+
+      # The serving is stopping; its supervisor ends this runner next.
+      :closed ->
+        {:noreply, state}
+    end
+  end
+
+  defp run_batch(state) do
+    case Native.serving_run(state.native, state.session.resource) do
+      :dirty -> Native.serving_run_dirty(state.native, state.session.resource)
+      result -> result
+    end
   end
 end

@@ -5,10 +5,15 @@
 //! * `serving_submit` runs in the caller's process, on its normal
 //!   scheduler: it copies the inputs, queues them under their batch key
 //!   (`thunderbolt_runtime::batch`) and returns the request's id at once.
-//! * `serving_next` runs in a runner process, on a dirty IO scheduler,
-//!   because it blocks: it waits for a batch (`thunderbolt_runtime`'s
-//!   `BatchQueue`), runs it, and sends each caller its own rows as
-//!   `{:"$thunderbolt_serving", id, result}`.
+//! * `serving_run` runs in a runner process, on its normal scheduler (or
+//!   `serving_run_dirty`, once a full batch is measured to take longer than
+//!   the session's normal-scheduler budget): it takes one ready batch from
+//!   `thunderbolt_runtime`'s `BatchQueue`, runs it, and sends each caller its
+//!   own rows as `{:"$thunderbolt_serving", id, result}`. With nothing
+//!   ready the runner parks, and the submit that makes work ready wakes it
+//!   with a message. Everything stays on the BEAM's own schedulers: runners
+//!   that blocked on dirty I/O threads instead were measured slower, the
+//!   operating system switching four busy threads on two cores.
 //! * `serving_cancel` is how a caller that timed out withdraws; it says
 //!   whether an answer is still on its way.
 //! * `serving_close` (the owning process's `terminate/2`, or the resource's
@@ -44,6 +49,9 @@ rustler::atoms! {
     nif_panicked,
     killed,
     reply_tag = "$thunderbolt_serving",
+    wake = "$thunderbolt_serving_wake",
+    dirty,
+    infinity,
     struct_key = "__struct__",
     tensor_module = "Elixir.Thunderbolt.Tensor",
     type_key = "type",
@@ -63,11 +71,6 @@ rustler::atoms! {
     fallbacks,
     queue_depth,
 }
-
-/// How often a runner blocked in `serving_next` checks that its own
-/// process is still alive, so that a runner told to stop (or killed) does
-/// not keep a dirty scheduler, and its supervisor, waiting.
-const ALIVE_CHECK: Duration = Duration::from_millis(5);
 
 /// A queued request: who to answer, and its rows.
 struct Caller {
@@ -92,6 +95,13 @@ pub struct ServingQueue {
     /// Why the queue was closed, in the external term format, for callers
     /// that submit after the close.
     close_reason: Mutex<Option<Vec<u8>>>,
+    /// Runner processes waiting for work; a submit that makes work ready
+    /// wakes one with a message.
+    parked: Mutex<Vec<LocalPid>>,
+    /// Input bytes per row, learned from the first batch run (0 before),
+    /// to estimate how long a full batch takes.
+    row_bytes: AtomicU64,
+    batch_size: usize,
 }
 
 #[rustler::resource_impl]
@@ -114,6 +124,35 @@ impl ServingQueue {
         let reply = (error(), (serving_down(), reason)).encode(env);
         for entry in self.queue.close() {
             answer(env, &entry, reply);
+        }
+        for runner in self
+            .parked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            let _ = env.send(&runner, wake().encode(env));
+        }
+    }
+
+    fn park(&self, runner: LocalPid) {
+        let mut parked = self.parked.lock().unwrap_or_else(|p| p.into_inner());
+        if !parked.contains(&runner) {
+            parked.push(runner);
+        }
+    }
+
+    fn unpark(&self, runner: LocalPid) {
+        self.parked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|r| *r != runner);
+    }
+
+    fn wake_one(&self, env: Env<'_>) {
+        let runner = self.parked.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        if let Some(runner) = runner {
+            let _ = env.send(&runner, wake().encode(env));
         }
     }
 
@@ -145,7 +184,7 @@ impl ServingQueue {
     ) {
         let results = {
             let parts: Vec<&RowData> = batch.entries().iter().map(|e| &e.payload.data).collect();
-            match run(env, session, batch.key(), &parts) {
+            match run(env, session, batch.key(), &parts, &self.row_bytes) {
                 Ok(results) => {
                     self.count(1, &parts);
                     results
@@ -159,9 +198,11 @@ impl ServingQueue {
                     self.count(parts.len() as u64, &parts);
                     parts
                         .iter()
-                        .map(|part| match run(env, session, batch.key(), &[part]) {
-                            Ok(mut one) => one.pop().expect("one result per request"),
-                            Err(e) => (error(), e.exception(env)).encode(env),
+                        .map(|part| {
+                            match run(env, session, batch.key(), &[part], &self.row_bytes) {
+                                Ok(mut one) => one.pop().expect("one result per request"),
+                                Err(e) => (error(), e.exception(env)).encode(env),
+                            }
                         })
                         .collect()
                 }
@@ -228,12 +269,18 @@ fn run<'a>(
     session: &SessionRef,
     key: &BatchKey,
     parts: &[&RowData],
+    row_bytes: &AtomicU64,
 ) -> Result<Vec<Term<'a>>, NifError> {
     let inputs = key.concat(parts);
     let views = inputs
         .iter()
         .map(|input| input.view())
         .collect::<Result<Vec<_>, _>>()?;
+    let rows: usize = parts.iter().map(|p| p.rows).sum();
+    let bytes: usize = views.iter().map(|v| v.data().len()).sum();
+    if let Some(per_row) = bytes.checked_div(rows) {
+        row_bytes.store(per_row as u64, Ordering::Relaxed);
+    }
     let outputs = session.model.run(&views, key.outputs.as_deref(), |out| {
         let mut bin = OwnedBinary::new(out.data.len());
         bin.as_mut_slice().copy_from_slice(out.data);
@@ -340,6 +387,9 @@ fn serving_new(env: Env<'_>, options: QueueOptions) -> ResourceArc<ServingQueue>
         next_alone: AtomicU64::new(0),
         counters: Counters::default(),
         close_reason: Mutex::new(None),
+        parked: Mutex::new(Vec::new()),
+        row_bytes: AtomicU64::new(0),
+        batch_size: options.batch_size,
     });
     env.monitor(&queue, &env.pid());
     queue
@@ -370,8 +420,13 @@ fn serving_submit<'a>(
         pid: env.pid(),
         data,
     };
-    match queue.queue.submit(key, caller.data.rows, caller) {
-        Ok(id) => (ok(), id).encode(env),
+    match queue.queue.submit_waking(key, caller.data.rows, caller) {
+        Ok((id, wake)) => {
+            if wake {
+                queue.wake_one(env);
+            }
+            (ok(), id).encode(env)
+        }
         Err(SubmitError::Overloaded) => (error(), overloaded()).encode(env),
         Err(SubmitError::Closed) => {
             (error(), (serving_down(), queue.close_reason(env))).encode(env)
@@ -389,49 +444,76 @@ fn serving_cancel(queue: ResourceArc<ServingQueue>, id: u64) -> Atom {
     }
 }
 
-/// Runs batches on `session` and answers their callers, until `busy_ms`
-/// have passed (checked after each batch) or no batch came for `idle_ms`.
-/// Returns `:ok` after some work (a batch, or failing the callers of a batch
-/// whose runner panicked), `:idle` when nothing came, `:closed` once the
-/// queue is closed. Staying in the NIF from one batch to the next spares
-/// the runner process two scheduler hops (dirty to normal and back) a batch.
-#[rustler::nif(schedule = "DirtyIo")]
-fn serving_next(
-    env: Env<'_>,
+/// Runs one ready batch on `session`, on the caller's scheduler, and
+/// answers its callers: `:ok`. With nothing ready the runner parks: it is
+/// woken by a `:"$thunderbolt_serving_wake"` message when a submit makes
+/// work ready, and gets `{:idle, microseconds}` until the earliest queued
+/// request falls due (or `:infinity`). `:closed` once the queue is closed.
+#[rustler::nif]
+fn serving_run<'a>(
+    env: Env<'a>,
     queue: ResourceArc<ServingQueue>,
     session: ResourceArc<SessionRef>,
-    idle_ms: u64,
-    busy_ms: u64,
-) -> Atom {
-    let me = env.pid();
+) -> Term<'a> {
+    // A full batch known to fit the normal scheduler's budget runs here;
+    // otherwise, or before anything was measured, the runner goes dirty.
+    let full_batch = queue.row_bytes.load(Ordering::Relaxed) as usize * queue.batch_size;
+    match session.model.timer().estimate(full_batch) {
+        Some(ns) if full_batch > 0 && ns <= session.max_normal_run_ns => {}
+        _ => return dirty().encode(env),
+    }
     let started = Instant::now();
-    let busy_until = started + Duration::from_millis(busy_ms);
-    let mut give_up = started + Duration::from_millis(idle_ms);
-    let mut worked = false;
-    loop {
-        let now = Instant::now();
-        if !env.is_process_alive(me) || (worked && now >= busy_until) {
-            return if worked { ok() } else { idle() };
-        }
-        let wait = give_up.saturating_duration_since(now).min(ALIVE_CHECK);
-        // Callers that died while queued are skipped, not run.
+    let result = run_ready(env, &queue, &session);
+    let percent = (started.elapsed().as_micros() / 10).clamp(1, 100) as i32;
+    rustler::schedule::consume_timeslice(env, percent);
+    result
+}
+
+/// `serving_run` for batches too long for a normal scheduler.
+#[rustler::nif(schedule = "DirtyCpu")]
+fn serving_run_dirty<'a>(
+    env: Env<'a>,
+    queue: ResourceArc<ServingQueue>,
+    session: ResourceArc<SessionRef>,
+) -> Term<'a> {
+    run_ready(env, &queue, &session)
+}
+
+fn run_ready<'a>(env: Env<'a>, queue: &ServingQueue, session: &SessionRef) -> Term<'a> {
+    let me = env.pid();
+    // Twice: parking between the two looks closes the race with a submit
+    // that finds no parked runner just before this one parks.
+    for attempt in 0..2 {
         match queue
             .queue
-            .take_batch(wait, |caller| env.is_process_alive(caller.pid))
+            .take_batch(Duration::ZERO, |caller| env.is_process_alive(caller.pid))
         {
-            Taken::Batch(batch) => queue.execute(env, &session, batch),
+            Taken::Batch(batch) => {
+                if attempt == 1 {
+                    queue.unpark(me);
+                }
+                queue.execute(env, session, batch);
+                return ok().encode(env);
+            }
             Taken::Orphans(orphans) => {
+                if attempt == 1 {
+                    queue.unpark(me);
+                }
                 let reply = (error(), (runner_down(), nif_panicked())).encode(env);
                 deliver(env, orphans.iter().map(|entry| (entry, reply)));
+                return ok().encode(env);
             }
-            Taken::Closed => return closed(),
-            Taken::Idle if Instant::now() >= give_up => {
-                return if worked { ok() } else { idle() };
+            Taken::Closed => {
+                queue.unpark(me);
+                return closed().encode(env);
             }
-            Taken::Idle => continue,
+            Taken::Idle if attempt == 0 => queue.park(me),
+            Taken::Idle => {}
         }
-        worked = true;
-        give_up = Instant::now() + Duration::from_millis(idle_ms);
+    }
+    match queue.queue.next_ready_in() {
+        Some(wait) => (idle(), (wait.as_micros() as u64).max(1)).encode(env),
+        None => (idle(), infinity()).encode(env),
     }
 }
 

@@ -83,7 +83,7 @@ fn type_atom(ty: ElementType) -> Atom {
 
 pub struct SessionRef {
     pub(crate) model: Model,
-    max_normal_run_ns: u64,
+    pub(crate) max_normal_run_ns: u64,
 }
 
 #[rustler::resource_impl]

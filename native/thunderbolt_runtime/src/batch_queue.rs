@@ -190,6 +190,18 @@ impl<K: Eq + Hash + Clone, P> BatchQueue<K, P> {
 
     /// Queues a request of `rows` rows under `key` and returns its id.
     pub fn submit(&self, key: K, rows: usize, payload: P) -> Result<u64, SubmitError> {
+        self.submit_waking(key, rows, payload).map(|(id, _)| id)
+    }
+
+    /// Like `submit`, and also says whether this request changed what an
+    /// idle worker waits for (a new key, a full key, or nothing running),
+    /// for workers that park outside the queue instead of in `take_batch`.
+    pub fn submit_waking(
+        &self,
+        key: K,
+        rows: usize,
+        payload: P,
+    ) -> Result<(u64, bool), SubmitError> {
         let mut st = self.lock();
         if st.closed {
             return Err(SubmitError::Closed);
@@ -228,7 +240,18 @@ impl<K: Eq + Hash + Clone, P> BatchQueue<K, P> {
         if wake && st.waiting > 0 {
             self.ready.notify_one();
         }
-        Ok(id)
+        Ok((id, wake))
+    }
+
+    /// How long until something becomes ready (`Some(ZERO)` when something
+    /// is ready now), or `None` when nothing is queued.
+    pub fn next_ready_in(&self) -> Option<Duration> {
+        let st = self.lock();
+        let now = Instant::now();
+        match self.pick(&st, now) {
+            Pick::Ready(_) => Some(Duration::ZERO),
+            Pick::Wait(until) => until.map(|t| t.saturating_duration_since(now)),
+        }
     }
 
     /// Blocks for at most `wait` until a batch is ready, and takes it.
@@ -523,6 +546,27 @@ mod tests {
             Taken::Batch(b) => b,
             other => panic!("expected a batch, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn submit_waking_says_when_a_parked_worker_has_something_new() {
+        let q = queue(3, 60_000_000, 16);
+        assert_eq!(q.next_ready_in(), None);
+        // Nothing runs: the request could go at once.
+        assert!(q.submit_waking("a", 1, 0).unwrap().1);
+        assert_eq!(q.next_ready_in(), Some(Duration::ZERO));
+        let _running = match q.take_batch(Duration::ZERO, all) {
+            Taken::Batch(b) => b,
+            other => panic!("expected a batch, got {other:?}"),
+        };
+        // A batch runs: a new key brings a new deadline, a joiner that
+        // leaves its key partial changes nothing, a full key is ready.
+        assert!(q.submit_waking("b", 1, 0).unwrap().1);
+        let wait = q.next_ready_in().expect("b is queued");
+        assert!(wait > Duration::ZERO && wait <= Duration::from_secs(60));
+        assert!(!q.submit_waking("b", 1, 0).unwrap().1);
+        assert!(q.submit_waking("b", 1, 0).unwrap().1);
+        assert_eq!(q.next_ready_in(), Some(Duration::ZERO));
     }
 
     #[test]
