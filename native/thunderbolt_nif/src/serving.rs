@@ -99,9 +99,8 @@ pub struct ServingQueue {
     /// wakes one with a message.
     parked: Mutex<Vec<LocalPid>>,
     /// Input bytes per row, learned from the first batch run (0 before),
-    /// to estimate how long a full batch takes.
+    /// to estimate how long a ready batch will take.
     row_bytes: AtomicU64,
-    batch_size: usize,
 }
 
 #[rustler::resource_impl]
@@ -389,7 +388,6 @@ fn serving_new(env: Env<'_>, options: QueueOptions) -> ResourceArc<ServingQueue>
         close_reason: Mutex::new(None),
         parked: Mutex::new(Vec::new()),
         row_bytes: AtomicU64::new(0),
-        batch_size: options.batch_size,
     });
     env.monitor(&queue, &env.pid());
     queue
@@ -455,12 +453,15 @@ fn serving_run<'a>(
     queue: ResourceArc<ServingQueue>,
     session: ResourceArc<SessionRef>,
 ) -> Term<'a> {
-    // A full batch known to fit the normal scheduler's budget runs here;
-    // otherwise, or before anything was measured, the runner goes dirty.
-    let full_batch = queue.row_bytes.load(Ordering::Relaxed) as usize * queue.batch_size;
-    match session.model.timer().estimate(full_batch) {
-        Some(ns) if full_batch > 0 && ns <= session.max_normal_run_ns => {}
-        _ => return dirty().encode(env),
+    // A batch known to fit the normal scheduler's budget runs here;
+    // otherwise, or before one of its size was measured, the runner goes
+    // dirty. With nothing ready it parks here, which costs nothing.
+    if let Some(rows) = queue.queue.ready_rows() {
+        let bytes = queue.row_bytes.load(Ordering::Relaxed) as usize * rows;
+        match session.model.timer().estimate(bytes) {
+            Some(ns) if bytes > 0 && ns <= session.max_normal_run_ns => {}
+            _ => return dirty().encode(env),
+        }
     }
     let started = Instant::now();
     let result = run_ready(env, &queue, &session);

@@ -243,6 +243,25 @@ impl<K: Eq + Hash + Clone, P> BatchQueue<K, P> {
         Ok((id, wake))
     }
 
+    /// The rows of the batch `take_batch` would take now, if one is ready:
+    /// an upper bound, since requests whose callers are gone are dropped
+    /// when it is taken. Lets a worker judge a batch's cost before taking it.
+    pub fn ready_rows(&self) -> Option<usize> {
+        let st = self.lock();
+        let Pick::Ready(key) = self.pick(&st, Instant::now()) else {
+            return None;
+        };
+        let mut rows = 0;
+        for queued in &st.groups.get(&key)?.requests {
+            let n = queued.entry.rows;
+            if rows > 0 && rows + n > self.config.batch_size {
+                break;
+            }
+            rows += n;
+        }
+        Some(rows)
+    }
+
     /// How long until something becomes ready (`Some(ZERO)` when something
     /// is ready now), or `None` when nothing is queued.
     pub fn next_ready_in(&self) -> Option<Duration> {
@@ -567,6 +586,22 @@ mod tests {
         assert!(!q.submit_waking("b", 1, 0).unwrap().1);
         assert!(q.submit_waking("b", 1, 0).unwrap().1);
         assert_eq!(q.next_ready_in(), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn ready_rows_is_what_a_take_would_take() {
+        let q = queue(4, 60_000_000, 16);
+        assert_eq!(q.ready_rows(), None);
+        q.submit("a", 3, 0).unwrap();
+        q.submit("a", 2, 0).unwrap();
+        // Nothing runs, so "a" is ready; 3 + 2 would pass batch_size.
+        assert_eq!(q.ready_rows(), Some(3));
+        let Taken::Batch(batch) = q.take_batch(Duration::ZERO, all) else {
+            panic!("expected a batch");
+        };
+        assert_eq!(batch.rows(), 3);
+        // One batch runs and "a" holds 2 of 4 rows: not ready yet.
+        assert_eq!(q.ready_rows(), None);
     }
 
     #[test]
