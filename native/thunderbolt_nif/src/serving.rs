@@ -148,10 +148,17 @@ impl ServingQueue {
             .retain(|r| *r != runner);
     }
 
+    /// Wakes the runner that parked last, passing over runners that died
+    /// while parked, so that a wake-up is never spent on a dead process
+    /// while a live one sleeps.
     fn wake_one(&self, env: Env<'_>) {
-        let runner = self.parked.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        if let Some(runner) = runner {
-            let _ = env.send(&runner, wake().encode(env));
+        let mut parked = self.parked.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some(runner) = parked.pop() {
+            if env.is_process_alive(runner) {
+                drop(parked);
+                let _ = env.send(&runner, wake().encode(env));
+                return;
+            }
         }
     }
 
