@@ -88,6 +88,37 @@ defmodule Thunderbolt.Inputs do
   def select_outputs(_specs, other),
     do: {:error, Error.new(:invalid_option, ":outputs must be a list, got: #{inspect(other)}")}
 
+  @doc """
+  Like `select_outputs/2`, but gives the selected outputs' positions in
+  `specs`, the form the NIFs take (`nil` for all).
+
+      iex> specs = [%{name: "logits"}, %{name: "embedding"}]
+      iex> Thunderbolt.Inputs.output_indices(specs, [:embedding])
+      {:ok, [1]}
+  """
+  @spec output_indices([%{name: String.t()}], [String.t() | atom()] | nil) ::
+          {:ok, [non_neg_integer()] | nil} | {:error, Error.t()}
+  def output_indices(_specs, nil), do: {:ok, nil}
+
+  def output_indices(specs, names) do
+    with {:ok, names} <- select_outputs(specs, names) do
+      {:ok, Enum.map(names, fn name -> Enum.find_index(specs, &(&1.name == name)) end)}
+    end
+  end
+
+  @typedoc "A tensor as the NIFs take it: type atom, shape as a list, data."
+  @type native :: {atom(), [non_neg_integer()], binary()}
+
+  @doc """
+  `tensor` in the form the NIFs take.
+
+      iex> Thunderbolt.Inputs.native(Thunderbolt.Tensor.new([[1, 2]], type: :s32))
+      {:s32, [1, 2], <<1::32-native, 2::32-native>>}
+  """
+  @spec native(Tensor.t()) :: native()
+  def native(%Tensor{type: type, shape: shape, data: data}),
+    do: {Tensor.type_atom(type), Tuple.to_list(shape), data}
+
   defp by_name(map) do
     case string_keys(map) do
       {:ok, by_name} ->

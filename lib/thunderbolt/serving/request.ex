@@ -20,9 +20,6 @@ defmodule Thunderbolt.Serving.Request do
 
   alias Thunderbolt.{Error, Inputs, Tensor}
 
-  @typedoc "An input as the NIF takes it: type atom, shape, row-major data."
-  @type native_input :: {atom(), [non_neg_integer()], binary()}
-
   @doc """
   Checks `inputs` (anything `Thunderbolt.run/3` accepts) against the model's
   input specs and the `outputs` selection (`nil` for all) against its output
@@ -30,20 +27,12 @@ defmodule Thunderbolt.Serving.Request do
   (`nil` for all).
   """
   @spec new([map()], [map()], Thunderbolt.inputs(), [String.t() | atom()] | nil) ::
-          {:ok, [native_input()], [non_neg_integer()] | nil} | {:error, Error.t()}
+          {:ok, [Inputs.native()], [non_neg_integer()] | nil} | {:error, Error.t()}
   def new(input_specs, output_specs, inputs, outputs) do
     with {:ok, tensors} <- Inputs.order(input_specs, inputs),
-         {:ok, indices} <- output_indices(output_specs, outputs),
+         {:ok, indices} <- Inputs.output_indices(output_specs, outputs),
          {:ok, native} <- check(input_specs, tensors, nil, []) do
       {:ok, native, indices}
-    end
-  end
-
-  defp output_indices(_specs, nil), do: {:ok, nil}
-
-  defp output_indices(specs, outputs) do
-    with {:ok, names} <- Inputs.select_outputs(specs, outputs) do
-      {:ok, Enum.map(names, fn name -> Enum.find_index(specs, &(&1.name == name)) end)}
     end
   end
 
@@ -55,7 +44,7 @@ defmodule Thunderbolt.Serving.Request do
   defp check([spec | specs], [tensor | tensors], rows, native) do
     case check_one(spec, tensor) do
       {:rows, n} when rows == nil or rows == n ->
-        check(specs, tensors, n, [native(tensor) | native])
+        check(specs, tensors, n, [Inputs.native(tensor) | native])
 
       {:rows, n} ->
         invalid(
@@ -63,15 +52,12 @@ defmodule Thunderbolt.Serving.Request do
         )
 
       :shared ->
-        check(specs, tensors, rows, [native(tensor) | native])
+        check(specs, tensors, rows, [Inputs.native(tensor) | native])
 
       {:error, _} = error ->
         error
     end
   end
-
-  defp native(%Tensor{type: type, shape: shape, data: data}),
-    do: {Tensor.type_atom(type), Tuple.to_list(shape), data}
 
   defp check_one(%{name: name, type: type, shape: spec_shape}, %Tensor{} = tensor) do
     cond do
