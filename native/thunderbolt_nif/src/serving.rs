@@ -465,9 +465,8 @@ fn serving_run<'a>(
     // dirty. With nothing ready it parks here, which costs nothing.
     if let Some(rows) = queue.queue.ready_rows() {
         let bytes = queue.row_bytes.load(Ordering::Relaxed) as usize * rows;
-        match session.model.timer().estimate(bytes) {
-            Some(ns) if bytes > 0 && ns <= session.max_normal_run_ns => {}
-            _ => return dirty().encode(env),
+        if bytes == 0 || !session.fits_normal_scheduler(bytes) {
+            return dirty().encode(env);
         }
     }
     let started = Instant::now();

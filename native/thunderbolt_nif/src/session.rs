@@ -83,11 +83,23 @@ fn type_atom(ty: ElementType) -> Atom {
 
 pub struct SessionRef {
     pub(crate) model: Model,
-    pub(crate) max_normal_run_ns: u64,
+    max_normal_run_ns: u64,
 }
 
 #[rustler::resource_impl]
 impl rustler::Resource for SessionRef {}
+
+impl SessionRef {
+    /// Whether a run on `bytes` of input is known, from this model's
+    /// measured times, to fit the normal scheduler's budget. Unmeasured
+    /// sizes do not.
+    pub(crate) fn fits_normal_scheduler(&self, bytes: usize) -> bool {
+        self.model
+            .timer()
+            .estimate(bytes)
+            .is_some_and(|ns| ns <= self.max_normal_run_ns)
+    }
+}
 
 /// Load options, already validated by `Thunderbolt.load/2`.
 #[derive(rustler::NifMap)]
@@ -163,9 +175,8 @@ fn session_run<'a>(
 ) -> NifResult<Term<'a>> {
     if mode == auto() {
         let bytes = inputs.iter().map(|(_, _, b)| b.len()).sum();
-        match session.model.timer().estimate(bytes) {
-            Some(ns) if ns <= session.max_normal_run_ns => {}
-            _ => return Ok(dirty().encode(env)),
+        if !session.fits_normal_scheduler(bytes) {
+            return Ok(dirty().encode(env));
         }
     }
     if !others_waiting {
