@@ -35,6 +35,25 @@ defmodule Thunderbolt.ServingTest do
     stats
   end
 
+  # Serves every input at once and checks each answer against the same
+  # input run alone on `session`; returns the results.
+  defp run_all_like_alone(name, session, inputs) do
+    results =
+      inputs
+      |> Enum.map(&Task.async(fn -> Serving.run(name, &1, timeout: 30_000) end))
+      |> Task.await_many(60_000)
+
+    for {input, result} <- Enum.zip(inputs, results) do
+      assert {:ok, %{"logits" => logits}} = result
+      %{"logits" => alone} = Thunderbolt.run!(session, input)
+      assert logits.shape == alone.shape
+      # Batched matrix products may round differently from single-row ones.
+      assert_close(Tensor.to_flat_list(logits), Tensor.to_flat_list(alone), rtol: 1.0e-5)
+    end
+
+    results
+  end
+
   defp wait_until(fun, tries \\ 2_500) do
     cond do
       fun.() -> :ok
@@ -156,19 +175,7 @@ defmodule Thunderbolt.ServingTest do
           )
         end
 
-      results =
-        inputs
-        |> Enum.map(&Task.async(fn -> Serving.run(name, &1, timeout: 30_000) end))
-        |> Task.await_many(60_000)
-
-      for {input, result} <- Enum.zip(inputs, results) do
-        assert {:ok, %{"logits" => logits}} = result
-        %{"logits" => alone} = Thunderbolt.run!(session, input)
-        assert logits.shape == alone.shape
-        # Batched matrix products may round differently from single-row ones.
-        assert_close(Tensor.to_flat_list(logits), Tensor.to_flat_list(alone), rtol: 1.0e-5)
-      end
-
+      results = run_all_like_alone(name, session, inputs)
       assert length(results) == 200
       assert stats!(name).batched_requests == 200
     end
@@ -186,18 +193,7 @@ defmodule Thunderbolt.ServingTest do
           %{"input_ids" => Tensor.new(ids, type: :s32), "functional_1/Add/y:0" => table}
         end
 
-      results =
-        inputs
-        |> Enum.map(&Task.async(fn -> Serving.run(name, &1, timeout: 30_000) end))
-        |> Task.await_many(60_000)
-
-      for {input, result} <- Enum.zip(inputs, results) do
-        assert {:ok, %{"logits" => logits}} = result
-        %{"logits" => alone} = Thunderbolt.run!(session, input)
-        assert logits.shape == alone.shape
-        assert_close(Tensor.to_flat_list(logits), Tensor.to_flat_list(alone), rtol: 1.0e-5)
-      end
-
+      results = run_all_like_alone(name, session, inputs)
       assert length(results) == 40
     end
 
