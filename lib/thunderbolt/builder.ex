@@ -158,14 +158,19 @@ defmodule Thunderbolt.Builder do
   """
   @spec build_file(spec(), Path.t()) :: :ok | {:error, Error.t()}
   def build_file(spec, path) do
-    with {:ok, onnx} <- build(spec) do
-      case File.write(path, onnx) do
-        :ok ->
-          :ok
+    with {:ok, onnx} <- build(spec), do: write_onnx(onnx, path)
+  end
 
-        {:error, reason} ->
-          {:error, Error.new(:load, "cannot write #{path}: #{:file.format_error(reason)}")}
-      end
+  @doc false
+  # Writes a serialized model; shared with Thunderbolt.Keras.convert_file/3.
+  @spec write_onnx(binary(), Path.t()) :: :ok | {:error, Error.t()}
+  def write_onnx(onnx, path) do
+    case File.write(path, onnx) do
+      :ok ->
+        :ok
+
+      {:error, reason} ->
+        {:error, Error.new(:load, "cannot write #{path}: #{:file.format_error(reason)}")}
     end
   end
 

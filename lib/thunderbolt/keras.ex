@@ -98,15 +98,7 @@ defmodule Thunderbolt.Keras do
   """
   @spec convert_file(source(), Path.t(), keyword()) :: :ok | {:error, Error.t()}
   def convert_file(path, out_path, opts \\ []) do
-    with {:ok, onnx} <- convert(path, opts) do
-      case File.write(out_path, onnx) do
-        :ok ->
-          :ok
-
-        {:error, reason} ->
-          {:error, Error.new(:load, "cannot write #{out_path}: #{:file.format_error(reason)}")}
-      end
-    end
+    with {:ok, onnx} <- convert(path, opts), do: Thunderbolt.Builder.write_onnx(onnx, out_path)
   end
 
   @doc """
