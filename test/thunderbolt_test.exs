@@ -268,6 +268,36 @@ defmodule ThunderboltTest do
       assert {:ok, _} = Thunderbolt.run(s, t)
     end
 
+    test "a malformed tensor struct is an error, on both run paths", %{session: s, tensors: t} do
+      one_input = Thunderbolt.load!(fixture("runtime/identity_f32.onnx"))
+      good = f32([1.0, 2.0, 3.0], {1, 3})
+
+      for {bad, pattern} <- [
+            {%Tensor{good | type: {:x, 8}}, ~r/input 0: not a tensor of a known type/},
+            {%Tensor{good | type: :f32}, ~r/not a tensor of a known type/},
+            {%Tensor{good | shape: [1, 3]}, ~r/shape is not a tuple of integers/},
+            {%Tensor{good | shape: {1, 3.0}}, ~r/shape is not a tuple of integers/},
+            {%Tensor{good | data: [1.0, 2.0, 3.0]}, ~r/data is not a binary/}
+          ] do
+        # The direct clause (one tensor, no options) and the general one.
+        assert {:error, %Error{kind: :invalid_input, message: m1}} =
+                 Thunderbolt.run(one_input, bad)
+
+        assert m1 =~ pattern
+
+        assert {:error, %Error{kind: :invalid_input, message: m2}} =
+                 Thunderbolt.run(one_input, [bad], scheduler: :dirty)
+
+        assert m2 =~ pattern
+      end
+
+      assert {:error, %Error{message: message}} =
+               Thunderbolt.run(s, %{t | "b" => %{t["b"] | data: nil}})
+
+      assert message =~ "input 1: its data is not a binary"
+      assert {:ok, %{"y" => ^good}} = Thunderbolt.run(one_input, good)
+    end
+
     test "a sub-binary that is not aligned is read correctly", %{session: s, tensors: t} do
       <<_::8, unaligned::binary-size(48), _::binary>> = <<0>> <> t["a"].data <> <<0>>
       tensor = %Tensor{t["a"] | data: unaligned}

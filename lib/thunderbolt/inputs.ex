@@ -106,11 +106,12 @@ defmodule Thunderbolt.Inputs do
     end
   end
 
-  @typedoc "A tensor as the NIFs take it: type atom, shape as a list, data."
+  @typedoc "A tensor as the serving NIFs take it: type atom, shape as a list, data."
   @type native :: {atom(), [non_neg_integer()], binary()}
 
   @doc """
-  `tensor` in the form the NIFs take.
+  `tensor` in the form the serving queue's NIFs take (`Thunderbolt.run/3`
+  hands its structs to its NIF as they are).
 
       iex> Thunderbolt.Inputs.native(Thunderbolt.Tensor.new([[1, 2]], type: :s32))
       {:s32, [1, 2], <<1::32-native, 2::32-native>>}

@@ -8,5 +8,6 @@ mod keras;
 mod serving;
 mod session;
 mod tensor;
+mod tensor_struct;
 
 rustler::init!("Elixir.Thunderbolt.Native");

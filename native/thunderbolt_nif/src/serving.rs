@@ -30,11 +30,12 @@ use rustler::{
 };
 use thunderbolt_runtime::batch::{self, BatchKey, RowData};
 use thunderbolt_runtime::{
-    Batch, BatchQueue, Cancel, ElementType, Entry, QueueConfig, RuntimeError, SubmitError, Taken,
+    Batch, BatchQueue, Cancel, Entry, QueueConfig, RuntimeError, SubmitError, Taken,
 };
 
 use crate::error::NifError;
 use crate::session::{views, Input, SessionRef};
+use crate::tensor_struct;
 
 rustler::atoms! {
     ok,
@@ -52,15 +53,6 @@ rustler::atoms! {
     wake = "$thunderbolt_serving_wake",
     dirty,
     infinity,
-    struct_key = "__struct__",
-    tensor_module = "Elixir.Thunderbolt.Tensor",
-    type_key = "type",
-    shape,
-    data,
-    f,
-    bf,
-    s,
-    u,
     requests,
     rejected,
     skipped,
@@ -311,7 +303,7 @@ fn run<'a>(
         })?;
         columns.push((
             spec.name.as_str().encode(env),
-            elixir_type(env, *ty),
+            tensor_struct::type_term(env, *ty),
             bin,
             pieces,
         ));
@@ -329,46 +321,13 @@ fn run<'a>(
                         .map_err(|_| NifError::invalid_input("output slice out of range"))?
                         .to_term(env)
                 };
-                pairs.push((*name, tensor(env, *ty, shape, data)));
+                pairs.push((*name, tensor_struct::encode(env, *ty, shape, data)));
             }
             let map = Term::map_from_pairs(env, &pairs)
                 .map_err(|_| NifError::invalid_input("duplicate output names"))?;
             Ok((ok(), map).encode(env))
         })
         .collect()
-}
-
-/// `%Thunderbolt.Tensor{type: type, shape: shape, data: data}`.
-fn tensor<'a>(env: Env<'a>, ty: Term<'a>, shape: &[i64], data: Term<'a>) -> Term<'a> {
-    let dims: Vec<Term> = shape.iter().map(|d| d.encode(env)).collect();
-    let pairs = [
-        (struct_key().encode(env), tensor_module().encode(env)),
-        (type_key().encode(env), ty),
-        (self::shape().encode(env), make_tuple(env, &dims)),
-        (self::data().encode(env), data),
-    ];
-    Term::map_from_pairs(env, &pairs).expect("distinct keys")
-}
-
-/// The Nx-style type tuple; bool travels as `{:u, 8}`.
-fn elixir_type(env: Env<'_>, ty: ElementType) -> Term<'_> {
-    let (kind, bits) = match ty {
-        ElementType::F16 => (f(), 16),
-        ElementType::BF16 => (bf(), 16),
-        ElementType::F32 => (f(), 32),
-        ElementType::F64 => (f(), 64),
-        ElementType::S8 => (s(), 8),
-        ElementType::S16 => (s(), 16),
-        ElementType::S32 => (s(), 32),
-        ElementType::S64 => (s(), 64),
-        ElementType::U8 | ElementType::Bool => (u(), 8),
-        ElementType::U16 => (u(), 16),
-        ElementType::U32 => (u(), 32),
-        ElementType::U64 => (u(), 64),
-        // Never an output: ONNX Runtime string outputs are refused earlier.
-        ElementType::String => (u(), 8),
-    };
-    (kind, bits).encode(env)
 }
 
 /// Options of a new queue, validated by `Thunderbolt.Serving.Config`.

@@ -9,13 +9,17 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use rustler::{Atom, Binary, Encoder, Env, NifResult, OwnedBinary, ResourceArc, Term};
+use rustler::{
+    Atom, Binary, Encoder, Env, ListIterator, NifResult, OwnedBinary, ResourceArc, Term,
+};
+use smallvec::SmallVec;
 use thunderbolt_runtime::{
     environment, ElementType, ExecutionProvider, Model, ModelInfo, ModelSource, OptimizationLevel,
     SessionOptions, TensorView, ValueInfo,
 };
 
 use crate::error::NifError;
+use crate::tensor_struct::{self, TensorArg};
 
 rustler::atoms! {
     ok,
@@ -66,19 +70,6 @@ pub(crate) fn element_type(atom: Atom) -> Option<ElementType> {
         .into_iter()
         .find(|(a, _)| *a == atom)
         .map(|(_, t)| t)
-}
-
-/// Bool travels as u8, the way Nx represents it.
-fn type_atom(ty: ElementType) -> Atom {
-    let ty = if ty == ElementType::Bool {
-        ElementType::U8
-    } else {
-        ty
-    };
-    type_atoms()
-        .into_iter()
-        .find(|(_, t)| *t == ty)
-        .map_or_else(nil, |(a, _)| a)
 }
 
 pub struct SessionRef {
@@ -161,20 +152,26 @@ fn session_load<'a>(
 }
 
 /// Runs on the normal scheduler when the run is known to be short;
-/// otherwise answers `:dirty` without running. `others_waiting` says
+/// otherwise answers `:dirty` without running. `inputs` is a list of
+/// `%Thunderbolt.Tensor{}` in the model's input order; the answer is
+/// `{:ok, %{output_name => %Thunderbolt.Tensor{}}}`. `others_waiting` says
 /// whether any process waits in a run queue (the caller reads it; the NIF
 /// API cannot).
 #[rustler::nif]
 fn session_run<'a>(
     env: Env<'a>,
     session: ResourceArc<SessionRef>,
-    inputs: Vec<Input<'a>>,
+    inputs: ListIterator<'a>,
     outputs: Option<Vec<usize>>,
     mode: Atom,
     others_waiting: bool,
 ) -> NifResult<Term<'a>> {
+    let inputs = match tensor_args(inputs) {
+        Ok(inputs) => inputs,
+        Err(e) => return Ok((error(), e).encode(env)),
+    };
     if mode == auto() {
-        let bytes = inputs.iter().map(|(_, _, b)| b.len()).sum();
+        let bytes = inputs.iter().map(|t| t.data.len()).sum();
         if !session.fits_normal_scheduler(bytes) {
             return Ok(dirty().encode(env));
         }
@@ -201,10 +198,20 @@ fn session_run<'a>(
 fn session_run_dirty<'a>(
     env: Env<'a>,
     session: ResourceArc<SessionRef>,
-    inputs: Vec<Input<'a>>,
+    inputs: ListIterator<'a>,
     outputs: Option<Vec<usize>>,
 ) -> Term<'a> {
-    run(env, &session, &inputs, outputs.as_deref())
+    match tensor_args(inputs) {
+        Ok(inputs) => run(env, &session, &inputs, outputs.as_deref()),
+        Err(e) => (error(), e).encode(env),
+    }
+}
+
+fn tensor_args(inputs: ListIterator<'_>) -> Result<SmallVec<[TensorArg<'_>; 4]>, NifError> {
+    inputs
+        .enumerate()
+        .map(|(i, term)| TensorArg::decode(term, i))
+        .collect()
 }
 
 /// The expected run time in microseconds for inputs of `bytes` bytes, if
@@ -239,11 +246,11 @@ fn runtime_info(env: Env<'_>) -> Term<'_> {
 fn run<'a>(
     env: Env<'a>,
     session: &SessionRef,
-    inputs: &[Input<'a>],
+    inputs: &[TensorArg<'a>],
     outputs: Option<&[usize]>,
 ) -> Term<'a> {
     match run_inner(env, session, inputs, outputs) {
-        Ok(list) => (ok(), list).encode(env),
+        Ok(map) => (ok(), map).encode(env),
         Err(e) => (error(), e).encode(env),
     }
 }
@@ -269,23 +276,28 @@ pub(crate) fn views<'b>(
 fn run_inner<'a>(
     env: Env<'a>,
     session: &SessionRef,
-    inputs: &[Input<'a>],
+    inputs: &[TensorArg<'a>],
     outputs: Option<&[usize]>,
-) -> Result<Vec<Term<'a>>, NifError> {
-    let views = views(env, inputs)?;
-    let terms = session.model.run(&views, outputs, |out| {
+) -> Result<Term<'a>, NifError> {
+    let views = inputs
+        .iter()
+        .map(|t| TensorView::new(t.element_type, &t.shape, t.data.as_slice()))
+        .collect::<Result<SmallVec<[TensorView; 4]>, _>>()?;
+    let pairs = session.model.run(&views, outputs, |out| {
         // The one copy of each output: from ONNX Runtime's buffer into a
         // fresh BEAM binary.
         let mut bin = OwnedBinary::new(out.data.len());
         bin.as_mut_slice().copy_from_slice(out.data);
-        Ok((
-            type_atom(out.element_type),
-            out.shape,
-            Binary::from_owned(bin, env),
-        )
-            .encode(env))
+        let tensor = tensor_struct::encode(
+            env,
+            tensor_struct::type_term(env, out.element_type),
+            &out.shape,
+            Binary::from_owned(bin, env).to_term(env),
+        );
+        Ok((out.name.encode(env), tensor))
     })?;
-    Ok(terms)
+    let (names, tensors): (SmallVec<[Term; 4]>, SmallVec<[Term; 4]>) = pairs.into_iter().unzip();
+    Ok(Term::map_from_term_arrays(env, &names, &tensors).expect("distinct output names"))
 }
 
 fn atom_name(env: Env<'_>, atom: Atom) -> Result<String, NifError> {

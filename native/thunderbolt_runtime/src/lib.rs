@@ -27,7 +27,7 @@ pub use batch_queue::{
 pub use element_type::ElementType;
 pub use error::{Result, RuntimeError};
 pub use file_stamp::{file_stamp, FileStamp};
-pub use model::{Model, ModelInfo, ModelSource, OutputTensor, ValueInfo};
+pub use model::{Dims, Model, ModelInfo, ModelSource, OutputTensor, ValueInfo};
 pub use options::{ExecutionProvider, OptimizationLevel, SessionOptions};
 pub use tensor::TensorView;
 pub use timing::RunTimer;

@@ -7,6 +7,7 @@ use std::time::Instant;
 use ort::session::Session;
 use ort::value::ValueType;
 use ort::AsPointer;
+use smallvec::SmallVec;
 
 use crate::element_type::ElementType;
 use crate::error::{Result, RuntimeError};
@@ -50,6 +51,9 @@ pub struct ModelInfo {
     pub warnings: Vec<String>,
 }
 
+/// A tensor's dimensions; most have few enough to stay on the stack.
+pub type Dims = SmallVec<[i64; 6]>;
+
 /// One output of a run, borrowed from ONNX Runtime's memory until the
 /// callback returns, so the caller copies it exactly once.
 #[derive(Debug)]
@@ -57,7 +61,7 @@ pub struct OutputTensor<'a> {
     pub index: usize,
     pub name: &'a str,
     pub element_type: ElementType,
-    pub shape: Vec<i64>,
+    pub shape: Dims,
     pub data: &'a [u8],
 }
 
@@ -201,7 +205,7 @@ impl Model {
                 .map(|v| (!v.is_aligned()).then(|| copy_aligned(v.data())))
                 .collect()
         };
-        let mut values = Vec::with_capacity(inputs.len());
+        let mut values = raw::Values::with_capacity(inputs.len());
         let mut input_bytes = 0usize;
         for (i, (view, spec)) in inputs.iter().zip(&self.info.inputs).enumerate() {
             let data = match aligned.get(i).and_then(Option::as_ref) {
@@ -216,7 +220,7 @@ impl Model {
             // outlive `values`, which is dropped at the end of this call.
             values.push(unsafe { raw::tensor_over(ty, view.shape(), data)? });
         }
-        let input_ptrs: Vec<*const ort::sys::OrtValue> =
+        let input_ptrs: SmallVec<[*const ort::sys::OrtValue; 4]> =
             values.iter().map(|v| v.0.as_ptr() as *const _).collect();
         let chosen_names: Vec<*const c_char>;
         let output_names: &[*const c_char] = match outputs {

@@ -7,9 +7,14 @@ use std::ptr::{self, NonNull};
 use std::sync::OnceLock;
 
 use ort::sys::{OrtMemoryInfo, OrtStatusPtr, OrtValue};
+use smallvec::SmallVec;
 
 use crate::element_type::ElementType;
 use crate::error::{Result, RuntimeError};
+use crate::model::Dims;
+
+/// A run's values: few enough, for most models, to stay on the stack.
+pub(crate) type Values = SmallVec<[Value; 4]>;
 
 fn api() -> &'static ort::sys::OrtApi {
     ort::api()
@@ -103,8 +108,9 @@ pub(crate) unsafe fn run(
     input_names: &[*const c_char],
     inputs: &[*const OrtValue],
     output_names: &[*const c_char],
-) -> Result<Vec<Value>> {
-    let mut raw: Vec<*mut OrtValue> = vec![ptr::null_mut(); output_names.len()];
+) -> Result<Values> {
+    let mut raw: SmallVec<[*mut OrtValue; 4]> =
+        smallvec::smallvec![ptr::null_mut(); output_names.len()];
     let status = unsafe {
         (api().Run)(
             session.cast_mut(),
@@ -118,7 +124,7 @@ pub(crate) unsafe fn run(
         )
     };
     // Take ownership first so that values are released even on error.
-    let values: Vec<Option<Value>> = raw
+    let values: SmallVec<[Option<Value>; 4]> = raw
         .into_iter()
         .map(|p| NonNull::new(p).map(Value))
         .collect();
@@ -130,7 +136,7 @@ pub(crate) unsafe fn run(
 }
 
 /// Element type, shape and bytes of a tensor output.
-pub(crate) fn read_tensor(value: &Value) -> Result<(ElementType, Vec<i64>, &[u8])> {
+pub(crate) fn read_tensor(value: &Value) -> Result<(ElementType, Dims, &[u8])> {
     let api = api();
     let mut is_tensor = 0;
     check(unsafe { (api.IsTensor)(value.0.as_ptr(), &mut is_tensor) })?;
@@ -163,7 +169,7 @@ pub(crate) fn read_tensor(value: &Value) -> Result<(ElementType, Vec<i64>, &[u8]
     };
     let mut rank = 0usize;
     check(unsafe { (api.GetDimensionsCount)(info.0, &mut rank) })?;
-    let mut shape = vec![0i64; rank];
+    let mut shape: Dims = smallvec::smallvec![0i64; rank];
     check(unsafe { (api.GetDimensions)(info.0, shape.as_mut_ptr(), rank) })?;
     let count: usize = shape.iter().map(|&d| d.max(0) as usize).product();
     let bytes = count * size;
