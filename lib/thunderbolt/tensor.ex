@@ -114,12 +114,11 @@ defmodule Thunderbolt.Tensor do
   """
   @spec new(number() | atom() | list(), keyword()) :: t()
   def new(data, opts \\ []) do
-    opts = Keyword.validate!(opts, [:type])
-
     type =
-      case opts[:type] do
-        nil -> if all_integers?(data), do: {:s, 64}, else: {:f, 32}
-        name -> type!(name)
+      case opts do
+        # The commonest call, without Keyword.validate!/2's general work.
+        [type: name] when not is_nil(name) -> type!(name)
+        opts -> default_type(data, Keyword.validate!(opts, [:type])[:type])
       end
 
     # One walk in the NIF finds the shape, checks every row and encodes;
@@ -134,6 +133,9 @@ defmodule Thunderbolt.Tensor do
       {:error, {_kind, message}} -> raise ArgumentError, message
     end
   end
+
+  defp default_type(data, nil), do: if(all_integers?(data), do: {:s, 64}, else: {:f, 32})
+  defp default_type(_data, name), do: type!(name)
 
   defp all_integers?(x) when is_integer(x), do: true
   defp all_integers?(list) when is_list(list), do: Enum.all?(list, &all_integers?/1)

@@ -331,6 +331,22 @@ defmodule Thunderbolt.OnnxInferenceTest do
                {:error, {:invalid_extension, "notes.txt"}}
     end
 
+    test "the extension rule is Path.extname/1's", %{models: models, opts: opts} do
+      model = File.read!(TestModels.fixture("runtime/identity_f32.onnx"))
+
+      for name <- [".onnx", "model.ONNX", "model.onnx.bak", "onnx"] do
+        File.write!(Path.join(models, name), model)
+
+        assert OnnxInference.infer(name, %{"data" => [1.0, 2.0, 3.0]}, %{}, opts) ==
+                 {:error, {:invalid_extension, name}}
+      end
+
+      for name <- [".hidden.onnx", "two..onnx"] do
+        File.write!(Path.join(models, name), model)
+        assert {:ok, _} = OnnxInference.infer(name, %{"data" => [1.0, 2.0, 3.0]}, %{}, opts)
+      end
+    end
+
     test "uses the cache: no second load", %{opts: opts} do
       for _ <- 1..5,
           do:

