@@ -183,13 +183,15 @@ fn session_run<'a>(
     }
     let started = Instant::now();
     let result = run(env, &session, &inputs, outputs.as_deref());
-    // Charge the scheduler for this call as if a slice were 50 us rather
+    // Charge the scheduler for this call as if a slice were 25 us rather
     // than the nominal 1 ms: a process running inferences back to back then
-    // yields every few runs, so a process that wakes up behind a dozen busy
-    // ones waits about a millisecond instead of a dozen. Measured with 16
-    // runners: 100 us gave a sleeper p99 lateness of 2.1 ms, 50 us 1.2-1.9 ms
-    // at the same throughput, 25 us cost a single runner 15% of its speed.
-    let percent = (started.elapsed().as_micros() * 2).clamp(1, 100) as i32;
+    // yields every two runs, so a process that wakes up behind a dozen busy
+    // ones waits a fraction of a millisecond instead of a dozen. Measured
+    // with 16 runners, sleeper p99 lateness: 100 us gave 2.1 ms, 50 us
+    // 1.1-1.9 ms from run to run, 25 us 1.06-1.10 ms at the same
+    // throughput. (25 us once cost a lone runner 15% of its speed; a lone
+    // caller is no longer charged at all.)
+    let percent = (started.elapsed().as_micros() * 4).clamp(1, 100) as i32;
     rustler::schedule::consume_timeslice(env, percent);
     Ok(result)
 }
