@@ -67,6 +67,18 @@ def string_output_model():
     save(model, "cast_to_string.onnx")
 
 
+def nonzero_model():
+    # An output whose shape depends on the input's values, not only its
+    # shape: the runtime must not assume one input shape gives one output
+    # shape.
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [None])
+    y = helper.make_tensor_value_info("y", TensorProto.INT64, [1, None])
+    graph = helper.make_graph([helper.make_node("NonZero", ["x"], ["y"])], "nonzero", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], producer_name="thunderbolt-fixtures")
+    model.ir_version = 9
+    save(model, "nonzero.onnx")
+
+
 def multi_io_model():
     a = helper.make_tensor_value_info("a", TensorProto.FLOAT, [None, 4])
     b = helper.make_tensor_value_info("b", TensorProto.FLOAT, [None, 4])
@@ -138,6 +150,7 @@ def main():
     os.makedirs(OUT, exist_ok=True)
     identity_models()
     string_output_model()
+    nonzero_model()
     with open(os.path.join(OUT, "multi_io.json"), "w") as f:
         json.dump(multi_io_model(), f)
     with open(os.path.join(OUT, "reference_outputs.json"), "w") as f:

@@ -298,6 +298,23 @@ defmodule ThunderboltTest do
       assert {:ok, %{"y" => ^good}} = Thunderbolt.run(one_input, good)
     end
 
+    test "outputs whose shape follows the input's values, not its shape" do
+      # Later runs of one input shape get output buffers sized by the run
+      # before; NonZero's output size changes with the values instead.
+      s = Thunderbolt.load!(fixture("runtime/nonzero.onnx"))
+
+      for {values, indices} <- [
+            {[0.0, 1.0, 0.0, 2.0], [1, 3]},
+            {[3.0, 1.0, 0.0, 2.0], [0, 1, 3]},
+            {[0.0, 0.0, 0.0, 5.0], [3]},
+            {[0.0, 0.0, 0.0, 5.0], [3]}
+          ] do
+        assert {:ok, %{"y" => y}} = Thunderbolt.run(s, Tensor.new(values, type: :f32))
+        assert y.shape == {1, length(indices)}
+        assert Tensor.to_flat_list(y) == indices
+      end
+    end
+
     test "a sub-binary that is not aligned is read correctly", %{session: s, tensors: t} do
       <<_::8, unaligned::binary-size(48), _::binary>> = <<0>> <> t["a"].data <> <<0>>
       tensor = %Tensor{t["a"] | data: unaligned}

@@ -34,7 +34,7 @@ use thunderbolt_runtime::{
 };
 
 use crate::error::NifError;
-use crate::session::{views, Input, SessionRef};
+use crate::session::{out_binary, views, Input, SessionRef};
 use crate::tensor_struct;
 
 rustler::atoms! {
@@ -260,8 +260,9 @@ fn deliver<'a, 'e>(env: Env<'a>, answers: impl Iterator<Item = (&'e Entry<Caller
 }
 
 /// One ONNX Runtime call for `parts` (all of `key`), returning each
-/// request's `{:ok, %{name => %Thunderbolt.Tensor{}}}`. Each output is
-/// copied once, into one BEAM binary; requests get sub-binaries of it.
+/// request's `{:ok, %{name => %Thunderbolt.Tensor{}}}`. Each output lands
+/// in one BEAM binary (written there by ONNX Runtime once a batch of this
+/// shape was seen, else copied once); requests get sub-binaries of it.
 fn run<'a>(
     env: Env<'a>,
     session: &SessionRef,
@@ -279,16 +280,19 @@ fn run<'a>(
     if let Some(per_row) = bytes.checked_div(rows) {
         row_bytes.store(per_row as u64, Ordering::Relaxed);
     }
-    let outputs = session.model.run(&views, key.outputs.as_deref(), |out| {
-        let mut bin = OwnedBinary::new(out.data.len());
-        bin.as_mut_slice().copy_from_slice(out.data);
-        Ok((
-            out.index,
-            out.element_type,
-            out.shape,
-            Binary::from_owned(bin, env),
-        ))
-    })?;
+    let outputs = session.model.run_into(
+        &views,
+        key.outputs.as_deref(),
+        |bytes| Some(OwnedBinary::new(bytes)),
+        |out| {
+            Ok((
+                out.index,
+                out.element_type,
+                out.shape,
+                Binary::from_owned(out_binary(out.data), env),
+            ))
+        },
+    )?;
 
     let specs = &session.model.info().outputs;
     let row_counts: Vec<usize> = parts.iter().map(|p| p.rows).collect();

@@ -15,7 +15,7 @@ use rustler::{
 use smallvec::SmallVec;
 use thunderbolt_runtime::{
     environment, ElementType, ExecutionProvider, Model, ModelInfo, ModelSource, OptimizationLevel,
-    SessionOptions, TensorView, ValueInfo,
+    OutputBytes, SessionOptions, TensorView, ValueInfo,
 };
 
 use crate::error::NifError;
@@ -285,21 +285,36 @@ fn run_inner<'a>(
         .iter()
         .map(|t| TensorView::new(t.element_type, &t.shape, t.data.as_slice()))
         .collect::<Result<SmallVec<[TensorView; 4]>, _>>()?;
-    let pairs = session.model.run(&views, outputs, |out| {
-        // The one copy of each output: from ONNX Runtime's buffer into a
-        // fresh BEAM binary.
-        let mut bin = OwnedBinary::new(out.data.len());
-        bin.as_mut_slice().copy_from_slice(out.data);
-        let tensor = tensor_struct::encode(
-            env,
-            tensor_struct::type_term(env, out.element_type),
-            &out.shape,
-            Binary::from_owned(bin, env).to_term(env),
-        );
-        Ok((out.name.encode(env), tensor))
-    })?;
+    let pairs = session.model.run_into(
+        &views,
+        outputs,
+        |bytes| Some(OwnedBinary::new(bytes)),
+        |out| {
+            let bin = out_binary(out.data);
+            let tensor = tensor_struct::encode(
+                env,
+                tensor_struct::type_term(env, out.element_type),
+                &out.shape,
+                Binary::from_owned(bin, env).to_term(env),
+            );
+            Ok((out.name.encode(env), tensor))
+        },
+    )?;
     let (names, tensors): (SmallVec<[Term; 4]>, SmallVec<[Term; 4]>) = pairs.into_iter().unzip();
     Ok(Term::map_from_term_arrays(env, &names, &tensors).expect("distinct output names"))
+}
+
+/// An output as a BEAM binary: the one ONNX Runtime wrote into, or else
+/// the one copy of its own bytes.
+pub(crate) fn out_binary(data: OutputBytes<'_, OwnedBinary>) -> OwnedBinary {
+    match data {
+        OutputBytes::Written(bin) => bin,
+        OutputBytes::Borrowed(bytes) => {
+            let mut bin = OwnedBinary::new(bytes.len());
+            bin.as_mut_slice().copy_from_slice(bytes);
+            bin
+        }
+    }
 }
 
 fn atom_name(env: Env<'_>, atom: Atom) -> Result<String, NifError> {

@@ -17,6 +17,7 @@ mod file_stamp;
 mod model;
 pub mod number;
 mod options;
+mod output_plan;
 mod raw;
 mod tensor;
 mod timing;
@@ -27,7 +28,9 @@ pub use batch_queue::{
 pub use element_type::ElementType;
 pub use error::{Result, RuntimeError};
 pub use file_stamp::{file_stamp, FileStamp};
-pub use model::{Dims, Model, ModelInfo, ModelSource, OutputTensor, ValueInfo};
+pub use model::{
+    Dims, Model, ModelInfo, ModelSource, Output, OutputBytes, OutputTensor, ValueInfo,
+};
 pub use options::{ExecutionProvider, OptimizationLevel, SessionOptions};
 pub use tensor::TensorView;
 pub use timing::RunTimer;

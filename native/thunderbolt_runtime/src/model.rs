@@ -1,3 +1,4 @@
+use std::borrow::BorrowMut;
 use std::ffi::{c_char, CString};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,6 +13,7 @@ use smallvec::SmallVec;
 use crate::element_type::ElementType;
 use crate::error::{Result, RuntimeError};
 use crate::options::{ExecutionProvider, SessionOptions};
+use crate::output_plan::{OutputPlans, PlannedOutput};
 use crate::raw;
 use crate::tensor::TensorView;
 use crate::timing::RunTimer;
@@ -54,6 +56,25 @@ pub struct ModelInfo {
 /// A tensor's dimensions; most have few enough to stay on the stack.
 pub type Dims = SmallVec<[i64; 6]>;
 
+/// Where an output's bytes are, for [`Model::run_into`]'s callback.
+#[derive(Debug)]
+pub enum OutputBytes<'a, B> {
+    /// ONNX Runtime's own memory, valid until the callback returns.
+    Borrowed(&'a [u8]),
+    /// The caller's buffer, which ONNX Runtime wrote the output into.
+    Written(B),
+}
+
+/// One output of [`Model::run_into`].
+#[derive(Debug)]
+pub struct Output<'a, B> {
+    pub index: usize,
+    pub name: &'a str,
+    pub element_type: ElementType,
+    pub shape: Dims,
+    pub data: OutputBytes<'a, B>,
+}
+
 /// One output of a run, borrowed from ONNX Runtime's memory until the
 /// callback returns, so the caller copies it exactly once.
 #[derive(Debug)]
@@ -78,6 +99,7 @@ pub struct Model {
     output_names: Names,
     all_outputs: Vec<usize>,
     timer: RunTimer,
+    plans: OutputPlans,
 }
 
 /// Graph value names as C strings, with their pointers made once: `Run`
@@ -149,6 +171,7 @@ impl Model {
             next: AtomicUsize::new(0),
             info,
             timer: RunTimer::default(),
+            plans: OutputPlans::default(),
         })
     }
 
@@ -173,6 +196,38 @@ impl Model {
         outputs: Option<&[usize]>,
         mut emit: impl FnMut(OutputTensor<'_>) -> Result<R>,
     ) -> Result<Vec<R>> {
+        self.run_into(
+            inputs,
+            outputs,
+            |_| None::<Vec<u8>>,
+            |out| {
+                let OutputBytes::Borrowed(data) = out.data else {
+                    unreachable!("no buffer was allocated");
+                };
+                emit(OutputTensor {
+                    index: out.index,
+                    name: out.name,
+                    element_type: out.element_type,
+                    shape: out.shape,
+                    data,
+                })
+            },
+        )
+    }
+
+    /// Like [`Model::run`], but when an earlier run with the same input
+    /// shapes showed what the outputs will be, asks `allocate` for a buffer
+    /// of each output's size and has ONNX Runtime write the output there,
+    /// so `emit` gets it filled ([`OutputBytes::Written`]) with no copy.
+    /// Otherwise, or when `allocate` declines, `emit` gets ONNX Runtime's
+    /// own bytes to copy ([`OutputBytes::Borrowed`]).
+    pub fn run_into<B: BorrowMut<[u8]>, R>(
+        &self,
+        inputs: &[TensorView<'_>],
+        outputs: Option<&[usize]>,
+        mut allocate: impl FnMut(usize) -> Option<B>,
+        mut emit: impl FnMut(Output<'_, B>) -> Result<R>,
+    ) -> Result<Vec<R>> {
         self.check_inputs(inputs)?;
         let selected: &[usize] = match outputs {
             Some(indices) => {
@@ -194,7 +249,116 @@ impl Model {
             }
             None => &self.all_outputs,
         };
+        let input_shapes: SmallVec<[&[i64]; 4]> = inputs.iter().map(|v| v.shape()).collect();
 
+        // Buffers for the outputs, when this input shape was seen before.
+        let mut buffers: SmallVec<[B; 4]> = SmallVec::new();
+        // Empty outputs gain nothing from a buffer of no bytes.
+        let planned = self
+            .plans
+            .lookup(&input_shapes, selected)
+            .filter(|planned| planned.iter().all(|o| o.bytes > 0));
+        if let Some(planned) = &planned {
+            for output in planned {
+                match allocate(output.bytes) {
+                    Some(buffer) => buffers.push(buffer),
+                    None => break,
+                }
+            }
+            if buffers.len() != planned.len() {
+                buffers.clear();
+            }
+        }
+
+        let results =
+            match self.run_raw(inputs, outputs, selected, planned.as_deref(), &mut buffers) {
+                // Run again without buffers. If that works, a planned output
+                // had another shape this time (it depends on the input's
+                // values, not only its shape), and this model is not planned
+                // again.
+                Err(_) if !buffers.is_empty() => {
+                    buffers.clear();
+                    let results = self.run_raw(inputs, outputs, selected, None, &mut buffers)?;
+                    self.plans.disable();
+                    results
+                }
+                other => other?,
+            };
+
+        let mut seen: SmallVec<[PlannedOutput; 4]> = SmallVec::new();
+        let mut emitted = Vec::with_capacity(results.len());
+        if buffers.is_empty() {
+            for (value, &index) in results.iter().zip(selected) {
+                let (element_type, shape, data) = raw::read_tensor(value)?;
+                seen.push(PlannedOutput {
+                    element_type,
+                    shape: shape.clone(),
+                    bytes: data.len(),
+                });
+                emitted.push(emit(self.output(
+                    index,
+                    element_type,
+                    shape,
+                    OutputBytes::Borrowed(data),
+                ))?);
+            }
+        } else {
+            // ONNX Runtime wrote into the buffers; the values over them are
+            // released before the buffers are handed on.
+            let mut written: SmallVec<[(ElementType, Dims); 4]> = SmallVec::new();
+            for (value, buffer) in results.iter().zip(buffers.iter_mut()) {
+                let (element_type, shape, data) = raw::read_tensor(value)?;
+                let buffer: &mut [u8] = buffer.borrow_mut();
+                if data.as_ptr() != buffer.as_ptr() || data.len() != buffer.len() {
+                    return Err(RuntimeError::Ort(
+                        "ONNX Runtime did not write into the output buffer it was given".into(),
+                    ));
+                }
+                written.push((element_type, shape));
+            }
+            drop(results);
+            for ((buffer, (element_type, shape)), &index) in
+                buffers.into_iter().zip(written).zip(selected)
+            {
+                emitted.push(emit(self.output(
+                    index,
+                    element_type,
+                    shape,
+                    OutputBytes::Written(buffer),
+                ))?);
+            }
+            return Ok(emitted);
+        }
+        self.plans.record(&input_shapes, selected, &seen);
+        Ok(emitted)
+    }
+
+    fn output<'a, B>(
+        &'a self,
+        index: usize,
+        element_type: ElementType,
+        shape: Dims,
+        data: OutputBytes<'a, B>,
+    ) -> Output<'a, B> {
+        Output {
+            index,
+            name: &self.info.outputs[index].name,
+            element_type,
+            shape,
+            data,
+        }
+    }
+
+    /// One `Run` call. With `planned` outputs, `buffers` holds one buffer
+    /// per output, of the planned size, for ONNX Runtime to write into.
+    fn run_raw<B: BorrowMut<[u8]>>(
+        &self,
+        inputs: &[TensorView<'_>],
+        outputs: Option<&[usize]>,
+        selected: &[usize],
+        planned: Option<&[PlannedOutput]>,
+        buffers: &mut [B],
+    ) -> Result<raw::Values> {
         // Misaligned views (sub-binaries) are copied once into aligned
         // storage; everything else is read by ONNX Runtime in place.
         let aligned: Vec<Option<Vec<u64>>> = if inputs.iter().all(|v| v.is_aligned()) {
@@ -233,39 +397,32 @@ impl Model {
                 &chosen_names
             }
         };
+        let mut preallocated = raw::Values::new();
+        if let (Some(planned), false) = (planned, buffers.is_empty()) {
+            for (output, buffer) in planned.iter().zip(buffers.iter_mut()) {
+                // SAFETY: the buffer outlives the value, which the caller
+                // drops (inside the returned `Values`) before using it.
+                preallocated.push(unsafe {
+                    raw::tensor_over_mut(output.element_type, &output.shape, buffer.borrow_mut())?
+                });
+            }
+        }
 
-        let results = {
-            let session = self.checkout();
-            let started = Instant::now();
-            // SAFETY: the guard gives this thread exclusive use of the session.
-            let results = unsafe {
-                raw::run(
-                    session.ptr(),
-                    &self.input_names.ptrs,
-                    &input_ptrs,
-                    output_names,
-                )
-            };
-            self.timer
-                .record(input_bytes, started.elapsed().as_nanos() as u64);
-            results?
+        let session = self.checkout();
+        let started = Instant::now();
+        // SAFETY: the guard gives this thread exclusive use of the session.
+        let results = unsafe {
+            raw::run(
+                session.ptr(),
+                &self.input_names.ptrs,
+                &input_ptrs,
+                output_names,
+                preallocated,
+            )
         };
-        drop(values);
-
+        self.timer
+            .record(input_bytes, started.elapsed().as_nanos() as u64);
         results
-            .iter()
-            .zip(selected)
-            .map(|(value, &index)| {
-                let (element_type, shape, data) = raw::read_tensor(value)?;
-                emit(OutputTensor {
-                    index,
-                    name: &self.info.outputs[index].name,
-                    element_type,
-                    shape,
-                    data,
-                })
-            })
-            .collect()
     }
 
     fn check_inputs(&self, inputs: &[TensorView<'_>]) -> Result<()> {

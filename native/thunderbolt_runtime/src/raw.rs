@@ -99,7 +99,23 @@ pub(crate) unsafe fn tensor_over(ty: ElementType, shape: &[i64], data: &[u8]) ->
         .ok_or_else(|| RuntimeError::Ort("CreateTensorWithDataAsOrtValue returned null".into()))
 }
 
-/// Runs a session on raw values. `outputs` receives one owned value per name.
+/// Wraps `data` as a tensor that ONNX Runtime may write an output into.
+///
+/// # Safety
+/// `data` must stay alive, and be neither read nor written by anyone else,
+/// until the returned value is dropped.
+pub(crate) unsafe fn tensor_over_mut(
+    ty: ElementType,
+    shape: &[i64],
+    data: &mut [u8],
+) -> Result<Value> {
+    // SAFETY: as `tensor_over`, with the caller's promise of exclusive use.
+    unsafe { tensor_over(ty, shape, data) }
+}
+
+/// Runs a session on raw values. Returns one owned value per output name:
+/// `preallocated` (empty, or one per name) if given, which ONNX Runtime
+/// fills in place, or values it allocates.
 ///
 /// # Safety
 /// `session` must be a live session used by no other thread during the call.
@@ -108,9 +124,17 @@ pub(crate) unsafe fn run(
     input_names: &[*const c_char],
     inputs: &[*const OrtValue],
     output_names: &[*const c_char],
+    preallocated: Values,
 ) -> Result<Values> {
-    let mut raw: SmallVec<[*mut OrtValue; 4]> =
-        smallvec::smallvec![ptr::null_mut(); output_names.len()];
+    let mut raw: SmallVec<[*mut OrtValue; 4]> = if preallocated.is_empty() {
+        smallvec::smallvec![ptr::null_mut(); output_names.len()]
+    } else {
+        // Ownership passes to `raw`, and from it to the values returned.
+        preallocated
+            .into_iter()
+            .map(|v| std::mem::ManuallyDrop::new(v).0.as_ptr())
+            .collect()
+    };
     let status = unsafe {
         (api().Run)(
             session.cast_mut(),

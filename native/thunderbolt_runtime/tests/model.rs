@@ -5,7 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use thunderbolt_runtime::{
-    environment, ElementType, Model, ModelSource, RuntimeError, SessionOptions, TensorView,
+    environment, ElementType, Model, ModelSource, OutputBytes, RuntimeError, SessionOptions,
+    TensorView,
 };
 
 fn repo() -> PathBuf {
@@ -23,6 +24,21 @@ fn bytes_f32(values: &[f32]) -> Vec<u8> {
     values.iter().flat_map(|v| v.to_ne_bytes()).collect()
 }
 
+/// `multi_io.onnx`'s inputs `a`, `b` and `n` as bytes, and as views.
+fn multi_io_bytes() -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    let a = bytes_f32(&[1.0, -2.0, 3.0, 4.0]);
+    let b = bytes_f32(&[0.5, 0.5, -5.0, 1.0]);
+    (a, b, 3i64.to_ne_bytes().to_vec())
+}
+
+fn multi_io_views<'a>(a: &'a [u8], b: &'a [u8], n: &'a [u8]) -> [TensorView<'a>; 3] {
+    [
+        TensorView::new(ElementType::F32, &[1, 4], a).unwrap(),
+        TensorView::new(ElementType::F32, &[1, 4], b).unwrap(),
+        TensorView::new(ElementType::S64, &[1], n).unwrap(),
+    ]
+}
+
 #[test]
 fn runs_a_multi_output_model_and_selects_outputs() {
     init();
@@ -32,14 +48,8 @@ fn runs_a_multi_output_model_and_selects_outputs() {
     assert_eq!(info.inputs.len(), 3);
     assert_eq!(info.outputs[3].element_type, Some(ElementType::Bool));
 
-    let a = bytes_f32(&[1.0, -2.0, 3.0, 4.0]);
-    let b = bytes_f32(&[0.5, 0.5, -5.0, 1.0]);
-    let n: Vec<u8> = 3i64.to_ne_bytes().to_vec();
-    let inputs = [
-        TensorView::new(ElementType::F32, &[1, 4], &a).unwrap(),
-        TensorView::new(ElementType::F32, &[1, 4], &b).unwrap(),
-        TensorView::new(ElementType::S64, &[1], &n).unwrap(),
-    ];
+    let (a, b, n) = multi_io_bytes();
+    let inputs = multi_io_views(&a, &b, &n);
     let outputs = model
         .run(&inputs, Some(&[0, 2]), |out| {
             Ok((out.name.to_string(), out.shape, out.data.to_vec()))
@@ -86,4 +96,111 @@ fn matches_the_reference_model_shape() {
         .run(&view, None, |out| Ok(out.shape.to_vec()))
         .unwrap();
     assert_eq!(shapes, vec![vec![1, 1000]]);
+}
+
+#[test]
+fn writes_outputs_into_given_buffers_once_the_input_shape_was_seen() {
+    init();
+    let path = repo().join("test/fixtures/runtime/multi_io.onnx");
+    let model = Model::load(ModelSource::File(&path), &SessionOptions::default()).unwrap();
+    let (a, b, n) = multi_io_bytes();
+    let inputs = multi_io_views(&a, &b, &n);
+    let without_flags = |r: Vec<(Vec<i64>, Vec<u8>, bool)>| {
+        r.into_iter().map(|(s, d, _)| (s, d)).collect::<Vec<_>>()
+    };
+
+    let first = run_offering_buffers(&model, &inputs, None);
+    assert!(first.iter().all(|o| !o.2), "nothing planned yet");
+    let second = run_offering_buffers(&model, &inputs, None);
+    assert!(second.iter().all(|o| o.2));
+    assert_eq!(
+        without_flags(first),
+        without_flags(second),
+        "the same shapes and bytes"
+    );
+
+    // Another selection is planned on its own.
+    assert!(!run_offering_buffers(&model, &inputs, Some(&[2, 0]))[0].2);
+    assert!(run_offering_buffers(&model, &inputs, Some(&[2, 0]))
+        .iter()
+        .all(|o| o.2));
+
+    // A caller that declines to allocate gets ONNX Runtime's bytes.
+    let declined = model
+        .run_into(
+            &inputs,
+            None,
+            |_| None::<Vec<u8>>,
+            |out| Ok(matches!(out.data, OutputBytes::Borrowed(_))),
+        )
+        .unwrap();
+    assert!(declined.iter().all(|borrowed| *borrowed));
+}
+
+/// `run_into` with buffers offered, answering each output's shape, bytes
+/// and whether ONNX Runtime wrote it into the offered buffer.
+fn run_offering_buffers(
+    model: &Model,
+    inputs: &[TensorView<'_>],
+    selected: Option<&[usize]>,
+) -> Vec<(Vec<i64>, Vec<u8>, bool)> {
+    model
+        .run_into(
+            inputs,
+            selected,
+            |bytes| Some(vec![0xAAu8; bytes]),
+            |out| {
+                Ok(match out.data {
+                    OutputBytes::Borrowed(d) => (out.shape.to_vec(), d.to_vec(), false),
+                    OutputBytes::Written(v) => (out.shape.to_vec(), v, true),
+                })
+            },
+        )
+        .unwrap()
+}
+
+#[test]
+fn an_output_shape_that_depends_on_the_values_stops_the_planning() {
+    init();
+    let path = repo().join("test/fixtures/runtime/nonzero.onnx");
+    let model = Model::load(ModelSource::File(&path), &SessionOptions::default()).unwrap();
+    let two = bytes_f32(&[0.0, 1.0, 0.0, 2.0]);
+    let three = bytes_f32(&[3.0, 1.0, 0.0, 2.0]);
+    let view = |b| [TensorView::new(ElementType::F32, &[4], b).unwrap()];
+    let indices = |v: &[i64]| v.iter().flat_map(|i| i.to_ne_bytes()).collect::<Vec<u8>>();
+
+    assert_eq!(
+        run_offering_buffers(&model, &view(&two), None),
+        vec![(vec![1, 2], indices(&[1, 3]), false)]
+    );
+    // Planned as [1, 2] from the run before; the run needs [1, 3].
+    assert_eq!(
+        run_offering_buffers(&model, &view(&three), None),
+        vec![(vec![1, 3], indices(&[0, 1, 3]), false)]
+    );
+    // And it is not planned again.
+    assert_eq!(
+        run_offering_buffers(&model, &view(&three), None),
+        vec![(vec![1, 3], indices(&[0, 1, 3]), false)]
+    );
+}
+
+#[test]
+fn identity_and_empty_outputs_are_right_with_buffers_offered() {
+    init();
+    let path = repo().join("test/fixtures/runtime/identity_f32.onnx");
+    let model = Model::load(ModelSource::File(&path), &SessionOptions::default()).unwrap();
+    let data = bytes_f32(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    let rows = [TensorView::new(ElementType::F32, &[2, 3], &data).unwrap()];
+    let first = run_offering_buffers(&model, &rows, None);
+    let second = run_offering_buffers(&model, &rows, None);
+    assert_eq!(first, vec![(vec![2, 3], data.clone(), false)]);
+    assert_eq!(second, vec![(vec![2, 3], data.clone(), true)]);
+
+    let none = [TensorView::new(ElementType::F32, &[0, 3], &[]).unwrap()];
+    for _ in 0..2 {
+        let out = run_offering_buffers(&model, &none, None);
+        assert_eq!(out[0].0, vec![0, 3]);
+        assert!(out[0].1.is_empty());
+    }
 }
