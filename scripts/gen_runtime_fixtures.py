@@ -79,6 +79,19 @@ def nonzero_model():
     save(model, "nonzero.onnx")
 
 
+def constant_output_model():
+    # One output passes the input through, the other is a constant: ONNX
+    # Runtime must still fill output buffers handed to it.
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 3])
+    c = helper.make_tensor_value_info("c", TensorProto.FLOAT, [2])
+    init = helper.make_tensor("c", TensorProto.FLOAT, [2], [7.0, 8.0])
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "constant_output", [x], [y, c], [init])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], producer_name="thunderbolt-fixtures")
+    model.ir_version = 9
+    save(model, "constant_output.onnx")
+
+
 def multi_io_model():
     a = helper.make_tensor_value_info("a", TensorProto.FLOAT, [None, 4])
     b = helper.make_tensor_value_info("b", TensorProto.FLOAT, [None, 4])
@@ -151,6 +164,7 @@ def main():
     identity_models()
     string_output_model()
     nonzero_model()
+    constant_output_model()
     with open(os.path.join(OUT, "multi_io.json"), "w") as f:
         json.dump(multi_io_model(), f)
     with open(os.path.join(OUT, "reference_outputs.json"), "w") as f:

@@ -309,10 +309,20 @@ impl Model {
             for (value, buffer) in results.iter().zip(buffers.iter_mut()) {
                 let (element_type, shape, data) = raw::read_tensor(value)?;
                 let buffer: &mut [u8] = buffer.borrow_mut();
-                if data.as_ptr() != buffer.as_ptr() || data.len() != buffer.len() {
-                    return Err(RuntimeError::Ort(
-                        "ONNX Runtime did not write into the output buffer it was given".into(),
-                    ));
+                if data.len() != buffer.len() {
+                    return Err(RuntimeError::Ort(format!(
+                        "ONNX Runtime returned {} bytes for an output planned as {}",
+                        data.len(),
+                        buffer.len()
+                    )));
+                }
+                if data.as_ptr() != buffer.as_ptr() {
+                    // Not seen with ONNX Runtime 1.31 (constant and
+                    // pass-through outputs are written in place too), but
+                    // a provider may hand back its own memory: copy it,
+                    // and stop planning for this model.
+                    buffer.copy_from_slice(data);
+                    self.plans.disable();
                 }
                 written.push((element_type, shape));
             }

@@ -204,3 +204,26 @@ fn identity_and_empty_outputs_are_right_with_buffers_offered() {
         assert!(out[0].1.is_empty());
     }
 }
+
+#[test]
+fn constant_and_pass_through_outputs_fill_the_buffers_too() {
+    init();
+    let path = repo().join("test/fixtures/runtime/constant_output.onnx");
+    let model = Model::load(ModelSource::File(&path), &SessionOptions::default()).unwrap();
+    let data = bytes_f32(&[1.0, 2.0, 3.0]);
+    let inputs = [TensorView::new(ElementType::F32, &[1, 3], &data).unwrap()];
+    let expected = vec![
+        (vec![1, 3], data.clone()),
+        (vec![2], bytes_f32(&[7.0, 8.0])),
+    ];
+    for written in [false, true, true] {
+        let out = run_offering_buffers(&model, &inputs, None);
+        assert_eq!(
+            out.iter()
+                .map(|(s, d, _)| (s.clone(), d.clone()))
+                .collect::<Vec<_>>(),
+            expected
+        );
+        assert!(out.iter().all(|o| o.2 == written));
+    }
+}
