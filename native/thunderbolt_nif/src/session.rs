@@ -188,7 +188,7 @@ fn session_run<'a>(
     // yields every two runs, so a process that wakes up behind a dozen busy
     // ones waits a fraction of a millisecond instead of a dozen. Measured
     // with 16 runners, sleeper p99 lateness: 100 us gave 2.1 ms, 50 us
-    // 1.1-1.9 ms from run to run, 25 us 1.06-1.10 ms at the same
+    // 1.1-1.9 ms from run to run, 25 us 1.05-1.12 ms at the same
     // throughput. (25 us once cost a lone runner 15% of its speed; a lone
     // caller is no longer charged at all.)
     let percent = (started.elapsed().as_micros() * 4).clamp(1, 100) as i32;

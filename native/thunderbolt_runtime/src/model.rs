@@ -201,8 +201,14 @@ impl Model {
             outputs,
             |_| None::<Vec<u8>>,
             |out| {
-                let OutputBytes::Borrowed(data) = out.data else {
-                    unreachable!("no buffer was allocated");
+                // Always borrowed here, since no buffer is ever allocated.
+                let owned;
+                let data = match out.data {
+                    OutputBytes::Borrowed(data) => data,
+                    OutputBytes::Written(buffer) => {
+                        owned = buffer;
+                        &owned[..]
+                    }
                 };
                 emit(OutputTensor {
                     index: out.index,
