@@ -106,20 +106,6 @@ defmodule Thunderbolt.Inputs do
     end
   end
 
-  @typedoc "A tensor as the serving NIFs take it: type atom, shape as a list, data."
-  @type native :: {atom(), [non_neg_integer()], binary()}
-
-  @doc """
-  `tensor` in the form the serving queue's NIFs take (`Thunderbolt.run/3`
-  hands its structs to its NIF as they are).
-
-      iex> Thunderbolt.Inputs.native(Thunderbolt.Tensor.new([[1, 2]], type: :s32))
-      {:s32, [1, 2], <<1::32-native, 2::32-native>>}
-  """
-  @spec native(Tensor.t()) :: native()
-  def native(%Tensor{type: type, shape: shape, data: data}),
-    do: {Tensor.type_atom(type), Tuple.to_list(shape), data}
-
   defp by_name(map) do
     case string_keys(map) do
       {:ok, by_name} ->

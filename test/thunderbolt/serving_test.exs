@@ -137,6 +137,17 @@ defmodule Thunderbolt.ServingTest do
       assert Serving.run(name, [x]) == result
     end
 
+    test "a tensor struct with data that is not a binary is an error, not a crash" do
+      {name, _pid} = start_serving(model: @dynamic, runners: 1)
+      x = rows(2, 3, 1)
+
+      assert {:error, %Error{kind: :invalid_input, message: message}} =
+               Serving.run(name, %Tensor{x | data: [1.0, 2.0]})
+
+      assert message =~ "input 0: its data is not a binary"
+      assert {:ok, _} = Serving.run(name, x)
+    end
+
     test "200 concurrent callers with mixed row counts and widths each get exactly their rows" do
       {name, _pid} = start_serving(model: @dynamic, runners: 2, batch_size: 16)
       session = Thunderbolt.load!(@dynamic)

@@ -1,7 +1,8 @@
 defmodule Thunderbolt.Serving.Request do
   @moduledoc """
   One caller's inputs, checked against the model in the caller's own
-  process and put in the form the native queue takes.
+  process and put in the model's input order, as the native queue takes
+  them.
 
   Inputs are checked here (types, ranks, fixed dimensions, a common row
   count) so that one malformed request cannot fail a whole batch, and so
@@ -13,9 +14,9 @@ defmodule Thunderbolt.Serving.Request do
 
       iex> spec = %{name: "x", type: {:f, 32}, shape: {nil, 2}}
       iex> x = Thunderbolt.Tensor.new([[1.0, 2.0], [3.0, 4.0]], type: :f32)
-      iex> {:ok, [{:f32, [2, 2], data}], nil} = Thunderbolt.Serving.Request.new([spec], [], x, nil)
-      iex> byte_size(data)
-      16
+      iex> {:ok, [^x], nil} = Thunderbolt.Serving.Request.new([spec], [], x, nil)
+      iex> x.shape
+      {2, 2}
   """
 
   alias Thunderbolt.{Error, Inputs, Tensor}
@@ -27,24 +28,24 @@ defmodule Thunderbolt.Serving.Request do
   (`nil` for all).
   """
   @spec new([map()], [map()], Thunderbolt.inputs(), [String.t() | atom()] | nil) ::
-          {:ok, [Inputs.native()], [non_neg_integer()] | nil} | {:error, Error.t()}
+          {:ok, [Tensor.t()], [non_neg_integer()] | nil} | {:error, Error.t()}
   def new(input_specs, output_specs, inputs, outputs) do
     with {:ok, tensors} <- Inputs.order(input_specs, inputs),
          {:ok, indices} <- Inputs.output_indices(output_specs, outputs),
-         {:ok, native} <- check(input_specs, tensors, nil, []) do
-      {:ok, native, indices}
+         :ok <- check(input_specs, tensors, nil) do
+      {:ok, tensors, indices}
     end
   end
 
   # Plain recursion rather than Enum pipelines: this runs in every caller,
   # on every call. `rows` is the row count of the batch-axis inputs so far.
-  defp check([], [], 0, _native), do: invalid("a request needs at least one row")
-  defp check([], [], _rows, native), do: {:ok, Enum.reverse(native)}
+  defp check([], [], 0), do: invalid("a request needs at least one row")
+  defp check([], [], _rows), do: :ok
 
-  defp check([spec | specs], [tensor | tensors], rows, native) do
+  defp check([spec | specs], [tensor | tensors], rows) do
     case check_one(spec, tensor) do
       {:rows, n} when rows == nil or rows == n ->
-        check(specs, tensors, n, [Inputs.native(tensor) | native])
+        check(specs, tensors, n)
 
       {:rows, n} ->
         invalid(
@@ -52,7 +53,7 @@ defmodule Thunderbolt.Serving.Request do
         )
 
       :shared ->
-        check(specs, tensors, rows, [Inputs.native(tensor) | native])
+        check(specs, tensors, rows)
 
       {:error, _} = error ->
         error

@@ -26,7 +26,8 @@ use std::time::{Duration, Instant};
 
 use rustler::types::tuple::make_tuple;
 use rustler::{
-    Atom, Binary, Encoder, Env, LocalPid, Monitor, OwnedBinary, OwnedEnv, ResourceArc, Term,
+    Atom, Binary, Encoder, Env, ListIterator, LocalPid, Monitor, OwnedBinary, OwnedEnv,
+    ResourceArc, Term,
 };
 use thunderbolt_runtime::batch::{self, BatchKey, RowData};
 use thunderbolt_runtime::{
@@ -34,8 +35,9 @@ use thunderbolt_runtime::{
 };
 
 use crate::error::NifError;
-use crate::session::{out_binary, views, Input, SessionRef};
+use crate::session::{out_binary, SessionRef};
 use crate::tensor_struct;
+use crate::tensor_struct::tensor_views;
 
 rustler::atoms! {
     ok,
@@ -363,7 +365,7 @@ fn serving_new(env: Env<'_>, options: QueueOptions) -> ResourceArc<ServingQueue>
     queue
 }
 
-/// Queues the caller's inputs (`{type, shape, data}` in input order,
+/// Queues the caller's inputs (`%Thunderbolt.Tensor{}` in input order,
 /// already checked by `Thunderbolt.Serving.Request`) and returns
 /// `{:ok, id}`, or `{:error, :overloaded}`, `{:error, {:serving_down,
 /// reason}}` or `{:error, %Thunderbolt.Error{}}`.
@@ -371,11 +373,11 @@ fn serving_new(env: Env<'_>, options: QueueOptions) -> ResourceArc<ServingQueue>
 fn serving_submit<'a>(
     env: Env<'a>,
     queue: ResourceArc<ServingQueue>,
-    inputs: Vec<Input<'a>>,
+    inputs: ListIterator<'a>,
     outputs: Option<Vec<usize>>,
 ) -> Term<'a> {
-    let prepared = views(env, &inputs).and_then(|views| {
-        BatchKey::new(&queue.batch_axes, &views, outputs, || {
+    let prepared = tensor_views(inputs, |views| {
+        BatchKey::new(&queue.batch_axes, views, outputs, || {
             queue.next_alone.fetch_add(1, Ordering::Relaxed)
         })
         .map_err(NifError::from)

@@ -15,7 +15,7 @@ use rustler::{
 use smallvec::SmallVec;
 use thunderbolt_runtime::{
     environment, ElementType, ExecutionProvider, Model, ModelInfo, ModelSource, OptimizationLevel,
-    OutputBytes, SessionOptions, TensorView, ValueInfo,
+    OutputBytes, SessionOptions, ValueInfo,
 };
 
 use crate::error::NifError;
@@ -104,8 +104,6 @@ pub struct LoadOptions {
     max_normal_run_us: u64,
 }
 
-pub(crate) type Input<'a> = (Atom, Vec<i64>, Binary<'a>);
-
 #[rustler::nif(schedule = "DirtyCpu")]
 fn session_load<'a>(
     env: Env<'a>,
@@ -166,7 +164,7 @@ fn session_run<'a>(
     mode: Atom,
     others_waiting: bool,
 ) -> NifResult<Term<'a>> {
-    let inputs = match tensor_args(inputs) {
+    let inputs = match TensorArg::decode_all(inputs) {
         Ok(inputs) => inputs,
         Err(e) => return Ok((error(), e).encode(env)),
     };
@@ -203,17 +201,10 @@ fn session_run_dirty<'a>(
     inputs: ListIterator<'a>,
     outputs: Option<Vec<usize>>,
 ) -> Term<'a> {
-    match tensor_args(inputs) {
+    match TensorArg::decode_all(inputs) {
         Ok(inputs) => run(env, &session, &inputs, outputs.as_deref()),
         Err(e) => (error(), e).encode(env),
     }
-}
-
-fn tensor_args(inputs: ListIterator<'_>) -> Result<SmallVec<[TensorArg<'_>; 4]>, NifError> {
-    inputs
-        .enumerate()
-        .map(|(i, term)| TensorArg::decode(term, i))
-        .collect()
 }
 
 /// The expected run time in microseconds for inputs of `bytes` bytes, if
@@ -257,34 +248,13 @@ fn run<'a>(
     }
 }
 
-/// Decodes `{type, shape, data}` inputs into views of the BEAM binaries.
-pub(crate) fn views<'b>(
-    env: Env<'_>,
-    inputs: &'b [Input<'_>],
-) -> Result<Vec<TensorView<'b>>, NifError> {
-    let mut views = Vec::with_capacity(inputs.len());
-    for (i, (ty, shape, data)) in inputs.iter().enumerate() {
-        let ty = element_type(*ty).ok_or_else(|| {
-            NifError::invalid_input(format!(
-                "input {i}: unknown type {}",
-                atom_name(env, *ty).unwrap_or_default()
-            ))
-        })?;
-        views.push(TensorView::new(ty, shape, data.as_slice())?);
-    }
-    Ok(views)
-}
-
 fn run_inner<'a>(
     env: Env<'a>,
     session: &SessionRef,
     inputs: &[TensorArg<'a>],
     outputs: Option<&[usize]>,
 ) -> Result<Term<'a>, NifError> {
-    let views = inputs
-        .iter()
-        .map(|t| TensorView::new(t.element_type, &t.shape, t.data.as_slice()))
-        .collect::<Result<SmallVec<[TensorView; 4]>, _>>()?;
+    let views = TensorArg::views(inputs)?;
     let pairs = session.model.run_into(
         &views,
         outputs,

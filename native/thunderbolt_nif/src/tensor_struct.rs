@@ -4,9 +4,9 @@
 //! rebuilt from tuples on the way out (0.4 us of a 14 us batch-1 run).
 
 use rustler::sys::{enif_get_tuple, enif_make_tuple_from_array, ErlNifTerm};
-use rustler::{Atom, Binary, Encoder, Env, Term};
+use rustler::{Atom, Binary, Encoder, Env, ListIterator, Term};
 use smallvec::SmallVec;
-use thunderbolt_runtime::ElementType;
+use thunderbolt_runtime::{ElementType, TensorView};
 
 use crate::error::NifError;
 
@@ -57,6 +57,35 @@ impl<'a> TensorArg<'a> {
             data,
         })
     }
+
+    /// Reads a list of `%Thunderbolt.Tensor{}`.
+    pub(crate) fn decode_all(list: ListIterator<'a>) -> Result<SmallVec<[Self; 4]>, NifError> {
+        list.enumerate().map(|(i, t)| Self::decode(t, i)).collect()
+    }
+
+    /// Views of `args`' data as ONNX Runtime inputs, checked against their
+    /// shapes.
+    pub(crate) fn views<'b>(args: &'b [Self]) -> Result<SmallVec<[TensorView<'b>; 4]>, NifError> {
+        args.iter()
+            .map(|t| {
+                Ok(TensorView::new(
+                    t.element_type,
+                    &t.shape,
+                    t.data.as_slice(),
+                )?)
+            })
+            .collect()
+    }
+}
+
+/// Decodes a list of `%Thunderbolt.Tensor{}` and hands `f` their views.
+pub(crate) fn tensor_views<R>(
+    list: ListIterator<'_>,
+    f: impl FnOnce(&[TensorView<'_>]) -> Result<R, NifError>,
+) -> Result<R, NifError> {
+    let args = TensorArg::decode_all(list)?;
+    let views = TensorArg::views(&args)?;
+    f(&views)
 }
 
 fn element_type(kind: Atom, bits: u32) -> Option<ElementType> {

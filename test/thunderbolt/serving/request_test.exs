@@ -21,13 +21,8 @@ defmodule Thunderbolt.Serving.RequestTest do
     test "returns the inputs in input order, as the NIF takes them" do
       x = f32([[1, 2, 3, 4], [5, 6, 7, 8]])
       w = f32(List.duplicate([1, 2, 3], 4))
-
-      assert {:ok, [{:f32, [2, 4], x_data}, {:f32, [4, 3], w_data}], nil} =
-               Request.new([@x, @w], @outs, %{"w" => w, "x" => x}, nil)
-
-      assert {x_data, w_data} == {x.data, w.data}
-      assert {:ok, same, nil} = Request.new([@x, @w], @outs, [x, w], nil)
-      assert same == [{:f32, [2, 4], x.data}, {:f32, [4, 3], w.data}]
+      assert {:ok, [^x, ^w], nil} = Request.new([@x, @w], @outs, %{"w" => w, "x" => x}, nil)
+      assert {:ok, [^x, ^w], nil} = Request.new([@x, @w], @outs, [x, w], nil)
     end
 
     test "returns the indices of the requested outputs" do
@@ -38,7 +33,7 @@ defmodule Thunderbolt.Serving.RequestTest do
 
     test "a model without a batchable input takes one request of one tensor" do
       w = f32(List.duplicate([1, 2, 3], 4))
-      assert {:ok, [{:f32, [4, 3], _}], nil} = Request.new([@w], [], w, nil)
+      assert {:ok, [^w], nil} = Request.new([@w], [], w, nil)
     end
 
     test "refuses inputs the model would reject, before they can spoil a batch" do
