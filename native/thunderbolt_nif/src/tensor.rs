@@ -148,10 +148,10 @@ fn to_number(term: Term<'_>) -> Result<Number, NifError> {
         return Ok(Number::Int(i as i128));
     }
     match term.get_type() {
+        // Beyond i64 (decoded above): only u64 is left in range.
         TermType::Integer => term
-            .decode::<i64>()
-            .map(|i| Number::Int(i as i128))
-            .or_else(|_| term.decode::<u64>().map(|u| Number::Int(u as i128)))
+            .decode::<u64>()
+            .map(|u| Number::Int(u as i128))
             .map_err(|_| NifError::invalid_input("integer out of the 64-bit range")),
         TermType::Float => term
             .decode::<f64>()
