@@ -2,6 +2,7 @@ defmodule Thunderbolt.TestModels do
   @moduledoc false
   # Where tests find models: the reference models in ../shared/models (never
   # copied into the repo) and the small fixtures committed under test/fixtures.
+  # Also the few helpers many test files share.
 
   @spec dir() :: String.t()
   def dir do
@@ -24,6 +25,22 @@ defmodule Thunderbolt.TestModels do
   @doc "Reads a fixture written by a scripts/gen_*_fixtures.py script as JSON with :jiffy."
   @spec json!(String.t()) :: term()
   def json!(relative), do: relative |> fixture() |> File.read!() |> :jiffy.decode([:return_maps])
+
+  @doc "Polls `fun` until it returns true, `tries` times `interval_ms` apart, then fails the test."
+  @spec wait_until((() -> boolean()), non_neg_integer(), pos_integer()) :: :ok
+  def wait_until(fun, tries \\ 2_500, interval_ms \\ 2) do
+    cond do
+      fun.() ->
+        :ok
+
+      tries == 0 ->
+        ExUnit.Assertions.flunk("condition not reached")
+
+      true ->
+        Process.sleep(interval_ms)
+        wait_until(fun, tries - 1, interval_ms)
+    end
+  end
 
   @doc "Asserts two flat float lists agree within rtol/atol, with a useful message."
   defmacro assert_close(actual, expected, opts \\ []) do

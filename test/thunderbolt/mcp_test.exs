@@ -271,16 +271,5 @@ defmodule Thunderbolt.MCPTest do
     end
   end
 
-  defp wait_until_later(fun, attempts) do
-    Process.sleep(10)
-    wait_until(fun, attempts - 1)
-  end
-
-  defp wait_until(fun, attempts \\ 200) do
-    cond do
-      fun.() -> :ok
-      attempts == 0 -> flunk("condition not met in time")
-      true -> wait_until_later(fun, attempts)
-    end
-  end
+  defp wait_until(fun), do: TestModels.wait_until(fun, 200, 10)
 end

@@ -54,14 +54,6 @@ defmodule Thunderbolt.ServingTest do
     results
   end
 
-  defp wait_until(fun, tries \\ 2_500) do
-    cond do
-      fun.() -> :ok
-      tries == 0 -> flunk("condition not reached")
-      true -> Process.sleep(2) && wait_until(fun, tries - 1)
-    end
-  end
-
   # Holds the (only) runner between two batches, so that the next request
   # and the ones after it wait in the queue; returns the runner.
   defp hold_runner(serving, name, first_input) do

@@ -21,14 +21,6 @@ defmodule Thunderbolt.Serving.OnnxInferenceTest do
     %{name: name, serving: pid}
   end
 
-  defp wait_until(fun, tries \\ 2_500) do
-    cond do
-      fun.() -> :ok
-      tries == 0 -> flunk("condition not reached")
-      true -> Process.sleep(2) && wait_until(fun, tries - 1)
-    end
-  end
-
   defp queued(name) do
     {:ok, stats} = Serving.stats(name)
     stats.queue_depth

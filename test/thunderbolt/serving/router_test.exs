@@ -52,14 +52,6 @@ defmodule Thunderbolt.Serving.RouterTest do
     stats.requests
   end
 
-  defp wait_until(fun, tries \\ 2_500) do
-    cond do
-      fun.() -> :ok
-      tries == 0 -> flunk("condition not reached")
-      true -> Process.sleep(2) && wait_until(fun, tries - 1)
-    end
-  end
-
   defp input(i), do: Tensor.new([[i * 1.0, 2.0, 3.0], [4.0, 5.0, i * -1.0]], type: :f32)
 
   describe "run/4" do
