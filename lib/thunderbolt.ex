@@ -74,9 +74,9 @@ defmodule Thunderbolt do
         max_normal_run_us: opts[:max_normal_run_us]
       }
 
-      case Native.session_load(native_source, native_opts) do
-        {:ok, {resource, info}} -> {:ok, Session.from_native(resource, info, opts)}
-        {:error, {kind, message}} -> {:error, Error.new(kind, message)}
+      with {:ok, {resource, info}} <-
+             native_source |> Native.session_load(native_opts) |> Error.from_native() do
+        {:ok, Session.from_native(resource, info, opts)}
       end
     end
   end
@@ -117,14 +117,14 @@ defmodule Thunderbolt do
   # skips the general checks, whose answers are known: about 0.2 µs of a
   # 14 µs batch-1 run.
   def run(%Session{inputs: [_]} = session, %Tensor{} = tensor, []) do
-    session |> call_native([tensor], nil, :auto) |> wrap_error()
+    session |> call_native([tensor], nil, :auto) |> Error.from_native()
   end
 
   def run(%Session{} = session, inputs, opts) do
     with {:ok, opts} <- validate_run_options(opts),
          {:ok, tensors} <- Inputs.order(session.inputs, inputs),
          {:ok, outputs} <- Inputs.output_indices(session.outputs, opts[:outputs]) do
-      session |> call_native(tensors, outputs, opts[:scheduler]) |> wrap_error()
+      session |> call_native(tensors, outputs, opts[:scheduler]) |> Error.from_native()
     end
   end
 
@@ -255,8 +255,4 @@ defmodule Thunderbolt do
       result -> result
     end
   end
-
-  # The NIF answers with the finished `{:ok, %{name => %Tensor{}}}`.
-  defp wrap_error({:ok, _outputs} = ok), do: ok
-  defp wrap_error({:error, {kind, message}}), do: {:error, Error.new(kind, message)}
 end

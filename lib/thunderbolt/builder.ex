@@ -127,10 +127,7 @@ defmodule Thunderbolt.Builder do
   @spec build(spec()) :: {:ok, binary()} | {:error, Error.t()}
   def build(spec) do
     with {:ok, native} <- normalize(spec) do
-      case Native.builder_build(native) do
-        {:ok, onnx} -> {:ok, onnx}
-        {:error, {kind, message}} -> {:error, Error.new(kind, message)}
-      end
+      native |> Native.builder_build() |> Error.from_native()
     end
   end
 

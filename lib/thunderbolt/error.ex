@@ -37,6 +37,15 @@ defmodule Thunderbolt.Error do
   def new(kind, message), do: %__MODULE__{kind: kind, message: message}
 
   @doc false
+  # A NIF's answer as the API gives it: NIFs report errors as
+  # `{:error, {kind, message}}`.
+  @spec from_native({:ok, value} | {:error, {kind(), String.t()}}) ::
+          {:ok, value} | {:error, t()}
+        when value: term()
+  def from_native({:ok, _value} = ok), do: ok
+  def from_native({:error, {kind, message}}), do: {:error, new(kind, message)}
+
+  @doc false
   # The one helper bang functions raise through.
   @spec unwrap!({:ok, value} | {:error, t()}) :: value when value: term()
   def unwrap!({:ok, value}), do: value

@@ -72,10 +72,7 @@ defmodule Thunderbolt.Keras do
   def convert(source, opts \\ []) do
     with {:ok, opts} <- validate(opts),
          {:ok, native_source} <- native_source(source) do
-      case Native.keras_convert(native_source, opts) do
-        {:ok, onnx} -> {:ok, onnx}
-        {:error, {kind, message}} -> {:error, Error.new(kind, message)}
-      end
+      native_source |> Native.keras_convert(opts) |> Error.from_native()
     end
   end
 
@@ -114,10 +111,7 @@ defmodule Thunderbolt.Keras do
   """
   @spec parameter_count(binary()) :: {:ok, non_neg_integer()} | {:error, Error.t()}
   def parameter_count(onnx) when is_binary(onnx) do
-    case Native.keras_parameter_count(onnx) do
-      {:ok, count} -> {:ok, count}
-      {:error, {kind, message}} -> {:error, Error.new(kind, message)}
-    end
+    onnx |> Native.keras_parameter_count() |> Error.from_native()
   end
 
   defp native_source({:binary, bytes}) when is_binary(bytes), do: {:ok, {:binary, bytes}}
