@@ -597,7 +597,7 @@ defmodule Thunderbolt.OnnxInference do
        dims = Tuple.to_list(tensor.shape)
 
        prediction = %{
-         "tensor" => tensor |> Tensor.to_flat_list(non_finite: :strings) |> nest(dims),
+         "tensor" => Tensor.to_list(tensor, non_finite: :strings),
          "shape" => dims,
          "dtype" => Tensor.type_string(tensor.type)
        }
@@ -609,17 +609,6 @@ defmodule Thunderbolt.OnnxInference do
 
        {name, prediction}
      end)}
-  end
-
-  defp nest([value], []), do: value
-  defp nest(flat, [_]), do: flat
-  defp nest(flat, [1 | inner]), do: [nest(flat, inner)]
-
-  defp nest(flat, [outer | inner]) do
-    case Enum.product(inner) do
-      0 -> List.duplicate(nest([], inner), outer)
-      chunk -> flat |> Enum.chunk_every(chunk) |> Enum.map(&nest(&1, inner))
-    end
   end
 
   # One ranking per sample: the leading axis is the batch, the rest is

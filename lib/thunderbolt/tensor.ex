@@ -170,15 +170,17 @@ defmodule Thunderbolt.Tensor do
 
   @doc """
   The elements as nested lists, following the shape. A scalar becomes a number.
+  Takes the options of `to_flat_list/2`.
 
       iex> Thunderbolt.Tensor.new([[1, 2], [3, 4]]) |> Thunderbolt.Tensor.to_list()
       [[1, 2], [3, 4]]
   """
-  @spec to_list(t()) :: number() | atom() | list()
-  def to_list(%__MODULE__{shape: {}} = tensor), do: hd(to_flat_list(tensor))
+  @spec to_list(t(), keyword()) :: number() | atom() | String.t() | list()
+  def to_list(tensor, opts \\ [])
+  def to_list(%__MODULE__{shape: {}} = tensor, opts), do: hd(to_flat_list(tensor, opts))
 
-  def to_list(%__MODULE__{shape: shape} = tensor) do
-    tensor |> to_flat_list() |> nest(Tuple.to_list(shape))
+  def to_list(%__MODULE__{shape: shape} = tensor, opts) do
+    tensor |> to_flat_list(opts) |> nest(Tuple.to_list(shape))
   end
 
   @doc """
@@ -399,6 +401,8 @@ defmodule Thunderbolt.Tensor do
     do: raise(ArgumentError, "a shape is a tuple, got #{inspect(shape)}")
 
   defp nest(flat, [_]), do: flat
+  # A leading axis of one (a batch of one) wraps the list without copying it.
+  defp nest(flat, [1 | inner]), do: [nest(flat, inner)]
 
   defp nest(flat, [outer | inner]) do
     case Enum.product(inner) do

@@ -115,9 +115,18 @@ defmodule Thunderbolt.TensorTest do
     end
   end
 
-  describe "to_list/1" do
+  describe "to_list/2" do
     test "scalars become numbers" do
       assert Tensor.new(7) |> Tensor.to_list() == 7
+    end
+
+    test "nests by the shape, a leading axis of one and empty rows included" do
+      t = Tensor.new([[[1.0, :nan], [:infinity, 4.0]]], type: :f32)
+      assert Tensor.to_list(t) == [[[1.0, :nan], [:infinity, 4.0]]]
+      assert Tensor.to_list(t, non_finite: :strings) == [[[1.0, "nan"], ["infinity", 4.0]]]
+      assert Tensor.new(:nan, type: :f32) |> Tensor.to_list(non_finite: :strings) == "nan"
+      empty = Tensor.from_binary(<<>>, :f32, {2, 0})
+      assert Tensor.to_list(empty) == [[], []]
     end
   end
 
