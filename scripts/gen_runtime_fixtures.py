@@ -44,6 +44,13 @@ def save(model, name):
     return path
 
 
+def model_of(graph):
+    # Every runtime fixture: opset 18, IR version 9.
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], producer_name="thunderbolt-fixtures")
+    model.ir_version = 9
+    return model
+
+
 def identity_models():
     # Identity keeps every dtype's bytes intact: the test checks the round
     # trip of each type through our NIF, byte for byte.
@@ -51,8 +58,7 @@ def identity_models():
         x = helper.make_tensor_value_info("x", elem, [None, 3])
         y = helper.make_tensor_value_info("y", elem, [None, 3])
         graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], f"identity_{name}", [x], [y])
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], producer_name="thunderbolt-fixtures")
-        model.ir_version = 9
+        model = model_of(graph)
         save(model, f"identity_{name}.onnx")
 
 
@@ -62,8 +68,7 @@ def string_output_model():
     y = helper.make_tensor_value_info("y", TensorProto.STRING, [None])
     node = helper.make_node("Cast", ["x"], ["y"], to=TensorProto.STRING)
     graph = helper.make_graph([node], "cast_to_string", [x], [y])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], producer_name="thunderbolt-fixtures")
-    model.ir_version = 9
+    model = model_of(graph)
     save(model, "cast_to_string.onnx")
 
 
@@ -74,8 +79,7 @@ def nonzero_model():
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [None])
     y = helper.make_tensor_value_info("y", TensorProto.INT64, [1, None])
     graph = helper.make_graph([helper.make_node("NonZero", ["x"], ["y"])], "nonzero", [x], [y])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], producer_name="thunderbolt-fixtures")
-    model.ir_version = 9
+    model = model_of(graph)
     save(model, "nonzero.onnx")
 
 
@@ -87,8 +91,7 @@ def constant_output_model():
     c = helper.make_tensor_value_info("c", TensorProto.FLOAT, [2])
     init = helper.make_tensor("c", TensorProto.FLOAT, [2], [7.0, 8.0])
     graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "constant_output", [x], [y, c], [init])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], producer_name="thunderbolt-fixtures")
-    model.ir_version = 9
+    model = model_of(graph)
     save(model, "constant_output.onnx")
 
 
@@ -110,8 +113,7 @@ def multi_io_model():
         helper.make_node("Greater", ["sum", "zero"], ["positive"]),
     ]
     graph = helper.make_graph(nodes, "multi_io", [a, b, n], outs, initializer=[zero])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], producer_name="thunderbolt-fixtures")
-    model.ir_version = 9
+    model = model_of(graph)
     model.model_version = 3
     helper.set_model_props(model, {"author": "thunderbolt", "task": "fixture"})
     path = save(model, "multi_io.onnx")
