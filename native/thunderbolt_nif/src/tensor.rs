@@ -2,8 +2,8 @@
 //! between Elixir number lists and tensor bytes element by element is the
 //! slowest part of serving JSON-shaped requests when done in Elixir.
 
+use rustler::sys::{enif_make_list_from_array, ErlNifTerm};
 use rustler::{Atom, Binary, Encoder, Env, OwnedBinary, Term, TermType};
-use thunderbolt_runtime::external_term::{self, NonFinite};
 use thunderbolt_runtime::number::{self, Number};
 use thunderbolt_runtime::ElementType;
 
@@ -169,29 +169,91 @@ fn to_number(term: Term<'_>) -> Result<Number, NifError> {
     }
 }
 
-// Through the external term format: see `external_term` for why.
+// One `enif_make_double` a float, then one `enif_make_list_from_array` for
+// all the cons cells, with a loop per element type (`number::visit`): 1000
+// f32 scores take 3.4 us, against 9.5 through a `Number` per element and
+// 5.2 through the external term format and `binary_to_term`.
 fn to_flat_list<'a>(
     env: Env<'a>,
     data: Binary<'a>,
     ty: Atom,
     non_finite: Atom,
 ) -> Result<Term<'a>, NifError> {
-    let non_finite = if non_finite == strings() {
-        NonFinite::Strings
+    let strings = if non_finite == strings() {
+        true
     } else if non_finite == atoms() {
-        NonFinite::Atoms
+        false
     } else {
         return Err(NifError::invalid_input(
             "non_finite must be :atoms or :strings",
         ));
     };
-    let mut bytes = Vec::new();
-    external_term::number_list(tensor_type(ty)?, data.as_slice(), non_finite, &mut bytes)?;
-    // Safe decoding creates no atoms, so make sure the non-finite ones exist.
-    nan();
-    env.binary_to_term(&bytes)
-        .map(|(list, _)| list)
-        .ok_or_else(|| NifError::invalid_input("the VM refused an encoded number list"))
+    let ty = tensor_type(ty)?;
+    let mut list = ListBuilder {
+        env,
+        strings,
+        non_finite: [None; 3],
+        terms: Vec::with_capacity(data.len() / ty.byte_size().unwrap_or(1).max(1)),
+    };
+    number::visit(ty, data.as_slice(), &mut list)?;
+    let len = u32::try_from(list.terms.len())
+        .map_err(|_| NifError::invalid_input("more than 2^32 elements for one list"))?;
+    // SAFETY: every element is a term made in `env` by the builder.
+    Ok(unsafe {
+        Term::new(
+            env,
+            enif_make_list_from_array(env.as_c_arg(), list.terms.as_ptr(), len),
+        )
+    })
+}
+
+struct ListBuilder<'a> {
+    env: Env<'a>,
+    strings: bool,
+    // NaN, infinity and neg_infinity, each made once: a list may share a
+    // term, and a string made per element would cost a binary each.
+    non_finite: [Option<ErlNifTerm>; 3],
+    terms: Vec<ErlNifTerm>,
+}
+
+impl number::Visitor for ListBuilder<'_> {
+    fn int(&mut self, value: i64) {
+        self.terms.push(value.encode(self.env).as_c_arg());
+    }
+
+    fn uint(&mut self, value: u64) {
+        self.terms.push(value.encode(self.env).as_c_arg());
+    }
+
+    fn float(&mut self, value: f64) {
+        let term = if value.is_finite() {
+            value.encode(self.env).as_c_arg()
+        } else {
+            self.non_finite_term(value)
+        };
+        self.terms.push(term);
+    }
+}
+
+impl ListBuilder<'_> {
+    #[cold]
+    fn non_finite_term(&mut self, value: f64) -> ErlNifTerm {
+        let (slot, atom, name) = if value.is_nan() {
+            (0, nan(), "nan")
+        } else if value > 0.0 {
+            (1, infinity(), "infinity")
+        } else {
+            (2, neg_infinity(), "neg_infinity")
+        };
+        let (env, strings) = (self.env, self.strings);
+        *self.non_finite[slot].get_or_insert_with(|| {
+            if strings {
+                name.encode(env).as_c_arg()
+            } else {
+                atom.encode(env).as_c_arg()
+            }
+        })
+    }
 }
 
 #[rustler::nif]

@@ -12,7 +12,6 @@ mod batch_queue;
 mod element_type;
 pub mod environment;
 mod error;
-pub mod external_term;
 mod file_stamp;
 mod model;
 pub mod number;
