@@ -12,7 +12,10 @@
 #   4. bare VM    — no NIF and no model: each caller sends a message to one
 #                   of two batcher processes and blocks for its answer (a
 #                   sub-binary of a shared binary, as a serving's answers
-#                   are); a batcher answers whatever has queued, up to 32.
+#                   are); a batcher answers its 32 callers once all have
+#                   asked, so batches are full, as the served ones are (one
+#                   that waits 1 ms for more goes partly filled, as at the
+#                   end of a phase).
 #
 # With both cores busy throughput is the inverse of CPU per call, so 3x the
 # direct throughput needs a served call under a third of a direct one. Any
@@ -126,14 +129,7 @@ defmodule BatchingFloor do
   end
 
   defp batcher(answer) do
-    first =
-      receive do
-        request -> request
-      end
-
-    requests = [first | take(@batch - 1)]
-
-    requests
+    take(@batch)
     |> Enum.with_index()
     |> Enum.each(fn {{pid, ref}, i} -> send(pid, {ref, binary_part(answer, i * 4000, 4000)}) end)
 
@@ -146,7 +142,7 @@ defmodule BatchingFloor do
     receive do
       request -> [request | take(n - 1)]
     after
-      0 -> []
+      if(n == @batch, do: :infinity, else: 1) -> []
     end
   end
 
