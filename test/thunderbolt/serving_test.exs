@@ -67,6 +67,50 @@ defmodule Thunderbolt.ServingTest do
   defp rows(n, width, seed),
     do: Tensor.new(for(r <- 1..n, do: for(c <- 1..width, do: seed * 1.0 + r - c / 4)), type: :f32)
 
+  # A native queue for @dynamic with no runner processes: a test plays the
+  # runners by calling run_once/2, so no BEAM timer can wake one.
+  defp native_queue(batch_timeout_us) do
+    Native.serving_new(%{
+      batch_axes: [true],
+      batch_size: 32,
+      batch_timeout_us: batch_timeout_us,
+      max_queue: 10
+    })
+  end
+
+  # What a runner does for one batch (Thunderbolt.Serving.Runner).
+  defp run_once(queue, session) do
+    case Native.serving_run(queue, session.resource) do
+      :dirty -> Native.serving_run_dirty(queue, session.resource)
+      other -> other
+    end
+  end
+
+  # 64 MB of rows: a batch that runs for tens of milliseconds.
+  defp long_batch do
+    Tensor.from_binary(
+      :binary.copy(<<1.5::float-32-native>>, 8 * 2_000_000),
+      :f32,
+      {2_000_000, 8}
+    )
+  end
+
+  # Runs run_once/2 in a task that then waits up to `ms` for a wake-up.
+  defp park_and_wait(queue, session, ms) do
+    Task.async(fn ->
+      first = run_once(queue, session)
+
+      woken =
+        receive do
+          :"$thunderbolt_serving_wake" -> :woken
+        after
+          ms -> :not_woken
+        end
+
+      {first, woken}
+    end)
+  end
+
   describe "start_link/1" do
     test "refuses bad options with a clear error" do
       assert {:error, %Error{kind: :invalid_option, message: ":batch_size must be" <> _}} =
@@ -221,6 +265,59 @@ defmodule Thunderbolt.ServingTest do
     # How a partial batch waits while another runs is tested on the native
     # queue itself (native/thunderbolt_runtime/src/batch_queue.rs), where a
     # batch can be held running.
+
+    test "a runner parked behind a long batch is woken when a partial batch falls due" do
+      session = Thunderbolt.load!(@dynamic, pool_size: 1)
+      queue = native_queue(500)
+
+      # Never run before, so its length is unknown: the timer is armed.
+      {:ok, big_id} = Native.serving_submit(queue, [long_batch()], nil)
+      busy = Task.async(fn -> run_once(queue, session) end)
+      wait_until(fn -> Native.serving_stats(queue).queue_depth == 0 end)
+
+      # Another key (one output of two), so it waits for its batch timeout.
+      small = rows(1, 8, 3)
+      {:ok, small_id} = Native.serving_submit(queue, [small], [1])
+
+      assert {{:idle, us}, :woken} = Task.await(park_and_wait(queue, session, 10_000), 15_000)
+      assert is_integer(us)
+      assert :ok = run_once(queue, session)
+
+      assert_receive {:"$thunderbolt_serving", ^small_id, {:ok, outputs}}, 15_000
+      assert {:ok, ^outputs} = Thunderbolt.run(session, small, outputs: ["row_sum"])
+
+      assert :ok = Task.await(busy, 60_000)
+      assert_receive {:"$thunderbolt_serving", ^big_id, {:ok, %{"doubled" => _}}}, 60_000
+    end
+
+    # The timer is for batches that outlast a deadline; a batch measured to
+    # end first makes the waiting one ready itself when it ends (in a real
+    # serving its runner then takes it), so the timer stays quiet.
+    @tag :slow
+    test "no timer wake-up when the running batch is expected to end before the deadline" do
+      session = Thunderbolt.load!(@dynamic, pool_size: 1)
+      queue = native_queue(1_000_000)
+      big = long_batch()
+
+      # Run once, so that its length is measured.
+      {:ok, first_id} = Native.serving_submit(queue, [big], nil)
+      :ok = run_once(queue, session)
+      assert_receive {:"$thunderbolt_serving", ^first_id, {:ok, _}}, 60_000
+
+      {:ok, big_id} = Native.serving_submit(queue, [big], nil)
+      busy = Task.async(fn -> run_once(queue, session) end)
+      wait_until(fn -> Native.serving_stats(queue).queue_depth == 0 end)
+      {:ok, small_id} = Native.serving_submit(queue, [rows(1, 8, 3)], [1])
+
+      assert {{:idle, _}, :not_woken} = Task.await(park_and_wait(queue, session, 1_500), 15_000)
+      assert :ok = Task.await(busy, 60_000)
+      assert_receive {:"$thunderbolt_serving", ^big_id, {:ok, _}}, 60_000
+
+      # With nothing running, the waiting request goes at once.
+      assert :ok = run_once(queue, session)
+      assert_receive {:"$thunderbolt_serving", ^small_id, {:ok, %{"row_sum" => _}}}
+    end
+
     test "a batch takes at most batch_size rows, oldest first" do
       {name, pid} =
         start_serving(model: @dynamic, runners: 1, batch_size: 4, batch_timeout: 60_000_000)

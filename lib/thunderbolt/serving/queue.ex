@@ -17,8 +17,10 @@ defmodule Thunderbolt.Serving.Queue do
   as the key has `batch_size` rows waiting, or its oldest request has
   waited `batch_timeout` microseconds, or no batch is running at all (so a
   lone caller is sent on at once). The queue tells a parked runner as soon
-  as a batch is ready; a deadline alone is noticed by a runner's
-  millisecond timer, or earlier by a runner finishing its batch.
+  as a batch is ready. A deadline that passes while another batch runs
+  makes the waiting batch ready too: the runner that finishes takes it, or,
+  when the running batch is expected to end after the deadline, a native
+  timer thread wakes a parked runner at that microsecond.
 
   ## Faults
 

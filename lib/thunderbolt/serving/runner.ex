@@ -10,9 +10,12 @@ defmodule Thunderbolt.Serving.Runner do
   With nothing ready, the runner parks: the NIF notes it, and the caller
   whose request makes a batch ready wakes it with a message. A partial
   batch waiting for its `:batch_timeout` while another runner is busy is
-  taken when that runner finishes, or when the timeout passes; BEAM timers
-  count whole milliseconds, so in that one case the wait may run up to
-  1 ms past the deadline.
+  taken when that runner finishes, or, if that runner's batch is expected
+  to end after the timeout (or has not been measured), by a parked runner
+  that the queue's timer thread wakes with the same message when the
+  timeout passes. BEAM timers count whole milliseconds (a 200 µs timeout
+  waited about 2.1 ms on them); the runner's own GenServer timeout remains
+  only as a fallback.
 
   Keeping runners on the BEAM's own schedulers is what makes a served call
   cheap: runners that blocked on dirty I/O threads were measured to cost
@@ -59,8 +62,8 @@ defmodule Thunderbolt.Serving.Runner do
   def handle_info(:timeout, state), do: run(state)
 
   # One ready batch per call, on this process's own scheduler; with nothing
-  # ready the runner parks until a submit wakes it or the earliest queued
-  # request falls due.
+  # ready the runner parks until a submit or the queue's timer wakes it,
+  # with a GenServer timeout for the earliest deadline as a fallback.
   defp run(state) do
     case run_batch(state) do
       :ok ->

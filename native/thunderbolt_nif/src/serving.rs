@@ -11,7 +11,9 @@
 //!   `thunderbolt_runtime`'s `BatchQueue`, runs it, and sends each caller its
 //!   own rows as `{:"$thunderbolt_serving", id, result}`. With nothing
 //!   ready the runner parks, and the submit that makes work ready wakes it
-//!   with a message. Everything stays on the BEAM's own schedulers: runners
+//!   with a message; so does the queue's `DueTimer` thread when a partial
+//!   batch's timeout passes while a batch runs that is expected to end
+//!   later. Everything stays on the BEAM's own schedulers: runners
 //!   that blocked on dirty I/O threads instead were measured slower, the
 //!   operating system switching four busy threads on two cores.
 //! * `serving_cancel` is how a caller that timed out withdraws; it says
@@ -21,7 +23,7 @@
 //!   with `{:serving_down, reason}`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rustler::types::tuple::make_tuple;
@@ -31,7 +33,7 @@ use rustler::{
 };
 use thunderbolt_runtime::batch::{self, BatchKey, RowData};
 use thunderbolt_runtime::{
-    Batch, BatchQueue, Cancel, Entry, QueueConfig, RuntimeError, SubmitError, Taken,
+    Batch, BatchQueue, Cancel, DueTimer, Entry, QueueConfig, RuntimeError, SubmitError, Taken,
 };
 
 use crate::error::NifError;
@@ -91,7 +93,16 @@ pub struct ServingQueue {
     close_reason: Mutex<Option<Vec<u8>>>,
     /// Runner processes waiting for work; a submit that makes work ready
     /// wakes one with a message.
-    parked: Mutex<Vec<LocalPid>>,
+    parked: Arc<Mutex<Vec<LocalPid>>>,
+    /// Wakes a parked runner when a partial batch's timeout falls due, to
+    /// the microsecond rather than the BEAM timer's millisecond. `None` if
+    /// its thread could not start; runners' own timeouts still fire.
+    due_timer: Option<DueTimer>,
+    /// When each running batch is expected to end, by runner (`None`: not
+    /// measured yet), so that the timer is armed only when no running
+    /// batch will end before a deadline: one that ends first makes the
+    /// waiting batch ready itself, and under full load that is every time.
+    running_until: Mutex<Vec<(LocalPid, Option<Instant>)>>,
     /// Input bytes per row, learned from the first batch run (0 before),
     /// to estimate how long a ready batch will take.
     row_bytes: AtomicU64,
@@ -153,6 +164,23 @@ impl ServingQueue {
                 let _ = env.send(&runner, wake().encode(env));
                 return;
             }
+        }
+    }
+
+    /// Has a parked runner woken at `due`, unless a running batch is
+    /// expected to end by then (see `running_until`).
+    fn wake_at(&self, due: Instant) {
+        let Some(timer) = &self.due_timer else {
+            return;
+        };
+        let ends_first = self
+            .running_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|(_, end)| end.is_some_and(|end| end <= due));
+        if !ends_first {
+            timer.arm(due);
         }
     }
 
@@ -336,6 +364,49 @@ fn run<'a>(
         .collect()
 }
 
+/// A batch's entry in `ServingQueue::running_until`, removed when the
+/// batch ends, panics included.
+struct Running<'q> {
+    queue: &'q ServingQueue,
+    runner: LocalPid,
+}
+
+impl<'q> Running<'q> {
+    fn start(queue: &'q ServingQueue, runner: LocalPid, end: Option<Instant>) -> Self {
+        queue
+            .running_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((runner, end));
+        Self { queue, runner }
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.queue
+            .running_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(runner, _)| *runner != self.runner);
+    }
+}
+
+/// `ServingQueue::wake_one` for the due timer's thread, which has no
+/// process of its own: a send to a runner that died fails, and the next
+/// parked runner is tried.
+fn wake_from_thread(parked: &Mutex<Vec<LocalPid>>, owned: &mut OwnedEnv) {
+    let mut parked = parked.lock().unwrap_or_else(|p| p.into_inner());
+    while let Some(runner) = parked.pop() {
+        if owned
+            .send_and_clear(&runner, |env| wake().encode(env))
+            .is_ok()
+        {
+            return;
+        }
+    }
+}
+
 /// Options of a new queue, validated by `Thunderbolt.Serving.Config`.
 #[derive(rustler::NifMap)]
 pub struct QueueOptions {
@@ -348,6 +419,7 @@ pub struct QueueOptions {
 /// A queue owned, and monitored, by the calling process.
 #[rustler::nif]
 fn serving_new(env: Env<'_>, options: QueueOptions) -> ResourceArc<ServingQueue> {
+    let parked = Arc::new(Mutex::new(Vec::new()));
     let queue = ResourceArc::new(ServingQueue {
         queue: BatchQueue::new(QueueConfig {
             batch_size: options.batch_size,
@@ -358,7 +430,14 @@ fn serving_new(env: Env<'_>, options: QueueOptions) -> ResourceArc<ServingQueue>
         next_alone: AtomicU64::new(0),
         counters: Counters::default(),
         close_reason: Mutex::new(None),
-        parked: Mutex::new(Vec::new()),
+        due_timer: DueTimer::start("tb_serving_timer", {
+            let parked = Arc::clone(&parked);
+            let mut owned = OwnedEnv::new();
+            move || wake_from_thread(&parked, &mut owned)
+        })
+        .ok(),
+        parked,
+        running_until: Mutex::new(Vec::new()),
         row_bytes: AtomicU64::new(0),
     });
     env.monitor(&queue, &env.pid());
@@ -464,6 +543,13 @@ fn run_ready<'a>(env: Env<'a>, queue: &ServingQueue, session: &SessionRef) -> Te
                 if attempt == 1 {
                     queue.unpark(me);
                 }
+                let bytes = batch.rows() * queue.row_bytes.load(Ordering::Relaxed) as usize;
+                let end = session
+                    .model
+                    .timer()
+                    .estimate(bytes)
+                    .map(|ns| Instant::now() + Duration::from_nanos(ns));
+                let _running = Running::start(queue, me, end);
                 queue.execute(env, session, batch);
                 return ok().encode(env);
             }
@@ -484,7 +570,10 @@ fn run_ready<'a>(env: Env<'a>, queue: &ServingQueue, session: &SessionRef) -> Te
         }
     }
     match queue.queue.next_ready_in() {
-        Some(wait) => (idle(), (wait.as_micros() as u64).max(1)).encode(env),
+        Some(wait) => {
+            queue.wake_at(Instant::now() + wait);
+            (idle(), (wait.as_micros() as u64).max(1)).encode(env)
+        }
         None => (idle(), infinity()).encode(env),
     }
 }

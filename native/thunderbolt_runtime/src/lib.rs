@@ -9,6 +9,7 @@
 
 pub mod batch;
 mod batch_queue;
+mod due_timer;
 mod element_type;
 pub mod environment;
 mod error;
@@ -24,6 +25,7 @@ mod timing;
 pub use batch_queue::{
     Batch, BatchQueue, Cancel, Entry, QueueConfig, QueueStats, SubmitError, Taken,
 };
+pub use due_timer::DueTimer;
 pub use element_type::ElementType;
 pub use error::{Result, RuntimeError};
 pub use file_stamp::{file_stamp, FileStamp};
