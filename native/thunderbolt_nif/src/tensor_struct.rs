@@ -6,7 +6,7 @@
 use rustler::sys::{enif_get_tuple, enif_make_tuple_from_array, ErlNifTerm};
 use rustler::{Atom, Binary, Encoder, Env, ListIterator, Term};
 use smallvec::SmallVec;
-use thunderbolt_runtime::{ElementType, TensorView};
+use thunderbolt_runtime::{Dims, ElementType, TensorView};
 
 use crate::error::NifError;
 
@@ -22,13 +22,10 @@ rustler::atoms! {
     u,
 }
 
-/// Most tensors have few dimensions; their shape stays on the stack.
-pub(crate) type Shape = SmallVec<[i64; 6]>;
-
 /// A tensor argument: its type, shape and a borrowed view of its data.
 pub(crate) struct TensorArg<'a> {
     pub element_type: ElementType,
-    pub shape: Shape,
+    pub shape: Dims,
     pub data: Binary<'a>,
 }
 
@@ -128,7 +125,7 @@ pub(crate) fn type_term(env: Env<'_>, ty: ElementType) -> Term<'_> {
     (kind, bits).encode(env)
 }
 
-fn decode_shape(term: Term<'_>) -> Option<Shape> {
+fn decode_shape(term: Term<'_>) -> Option<Dims> {
     let mut arity = 0;
     let mut elements: *const ErlNifTerm = std::ptr::null();
     // SAFETY: enif_get_tuple fills `elements` with `arity` terms that live
