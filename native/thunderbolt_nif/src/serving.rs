@@ -153,18 +153,21 @@ impl ServingQueue {
             .retain(|r| *r != runner);
     }
 
-    /// Wakes the runner that parked last, passing over runners that died
-    /// while parked, so that a wake-up is never spent on a dead process
-    /// while a live one sleeps.
+    /// Wakes the runner that parked last (see `wake_first_parked`). Aliveness
+    /// is asked rather than read from the send, which also fails when the
+    /// sender is exiting: that must not use up the live runners.
     fn wake_one(&self, env: Env<'_>) {
-        let mut parked = self.parked.lock().unwrap_or_else(|p| p.into_inner());
-        while let Some(runner) = parked.pop() {
-            if env.is_process_alive(runner) {
-                drop(parked);
+        wake_first_parked(&self.parked, |runner| {
+            env.is_process_alive(runner) && {
                 let _ = env.send(&runner, wake().encode(env));
-                return;
+                true
             }
-        }
+        });
+    }
+
+    /// The input bytes of a batch of `rows` rows (0 until a batch ran).
+    fn batch_bytes(&self, rows: usize) -> usize {
+        self.row_bytes.load(Ordering::Relaxed) as usize * rows
     }
 
     /// Has a parked runner woken at `due`, unless a running batch is
@@ -305,7 +308,8 @@ fn run<'a>(
         .iter()
         .map(|input| input.view())
         .collect::<Result<Vec<_>, _>>()?;
-    let rows: usize = parts.iter().map(|p| p.rows).sum();
+    let row_counts: Vec<usize> = parts.iter().map(|p| p.rows).collect();
+    let rows: usize = row_counts.iter().sum();
     let bytes: usize = views.iter().map(|v| v.data().len()).sum();
     if let Some(per_row) = bytes.checked_div(rows) {
         row_bytes.store(per_row as u64, Ordering::Relaxed);
@@ -325,7 +329,6 @@ fn run<'a>(
     )?;
 
     let specs = &session.model.info().outputs;
-    let row_counts: Vec<usize> = parts.iter().map(|p| p.rows).collect();
     let mut columns = Vec::with_capacity(outputs.len());
     for (index, ty, shape, bin) in &outputs {
         let spec = &specs[*index];
@@ -392,19 +395,27 @@ impl Drop for Running<'_> {
     }
 }
 
+/// Pops parked runners, the last to park first, until `wake` says it woke
+/// one: runners that died while parked are passed over, so a wake-up is
+/// never spent on a dead process while a live one sleeps.
+fn wake_first_parked(parked: &Mutex<Vec<LocalPid>>, mut wake: impl FnMut(LocalPid) -> bool) {
+    let mut parked = parked.lock().unwrap_or_else(|p| p.into_inner());
+    while let Some(runner) = parked.pop() {
+        if wake(runner) {
+            return;
+        }
+    }
+}
+
 /// `ServingQueue::wake_one` for the due timer's thread, which has no
 /// process of its own: a send to a runner that died fails, and the next
 /// parked runner is tried.
 fn wake_from_thread(parked: &Mutex<Vec<LocalPid>>, owned: &mut OwnedEnv) {
-    let mut parked = parked.lock().unwrap_or_else(|p| p.into_inner());
-    while let Some(runner) = parked.pop() {
-        if owned
+    wake_first_parked(parked, |runner| {
+        owned
             .send_and_clear(&runner, |env| wake().encode(env))
             .is_ok()
-        {
-            return;
-        }
-    }
+    });
 }
 
 /// Options of a new queue, validated by `Thunderbolt.Serving.Config`.
@@ -508,7 +519,7 @@ fn serving_run<'a>(
     // otherwise, or before one of its size was measured, the runner goes
     // dirty. With nothing ready it parks here, which costs nothing.
     if let Some(rows) = queue.queue.ready_rows() {
-        let bytes = queue.row_bytes.load(Ordering::Relaxed) as usize * rows;
+        let bytes = queue.batch_bytes(rows);
         if bytes == 0 || !session.fits_normal_scheduler(bytes) {
             return dirty().encode(env);
         }
@@ -543,11 +554,8 @@ fn run_ready<'a>(env: Env<'a>, queue: &ServingQueue, session: &SessionRef) -> Te
                 if attempt == 1 {
                     queue.unpark(me);
                 }
-                let bytes = batch.rows() * queue.row_bytes.load(Ordering::Relaxed) as usize;
                 let end = session
-                    .model
-                    .timer()
-                    .estimate(bytes)
+                    .expected_run_ns(queue.batch_bytes(batch.rows()))
                     .map(|ns| Instant::now() + Duration::from_nanos(ns));
                 let _running = Running::start(queue, me, end);
                 queue.execute(env, session, batch);

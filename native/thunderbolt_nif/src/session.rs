@@ -81,13 +81,17 @@ pub struct SessionRef {
 impl rustler::Resource for SessionRef {}
 
 impl SessionRef {
+    /// How long a run on `bytes` of input is expected to take, in
+    /// nanoseconds, once runs of that size were measured.
+    pub(crate) fn expected_run_ns(&self, bytes: usize) -> Option<u64> {
+        self.model.timer().estimate(bytes)
+    }
+
     /// Whether a run on `bytes` of input is known, from this model's
     /// measured times, to fit the normal scheduler's budget. Unmeasured
     /// sizes do not.
     pub(crate) fn fits_normal_scheduler(&self, bytes: usize) -> bool {
-        self.model
-            .timer()
-            .estimate(bytes)
+        self.expected_run_ns(bytes)
             .is_some_and(|ns| ns <= self.max_normal_run_ns)
     }
 }
@@ -211,11 +215,7 @@ fn session_run_dirty<'a>(
 /// measured; used by tests and benchmarks to see the scheduler choice.
 #[rustler::nif]
 fn session_estimated_run_us(session: ResourceArc<SessionRef>, bytes: usize) -> Option<f64> {
-    session
-        .model
-        .timer()
-        .estimate(bytes)
-        .map(|ns| ns as f64 / 1_000.0)
+    session.expected_run_ns(bytes).map(|ns| ns as f64 / 1_000.0)
 }
 
 #[rustler::nif]
