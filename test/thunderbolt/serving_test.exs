@@ -78,13 +78,8 @@ defmodule Thunderbolt.ServingTest do
     })
   end
 
-  # What a runner does for one batch (Thunderbolt.Serving.Runner).
-  defp run_once(queue, session) do
-    case Native.serving_run(queue, session.resource) do
-      :dirty -> Native.serving_run_dirty(queue, session.resource)
-      other -> other
-    end
-  end
+  # What a runner does for one batch.
+  defp run_once(queue, session), do: Thunderbolt.Serving.Runner.run_once(queue, session)
 
   # 64 MB of rows: a batch that runs for tens of milliseconds.
   defp long_batch do

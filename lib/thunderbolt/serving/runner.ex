@@ -65,7 +65,7 @@ defmodule Thunderbolt.Serving.Runner do
   # ready the runner parks until a submit or the queue's timer wakes it,
   # with a GenServer timeout for the earliest deadline as a fallback.
   defp run(state) do
-    case run_batch(state) do
+    case run_once(state.native, state.session) do
       :ok ->
         send(self(), :next)
         {:noreply, state}
@@ -82,9 +82,14 @@ defmodule Thunderbolt.Serving.Runner do
     end
   end
 
-  defp run_batch(state) do
-    case Native.serving_run(state.native, state.session.resource) do
-      :dirty -> Native.serving_run_dirty(state.native, state.session.resource)
+  @doc false
+  # One serving_run call, on a dirty scheduler when the NIF asks for one;
+  # the serving tests drive the queue through it without runner processes.
+  @spec run_once(reference(), Thunderbolt.Session.t()) ::
+          :ok | {:idle, pos_integer() | :infinity} | :closed
+  def run_once(native, %Thunderbolt.Session{resource: resource}) do
+    case Native.serving_run(native, resource) do
+      :dirty -> Native.serving_run_dirty(native, resource)
       result -> result
     end
   end
