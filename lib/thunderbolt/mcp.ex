@@ -350,11 +350,7 @@ defmodule Thunderbolt.MCP do
             ":max_concurrency must be a positive integer, got #{inspect(opts[:max_concurrency])}"
     end
 
-    unless Protocol.tools_module?(opts[:tools]) do
-      raise ArgumentError,
-            ":tools must be a module with names/0, instructions/0, list/1 and call/3, " <>
-              "got #{inspect(opts[:tools])}"
-    end
+    Protocol.check_tools!(opts[:tools])
 
     Keyword.update!(opts, :model_dir, fn
       nil -> Thunderbolt.ModelDir.dir()

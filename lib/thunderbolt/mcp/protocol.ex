@@ -106,6 +106,19 @@ defmodule Thunderbolt.MCP.Protocol do
       end)
   end
 
+  @doc false
+  # Raises unless tools_module?/1; shared with Thunderbolt.MCP's options.
+  @spec check_tools!(term()) :: :ok
+  def check_tools!(module) do
+    unless tools_module?(module) do
+      raise ArgumentError,
+            ":tools must be a module with names/0, instructions/0, list/1 and call/3, " <>
+              "got #{inspect(module)}"
+    end
+
+    :ok
+  end
+
   @doc """
   A fresh protocol state.
 
@@ -129,11 +142,7 @@ defmodule Thunderbolt.MCP.Protocol do
         tools: Tools
       ])
 
-    unless tools_module?(opts[:tools]) do
-      raise ArgumentError,
-            ":tools must be a module with names/0, instructions/0, list/1 and call/3, " <>
-              "got #{inspect(opts[:tools])}"
-    end
+    check_tools!(opts[:tools])
 
     unless is_binary(opts[:model_dir]) do
       raise ArgumentError, ":model_dir must be a path, got #{inspect(opts[:model_dir])}"
