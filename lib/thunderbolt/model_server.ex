@@ -432,11 +432,16 @@ defmodule Thunderbolt.ModelServer do
     :exit, reason -> {:error, {:model_server_not_running, {server, reason}}}
   end
 
+  # An absolute path as it is: the hot path's only case, without
+  # `Path.type/1`'s look at the operating system.
+  defp absolute("/" <> _ = path), do: path
+
   defp absolute(path) do
     path = IO.chardata_to_string(path)
     if Path.type(path) == :absolute, do: path, else: Path.expand(path)
   end
 
+  defp normalize([]), do: []
   defp normalize(opts) when is_list(opts), do: Enum.sort(opts)
   defp normalize(opts), do: opts
 

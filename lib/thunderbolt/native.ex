@@ -20,6 +20,10 @@ defmodule Thunderbolt.Native do
   def session_pool_size(_session), do: err()
   def runtime_info, do: err()
 
+  # infer.rs
+  def session_infer(_session, _inputs, _limit, _outputs, _top_k, _others_waiting), do: err()
+  def session_infer_dirty(_session, _inputs, _limit, _outputs, _top_k), do: err()
+
   # file.rs
   def file_stamp(_path), do: err()
 

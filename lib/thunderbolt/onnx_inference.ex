@@ -65,7 +65,7 @@ defmodule Thunderbolt.OnnxInference do
   The session is still resolved and loaded here, to know the model's inputs.
   """
 
-  alias Thunderbolt.{Error, ModelDir, ModelServer, Session, Tensor}
+  alias Thunderbolt.{Error, Inputs, ModelDir, ModelServer, Native, Session, Tensor}
 
   @compile {:no_warn_undefined, Thunderbolt.Serving}
 
@@ -151,9 +151,9 @@ defmodule Thunderbolt.OnnxInference do
          {:ok, path} <- resolve(model_path, opts),
          :ok <- check_extension(path, model_path),
          {:ok, session} <- fetch(path, opts),
-         {:ok, tensors} <- tensors(session, input, max_elements(opts)),
-         {:ok, outputs} <- run(session, tensors, model_path, path, opts),
-         {:ok, predictions} <- predictions(outputs, top_k(opts, metadata), metadata) do
+         limit = max_elements(opts),
+         {:ok, args} <- tensors(session, input, limit),
+         {:ok, predictions} <- run(session, args, limit, {model_path, path}, opts, metadata) do
       {:ok,
        %__MODULE__{
          model_path: model_path,
@@ -220,31 +220,43 @@ defmodule Thunderbolt.OnnxInference do
 
   # Options
 
-  defp validate_options(opts) do
-    if is_list(opts) and Keyword.keyword?(opts) do
-      case Enum.uniq(Keyword.keys(opts)) -- @option_keys do
-        [] -> check_option_values(opts)
-        unknown -> {:error, {:invalid_option, "unknown options #{inspect(unknown)}"}}
-      end
+  # One pass over the options, with no lists made, checking each value as
+  # it comes; anything else (an unknown option, not a keyword list) is
+  # sorted out by `option_error/1`.
+  defp validate_options(opts), do: check_options(opts, opts)
+
+  defp check_options([], opts), do: {:ok, opts}
+
+  defp check_options([{:top_k, k} | rest], opts) when is_nil(k) or (is_integer(k) and k > 0),
+    do: check_options(rest, opts)
+
+  defp check_options([{:top_k, _} | _], _opts),
+    do: {:error, {:invalid_option, ":top_k must be a positive integer"}}
+
+  defp check_options([{:max_input_elements, n} | rest], opts)
+       when is_nil(n) or (is_integer(n) and n > 0),
+       do: check_options(rest, opts)
+
+  defp check_options([{:max_input_elements, _} | _], _opts),
+    do: {:error, {:invalid_option, ":max_input_elements must be a positive integer"}}
+
+  defp check_options([{:model_dir, dir} | rest], opts) when is_nil(dir) or is_binary(dir),
+    do: check_options(rest, opts)
+
+  defp check_options([{:model_dir, _} | _], _opts),
+    do: {:error, {:invalid_option, ":model_dir must be a path"}}
+
+  defp check_options([{key, _} | rest], opts) when key in @option_keys,
+    do: check_options(rest, opts)
+
+  defp check_options(_rest, opts), do: option_error(opts)
+
+  defp option_error(opts) do
+    with true <- is_list(opts) and Keyword.keyword?(opts),
+         [_ | _] = unknown <- Enum.uniq(Keyword.keys(opts)) -- @option_keys do
+      {:error, {:invalid_option, "unknown options #{inspect(unknown)}"}}
     else
-      {:error, {:invalid_option, "options must be a keyword list"}}
-    end
-  end
-
-  defp check_option_values(opts) do
-    cond do
-      not (is_nil(opts[:top_k]) or (is_integer(opts[:top_k]) and opts[:top_k] > 0)) ->
-        {:error, {:invalid_option, ":top_k must be a positive integer"}}
-
-      not (is_nil(opts[:max_input_elements]) or
-               (is_integer(opts[:max_input_elements]) and opts[:max_input_elements] > 0)) ->
-        {:error, {:invalid_option, ":max_input_elements must be a positive integer"}}
-
-      not (is_nil(opts[:model_dir]) or is_binary(opts[:model_dir])) ->
-        {:error, {:invalid_option, ":model_dir must be a path"}}
-
-      true ->
-        {:ok, opts}
+      _ -> {:error, {:invalid_option, "options must be a keyword list"}}
     end
   end
 
@@ -296,18 +308,37 @@ defmodule Thunderbolt.OnnxInference do
     end
   end
 
-  defp run(session, tensors, model_path, path, opts) do
-    run_opts = if opts[:outputs], do: [outputs: opts[:outputs]], else: []
+  # `args` maps input names to tensors, or to {data, type, declared_rank,
+  # label} for the NIF to encode (see `tensor/4`).
+  defp run(session, args, limit, {model_path, path}, opts, metadata) do
+    top_k = top_k(opts, metadata)
 
     result =
       case serving(opts, model_path, path) do
-        nil -> Thunderbolt.run(session, run_input(session, tensors), run_opts)
-        name -> run_serving(name, tensors, run_opts)
+        nil ->
+          infer_native(session, args, limit, opts[:outputs], top_k)
+
+        name ->
+          run_opts = if opts[:outputs], do: [outputs: opts[:outputs]], else: []
+
+          with {:ok, tensors} <- to_tensors(args, session),
+               {:ok, outputs} <- run_serving(name, tensors, run_opts) do
+            {:ok, outputs, false}
+          end
       end
 
     case result do
-      {:ok, outputs} ->
-        {:ok, outputs}
+      {:ok, predictions, true} ->
+        {:ok, predictions}
+
+      {:error, {:input_too_large, _}} = error ->
+        error
+
+      {:ok, predictions, false} ->
+        {:ok, finish_predictions(predictions, top_k, metadata)}
+
+      {:error, {:invalid_input, _} = reason} ->
+        {:error, reason}
 
       {:error, %Error{kind: kind, message: m}} when kind in [:invalid_input, :invalid_option] ->
         {:error, {:invalid_input, m}}
@@ -317,13 +348,63 @@ defmodule Thunderbolt.OnnxInference do
     end
   end
 
-  # A one-input model's tensor goes to Thunderbolt.run/3 on its own, which
-  # takes the direct path: the map's names were checked against the model's
-  # inputs already.
-  defp run_input(%Session{inputs: [_]}, %{} = tensors) when map_size(tensors) == 1,
-    do: tensors |> Map.values() |> hd()
+  # One NIF call makes the inputs, runs on the normal scheduler when the
+  # run is known to be short (as `Thunderbolt.run/3` does) and answers the
+  # JSON-ready predictions.
+  defp infer_native(session, args, limit, outputs, top_k) do
+    with {:ok, indices} <- Inputs.output_indices(session.outputs, outputs) do
+      ordered = Enum.map(session.inputs, &Map.fetch!(args, &1.name))
 
-  defp run_input(_session, tensors), do: tensors
+      case call_infer(session, ordered, limit, indices, top_k) do
+        {:ok, _predictions, _finished} = result -> result
+        :too_large -> too_large(session, ordered, limit, indices, top_k)
+        error -> Error.from_native(error)
+      end
+    end
+  end
+
+  defp call_infer(%Session{resource: ref}, ordered, limit, indices, top_k) do
+    others_waiting = :erlang.statistics(:total_run_queue_lengths) > 0
+
+    case Native.session_infer(ref, ordered, limit, indices, top_k, others_waiting) do
+      :dirty -> Native.session_infer_dirty(ref, ordered, limit, indices, top_k)
+      result -> result
+    end
+  end
+
+  # The NIF bounds the size by the lengths along the first element of each
+  # level; the exact count, for the message, is made here. Ragged lists may
+  # pass that bound yet hold fewer elements: the NIF then says so itself.
+  defp too_large(session, ordered, limit, indices, top_k) do
+    elements =
+      Enum.sum(for {data, _type, _rank, _label} <- ordered, do: elements(%{"data" => data}))
+
+    if elements > limit do
+      {:error, {:input_too_large, %{elements: elements, limit: limit}}}
+    else
+      session |> call_infer(ordered, nil, indices, top_k) |> Error.from_native()
+    end
+  end
+
+  defp to_tensors(args, session) do
+    Enum.reduce_while(session.inputs, {:ok, %{}}, fn spec, {:ok, acc} ->
+      case to_tensor(Map.fetch!(args, spec.name), spec) do
+        {:ok, tensor} -> {:cont, {:ok, Map.put(acc, spec.name, tensor)}}
+        error -> {:halt, error}
+      end
+    end)
+  end
+
+  defp to_tensor(%Tensor{} = tensor, _spec), do: {:ok, tensor}
+
+  defp to_tensor({data, type, _rank, label}, spec) do
+    {:ok, data |> Tensor.new(type: Tensor.from_type_atom(type)) |> add_batch_axis(spec)}
+  rescue
+    e in ArgumentError -> {:error, {:invalid_input, labelled(label, Exception.message(e))}}
+  end
+
+  defp labelled(nil, message), do: message
+  defp labelled(label, message), do: "#{label}: #{message}"
 
   defp serving(opts, model_path, path) do
     case Keyword.fetch(opts, :serving) do
@@ -353,7 +434,7 @@ defmodule Thunderbolt.OnnxInference do
       if Map.has_key?(input, "data") do
         case specs do
           [spec] ->
-            with {:ok, tensor} <- tensor(spec, input, limit), do: {:ok, %{spec.name => tensor}}
+            with {:ok, arg} <- tensor(spec, input, limit, nil), do: {:ok, %{spec.name => arg}}
 
           _ ->
             {:error,
@@ -391,9 +472,9 @@ defmodule Thunderbolt.OnnxInference do
           Enum.reduce_while(specs, {:ok, %{}}, fn spec, {:ok, acc} ->
             value = Map.fetch!(input, spec.name)
 
-            case tensor(spec, as_value(value), limit) do
-              {:ok, tensor} ->
-                {:cont, {:ok, Map.put(acc, spec.name, tensor)}}
+            case tensor(spec, as_value(value), limit, spec.name) do
+              {:ok, arg} ->
+                {:cont, {:ok, Map.put(acc, spec.name, arg)}}
 
               {:error, {:invalid_input, m}} ->
                 {:halt, {:error, {:invalid_input, "#{spec.name}: #{m}"}}}
@@ -437,16 +518,25 @@ defmodule Thunderbolt.OnnxInference do
     Enum.sum(for spec <- specs, do: elements(as_value(Map.fetch!(input, spec.name))))
   end
 
-  # One input value, %{"data" => ..., "dtype" => ..., "shape" => ...}, as a tensor.
-  defp tensor(spec, %{} = value, limit) do
+  # One input value, %{"data" => ..., "dtype" => ..., "shape" => ...}, as a
+  # tensor, or, for nested data of a known type, as {data, type,
+  # declared_rank, label} for the NIF to encode with no tensor made in
+  # between (`label` names the input in its errors).
+  defp tensor(spec, %{} = value, limit, label) do
     with :ok <- known_keys(value),
          {:ok, data} <- fetch_data(value),
          {:ok, shape} <- requested_shape(value["shape"], limit),
-         {:ok, n} <- count_within(value, limit),
          {:ok, type} <- element_type(spec, value["dtype"]) do
-      build(spec, data, shape, type, n)
+      if shape == nil and type != nil do
+        # The NIF checks the size against the limit before it allocates.
+        {:ok, {data, Tensor.type_atom(type), tuple_size(spec.shape), label}}
+      else
+        with {:ok, n} <- count_within(value, limit), do: build(spec, data, shape, type, n)
+      end
     end
   end
+
+  defp known_keys(%{"data" => _} = value) when map_size(value) == 1, do: :ok
 
   defp known_keys(value) do
     case Map.keys(value) -- ["data", "dtype", "shape"] do
@@ -589,32 +679,37 @@ defmodule Thunderbolt.OnnxInference do
 
   # Predictions
 
-  defp predictions(outputs, top_k, metadata) do
+  # The NIF lists outputs itself, but leaves rankings as rows of
+  # {index, score} to label here, and an output too big to list on the
+  # normal scheduler as a tensor; a serving answers tensors.
+  defp finish_predictions(predictions, top_k, metadata) do
     names = class_names(metadata)
 
-    {:ok,
-     Map.new(outputs, fn {name, %Tensor{} = tensor} ->
-       dims = Tuple.to_list(tensor.shape)
-
-       prediction = %{
-         "tensor" => Tensor.to_list(tensor, non_finite: :strings),
-         "shape" => dims,
-         "dtype" => Tensor.type_string(tensor.type)
-       }
-
-       prediction =
-         if top_k,
-           do: Map.put(prediction, "top_k", json_ready(ranked(tensor, top_k, names))),
-           else: prediction
-
-       {name, prediction}
-     end)}
+    Map.new(predictions, fn
+      {name, %Tensor{} = tensor} -> {name, finish_prediction(listed(tensor, top_k), names)}
+      {name, prediction} -> {name, finish_prediction(prediction, names)}
+    end)
   end
+
+  defp listed(tensor, top_k) do
+    prediction = %{
+      "tensor" => Tensor.to_list(tensor, non_finite: :strings),
+      "shape" => Tuple.to_list(tensor.shape),
+      "dtype" => Tensor.type_string(tensor.type)
+    }
+
+    if top_k, do: Map.put(prediction, "top_k", Tensor.top_k(tensor, top_k)), else: prediction
+  end
+
+  defp finish_prediction(%{"top_k" => rows} = prediction, names),
+    do: %{prediction | "top_k" => json_ready(ranked(rows, names))}
+
+  defp finish_prediction(prediction, _names), do: prediction
 
   # One ranking per sample: the leading axis is the batch, the rest is
   # flattened into the scores of one sample.
-  defp ranked(tensor, k, names) do
-    for row <- Tensor.top_k(tensor, k) do
+  defp ranked(rows, names) do
+    for row <- rows do
       for {index, score} <- row do
         %{"index" => index, "label" => label(names, index), "score" => score}
       end
@@ -647,6 +742,11 @@ defmodule Thunderbolt.OnnxInference do
   defp json_key(k), do: k
 
   # Shared
+
+  # JSON's and Elixir's usual one-input shapes, without a new map built
+  # key by key.
+  defp string_keys(%{"data" => _} = map) when map_size(map) == 1, do: {:ok, map}
+  defp string_keys(%{data: data} = map) when map_size(map) == 1, do: {:ok, %{"data" => data}}
 
   defp string_keys(map) do
     case Thunderbolt.Inputs.string_keys(map) do

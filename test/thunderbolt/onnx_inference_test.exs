@@ -172,6 +172,8 @@ defmodule Thunderbolt.OnnxInferenceTest do
         {"tiny_text.onnx", %{"data" => [1.5, 2.5]}, "not an integer"},
         {"tiny_text.onnx", %{"data" => ["a", "b"]}, "expected a number"},
         {"tiny_text.onnx", %{"data" => [[1, 2], [3]]}, "ragged"},
+        {"positional.onnx", %{"input_ids" => [[1, 2], [3]], "positions" => positions},
+         "input_ids: ragged"},
         {"tiny_text.onnx", %{"data" => "1 2 3"}, "\"data\" must be"},
         {"tiny_text.onnx", %{"data" => ids, "shape" => "8"}, "\"shape\" must be"},
         {"tiny_text.onnx", %{"data" => ids, "shape" => [-1, 8]}, "non-negative"},
@@ -224,6 +226,40 @@ defmodule Thunderbolt.OnnxInferenceTest do
                [max_input_elements: 100] ++ @opts
              ) ==
                {:error, {:input_too_large, %{elements: 104, limit: 100}}}
+    end
+
+    test "ragged lists whose first rows suggest too many elements are ragged, not too large" do
+      # The NIF bounds the size by the first row: 2 rows of 8 is over 10,
+      # but these hold 9 elements.
+      assert {:error, {:invalid_input, message}} =
+               OnnxInference.infer(
+                 "tiny_text.onnx",
+                 %{"data" => [Enum.to_list(1..8), [1]]},
+                 %{},
+                 [max_input_elements: 10] ++ @opts
+               )
+
+      assert message =~ "ragged"
+    end
+
+    test "an input too big to encode on a normal scheduler is encoded on a dirty one" do
+      row = Enum.to_list(1..8)
+      rows = List.duplicate(row, 2_600)
+
+      {:ok, result} = OnnxInference.infer("tiny_text.onnx", %{"data" => rows}, %{}, @opts)
+      {:ok, one} = OnnxInference.infer("tiny_text.onnx", %{"data" => [row]}, %{}, @opts)
+
+      assert result.predictions["logits"]["shape"] == [2_600, 6]
+
+      assert Enum.uniq(result.predictions["logits"]["tensor"]) ==
+               one.predictions["logits"]["tensor"]
+    end
+
+    test "an improper list is refused" do
+      assert {:error, {:invalid_input, message}} =
+               OnnxInference.infer("tiny_text.onnx", %{"data" => [1, 2 | 3]}, %{}, @opts)
+
+      assert message =~ "improper"
     end
 
     test "the limit counts every input together" do
@@ -491,6 +527,132 @@ defmodule Thunderbolt.OnnxInferenceTest do
 
       assert map |> :jiffy.encode() |> IO.iodata_to_binary() |> :jiffy.decode([:return_maps]) ==
                map
+    end
+  end
+
+  describe "infer/4 predictions against Thunderbolt.run/3" do
+    # OnnxInference makes its lists in one NIF call; they must be what
+    # Thunderbolt.run/3 and Tensor.to_list/2 give, for every type and shape.
+    defp expected_predictions(dir, model, inputs) do
+      session = Thunderbolt.load!(Path.join(dir, model))
+      {:ok, outputs} = Thunderbolt.run(session, inputs)
+
+      Map.new(outputs, fn {name, tensor} ->
+        {name,
+         %{
+           "tensor" => Tensor.to_list(tensor, non_finite: :strings),
+           "shape" => Tuple.to_list(tensor.shape),
+           "dtype" => Tensor.type_string(tensor.type)
+         }}
+      end)
+    end
+
+    test "every element type" do
+      dir = TestModels.fixture("runtime")
+
+      for {type, data} <- [
+            f32: [[1.5, -2.0, :nan], [:infinity, :neg_infinity, 0.0]],
+            f64: [[1.0e300, -2.5, 3.0]],
+            f16: [[1.5, -2.0, 65504.0]],
+            bf16: [[1.5, -2.0, 3.0e38]],
+            s8: [[-128, 0, 127]],
+            s16: [[-32768, 1, 32767]],
+            s32: [[-2_147_483_648, 2, 2_147_483_647]],
+            s64: [[-9_223_372_036_854_775_808, 3, 9_223_372_036_854_775_807]],
+            u8: [[0, 1, 255]],
+            u16: [[0, 2, 65535]],
+            u32: [[0, 3, 4_294_967_295]],
+            u64: [[0, 4, 18_446_744_073_709_551_615]]
+          ] do
+        model = "identity_#{type}.onnx"
+        {:ok, result} = OnnxInference.infer(model, %{"data" => data}, %{}, model_dir: dir)
+        expected = expected_predictions(dir, model, Tensor.new(data, type: type))
+        assert result.predictions == expected, "for #{type}"
+      end
+
+      # Bool travels as u8, as Thunderbolt.Tensor types it.
+      {:ok, result} =
+        OnnxInference.infer("identity_bool.onnx", %{"data" => [[1, 0, 1]]}, %{}, model_dir: dir)
+
+      assert result.predictions["y"] == %{
+               "tensor" => [[1, 0, 1]],
+               "shape" => [1, 3],
+               "dtype" => "u8"
+             }
+    end
+
+    test "several outputs, an empty batch, empty and constant outputs" do
+      dir = TestModels.fixture("runtime")
+      a = [[1.0, -2.0, 3.0, -4.0], [0.5, 0.25, -0.5, 8.0]]
+      b = [[2.0, 2.0, 2.0, 2.0], [1.0, 1.0, 1.0, 1.0]]
+      input = %{"a" => a, "b" => b, "n" => [3, -4]}
+      {:ok, result} = OnnxInference.infer("multi_io.onnx", input, %{}, model_dir: dir)
+
+      assert result.predictions ==
+               expected_predictions(dir, "multi_io.onnx", %{
+                 "a" => Tensor.new(a, type: :f32),
+                 "b" => Tensor.new(b, type: :f32),
+                 "n" => Tensor.new([3, -4], type: :s64)
+               })
+
+      empty = %{"data" => [], "shape" => [0, 4]}
+      input = %{"a" => empty, "b" => empty, "n" => %{"data" => [], "shape" => [0]}}
+      {:ok, result} = OnnxInference.infer("multi_io.onnx", input, %{}, model_dir: dir)
+      assert %{"tensor" => [], "shape" => [0, 4], "dtype" => "f32"} = result.predictions["sum"]
+      assert %{"tensor" => [], "shape" => [0]} = result.predictions["n_squared"]
+
+      {:ok, result} =
+        OnnxInference.infer("nonzero.onnx", %{"data" => [0.0, 0.0]}, %{}, model_dir: dir)
+
+      assert result.predictions["y"] == %{"tensor" => [[]], "shape" => [1, 0], "dtype" => "s64"}
+
+      {:ok, result} =
+        OnnxInference.infer("constant_output.onnx", %{"data" => [[1.0, 2.0, 3.0]]}, %{},
+          model_dir: dir
+        )
+
+      assert result.predictions ==
+               expected_predictions(dir, "constant_output.onnx", Tensor.new([[1.0, 2.0, 3.0]]))
+    end
+
+    @tag :tmp_dir
+    test "an output too big to list on a normal scheduler", %{tmp_dir: dir} do
+      units = 25_000
+      kernel = for i <- 1..units, into: <<>>, do: <<rem(i, 97) / 7::float-32-native>>
+
+      spec = %{
+        inputs: [%{name: "x", type: :f32, shape: {nil, 1}}],
+        layers: [
+          %{
+            name: "wide",
+            class_name: "Dense",
+            config: %{"units" => units, "activation" => "linear"},
+            inbound: ["x"],
+            weights: [
+              Tensor.from_binary(kernel, :f32, {1, units}),
+              Tensor.from_binary(:binary.copy(<<0.5::float-32-native>>, units), :f32, {units})
+            ]
+          }
+        ],
+        outputs: [%{name: "y", source: "wide"}]
+      }
+
+      :ok = Thunderbolt.Builder.build_file(spec, Path.join(dir, "wide.onnx"))
+      expected = expected_predictions(dir, "wide.onnx", Tensor.new([[2.0]]))
+
+      # Several times: the first run is on a dirty scheduler, later ones on
+      # a normal one once the run is measured to be short.
+      for _ <- 1..3 do
+        {:ok, result} = OnnxInference.infer("wide.onnx", %{"data" => [2.0]}, %{}, model_dir: dir)
+        assert result.predictions == expected
+
+        {:ok, result} =
+          OnnxInference.infer("wide.onnx", %{"data" => [2.0]}, %{}, model_dir: dir, top_k: 2)
+
+        assert Map.delete(result.predictions["y"], "top_k") == expected["y"]
+        assert [[%{"score" => best}, _]] = result.predictions["y"]["top_k"]
+        assert best == Enum.max(hd(expected["y"]["tensor"]))
+      end
     end
   end
 

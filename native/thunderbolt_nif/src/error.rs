@@ -31,6 +31,14 @@ impl NifError {
             message: message.into(),
         }
     }
+
+    /// The same error, its message prefixed with `label: `.
+    pub fn prefixed(self, label: &str) -> Self {
+        Self {
+            kind: self.kind,
+            message: format!("{label}: {}", self.message),
+        }
+    }
 }
 
 impl From<RuntimeError> for NifError {

@@ -4,6 +4,7 @@
 mod builder;
 mod error;
 mod file;
+mod infer;
 mod keras;
 mod serving;
 mod session;

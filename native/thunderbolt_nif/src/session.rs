@@ -185,17 +185,21 @@ fn session_run<'a>(
     }
     let started = Instant::now();
     let result = run(env, &session, &inputs, outputs.as_deref());
-    // Charge the scheduler for this call as if a slice were 25 us rather
-    // than the nominal 1 ms: a process running inferences back to back then
-    // yields every two runs, so a process that wakes up behind a dozen busy
-    // ones waits a fraction of a millisecond instead of a dozen. Measured
-    // with 16 runners, sleeper p99 lateness: 100 us gave 2.1 ms, 50 us
-    // 1.1-1.9 ms from run to run, 25 us 1.05-1.12 ms at the same
-    // throughput. (25 us once cost a lone runner 15% of its speed; a lone
-    // caller is no longer charged at all.)
+    charge_timeslice(env, started);
+    Ok(result)
+}
+
+/// Charges the scheduler for a run on it since `started` as if a slice were
+/// 25 us rather than the nominal 1 ms: a process running inferences back to
+/// back then yields every two runs, so a process that wakes up behind a
+/// dozen busy ones waits a fraction of a millisecond instead of a dozen.
+/// Measured with 16 runners, sleeper p99 lateness: 100 us gave 2.1 ms,
+/// 50 us 1.1-1.9 ms from run to run, 25 us 1.05-1.12 ms at the same
+/// throughput. (25 us once cost a lone runner 15% of its speed; a lone
+/// caller is no longer charged at all.)
+pub(crate) fn charge_timeslice(env: Env<'_>, started: Instant) {
     let percent = (started.elapsed().as_micros() * 4).clamp(1, 100) as i32;
     rustler::schedule::consume_timeslice(env, percent);
-    Ok(result)
 }
 
 #[rustler::nif(schedule = "DirtyCpu")]

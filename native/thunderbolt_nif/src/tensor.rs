@@ -2,7 +2,7 @@
 //! between Elixir number lists and tensor bytes element by element is the
 //! slowest part of serving JSON-shaped requests when done in Elixir.
 
-use rustler::sys::{enif_make_list_from_array, ErlNifTerm};
+use rustler::sys::{enif_get_list_cell, enif_is_empty_list, enif_make_list_from_array, ErlNifTerm};
 use rustler::{Atom, Binary, Encoder, Env, OwnedBinary, Term, TermType};
 use thunderbolt_runtime::number::{self, Number};
 use thunderbolt_runtime::ElementType;
@@ -48,7 +48,28 @@ fn from_nested<'a>(
     ty: Atom,
 ) -> Result<(Vec<usize>, Binary<'a>), NifError> {
     let ty = tensor_type(ty)?;
+    let shape = nested_shape(data)?;
+    let bytes = encode_nested(data, &shape, ty)?;
+    let mut bin = OwnedBinary::new(bytes.len());
+    bin.as_mut_slice().copy_from_slice(&bytes);
+    Ok((shape, Binary::from_owned(bin, env)))
+}
+
+/// The shape of nested lists, read along the first element of each level;
+/// `encode_nested` checks that every other row matches it.
+pub(crate) fn nested_shape(data: Term<'_>) -> Result<Vec<usize>, NifError> {
+    Ok(nested_shape_within(data, usize::MAX)?.expect("no shape holds more than usize::MAX"))
+}
+
+/// Like `nested_shape`, but `None` as soon as the shape holds more than
+/// `cap` elements: each level's length is counted only as far as the cap
+/// needs, so a huge list costs no more to refuse than a small one.
+pub(crate) fn nested_shape_within(
+    data: Term<'_>,
+    cap: usize,
+) -> Result<Option<Vec<usize>>, NifError> {
     let mut shape = Vec::new();
+    let mut elements: usize = 1;
     let mut probe = data;
     while probe.get_type() == TermType::List {
         if shape.len() == MAX_RANK {
@@ -56,21 +77,58 @@ fn from_nested<'a>(
                 "lists nested deeper than {MAX_RANK}"
             )));
         }
-        let len = probe
-            .list_length()
-            .map_err(|_| NifError::invalid_input("an improper list is not a tensor"))?;
+        // More than `cap / elements` here would take the shape over the cap.
+        let Some(len) = list_length_within(probe, cap / elements.max(1))? else {
+            return Ok(None);
+        };
         shape.push(len);
+        elements = elements.saturating_mul(len);
         match probe.into_list_iterator().ok().and_then(|mut it| it.next()) {
             Some(first) => probe = first,
             None => break,
         }
     }
+    Ok(Some(shape))
+}
+
+/// A proper list's length, or `None` when it is longer than `cap`.
+fn list_length_within(list: Term<'_>, cap: usize) -> Result<Option<usize>, NifError> {
+    if cap == usize::MAX {
+        return list
+            .list_length()
+            .map(Some)
+            .map_err(|_| NifError::invalid_input("an improper list is not a tensor"));
+    }
+    let env = list.get_env().as_c_arg();
+    let mut rest = list.as_c_arg();
+    let mut len = 0;
+    let (mut head, mut tail) = (rest, rest);
+    // SAFETY: every term passed is a term of `list`'s environment.
+    while unsafe { enif_get_list_cell(env, rest, &mut head, &mut tail) } != 0 {
+        if len == cap {
+            return Ok(None);
+        }
+        len += 1;
+        rest = tail;
+    }
+    // SAFETY: as above.
+    if unsafe { enif_is_empty_list(env, rest) } == 0 {
+        return Err(NifError::invalid_input("an improper list is not a tensor"));
+    }
+    Ok(Some(len))
+}
+
+/// The bytes of nested lists of `shape` (from `nested_shape`), refusing
+/// ragged rows and leaves that are not numbers.
+pub(crate) fn encode_nested(
+    data: Term<'_>,
+    shape: &[usize],
+    ty: ElementType,
+) -> Result<Vec<u8>, NifError> {
     let count: usize = shape.iter().product();
     let mut bytes = Vec::with_capacity(count * ty.byte_size().unwrap_or(1));
-    walk(data, &shape, ty, &mut bytes)?;
-    let mut bin = OwnedBinary::new(bytes.len());
-    bin.as_mut_slice().copy_from_slice(&bytes);
-    Ok((shape, Binary::from_owned(bin, env)))
+    walk(data, shape, ty, &mut bytes)?;
+    Ok(bytes)
 }
 
 fn walk(
@@ -80,11 +138,7 @@ fn walk(
     out: &mut Vec<u8>,
 ) -> Result<(), NifError> {
     let Some((&len, inner)) = shape.split_first() else {
-        if term.get_type() == TermType::List {
-            return Err(NifError::invalid_input(
-                "ragged list: rows must all have the same shape",
-            ));
-        }
+        // A list here is refused by `to_number`, as ragged.
         return Ok(number::encode(ty, to_number(term)?, out)?);
     };
     let items = term
@@ -165,6 +219,9 @@ fn to_number(term: Term<'_>) -> Result<Number, NifError> {
                 "expected a number, :nan, :infinity or :neg_infinity",
             )),
         },
+        TermType::List => Err(NifError::invalid_input(
+            "ragged list: rows must all have the same shape",
+        )),
         _ => Err(NifError::invalid_input("expected a number")),
     }
 }
@@ -188,21 +245,37 @@ fn to_flat_list<'a>(
             "non_finite must be :atoms or :strings",
         ));
     };
-    let ty = tensor_type(ty)?;
+    let terms = element_terms(env, tensor_type(ty)?, data.as_slice(), strings)?;
+    list_term(env, &terms)
+}
+
+/// One term per element of `data`: numbers, with NaN and the infinities as
+/// atoms or, with `strings`, as strings.
+pub(crate) fn element_terms(
+    env: Env<'_>,
+    ty: ElementType,
+    data: &[u8],
+    strings: bool,
+) -> Result<Vec<ErlNifTerm>, NifError> {
     let mut list = ListBuilder {
         env,
         strings,
         non_finite: [None; 3],
         terms: Vec::with_capacity(data.len() / ty.byte_size().unwrap_or(1).max(1)),
     };
-    number::visit(ty, data.as_slice(), &mut list)?;
-    let len = u32::try_from(list.terms.len())
+    number::visit(ty, data, &mut list)?;
+    Ok(list.terms)
+}
+
+/// A list of terms of `env`, its cons cells made in one call.
+pub(crate) fn list_term<'a>(env: Env<'a>, terms: &[ErlNifTerm]) -> Result<Term<'a>, NifError> {
+    let len = u32::try_from(terms.len())
         .map_err(|_| NifError::invalid_input("more than 2^32 elements for one list"))?;
-    // SAFETY: every element is a term made in `env` by the builder.
+    // SAFETY: callers pass terms made in `env`.
     Ok(unsafe {
         Term::new(
             env,
-            enif_make_list_from_array(env.as_c_arg(), list.terms.as_ptr(), len),
+            enif_make_list_from_array(env.as_c_arg(), terms.as_ptr(), len),
         )
     })
 }
@@ -290,7 +363,18 @@ fn top_k<'a>(
     row_len: usize,
     k: usize,
 ) -> Result<Term<'a>, NifError> {
-    let rows = number::top_k(tensor_type(ty)?, data.as_slice(), row_len, k)?;
+    top_k_rows(env, tensor_type(ty)?, data.as_slice(), row_len, k)
+}
+
+/// The `k` best `{index, score}` of each row of `row_len` elements.
+pub(crate) fn top_k_rows<'a>(
+    env: Env<'a>,
+    ty: ElementType,
+    data: &[u8],
+    row_len: usize,
+    k: usize,
+) -> Result<Term<'a>, NifError> {
+    let rows = number::top_k(ty, data, row_len, k)?;
     let rows: Vec<Term<'a>> = rows
         .into_iter()
         .map(|row| {
