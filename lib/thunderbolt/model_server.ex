@@ -31,6 +31,9 @@ defmodule Thunderbolt.ModelServer do
       nanosecond, so a rewrite in place that keeps the size is seen too.
     * An evicted session stays valid for every process still holding it.
       Its native memory is released when the last of them lets it go.
+    * `fetch_named/5` takes a name in a directory instead of a path, as
+      `Thunderbolt.OnnxInference` does, and remembers the resolution and
+      the session together, so its hit is one ETS read as well.
 
   The application starts one server under the name `Thunderbolt.ModelServer`
   with the options in `config :thunderbolt, :model_server` (for example
@@ -58,6 +61,13 @@ defmodule Thunderbolt.ModelServer do
   # {key, session, stamp, last_used, loaded_at, checked_ms}.
   @last_used_pos 4
   @checked_pos 6
+  # and in a `fetch_named/5` entry:
+  # {key, path, main_key, session, checked_ms, generation, last_used}.
+  @named_last_used_pos 7
+  # Positions in the :atomics array: the last use stamp handed out, and a
+  # generation that every load and eviction moves on.
+  @latest_use 1
+  @generation 2
 
   @type server :: GenServer.name()
   @type stats :: %{
@@ -126,50 +136,60 @@ defmodule Thunderbolt.ModelServer do
   @spec fetch(Path.t(), keyword(), server()) ::
           {:ok, Thunderbolt.Session.t()} | {:error, term()}
   def fetch(path, load_opts \\ [], server \\ __MODULE__) do
-    with {:ok, %{table: table} = shared} <- state(server) do
-      path = absolute(path)
-      key = {path, normalize(load_opts)}
-      now_ms = System.monotonic_time(:millisecond)
-
-      case :ets.lookup(table, key) do
-        [{^key, session, _stamp, last_used, _, checked_ms}]
-        when now_ms - checked_ms < shared.revalidate_ms ->
-          if last_used == :atomics.get(shared.latest, 1),
-            do: hit(shared, session),
-            else: hit(shared, key, session, [])
-
-        [{^key, session, stamp, _, _, _}] ->
-          case stamp(path) do
-            {:ok, ^stamp} -> hit(shared, key, session, [{@checked_pos, now_ms}])
-            {:ok, changed} -> miss(shared, server, key, changed)
-            :error -> gone(server, path)
-          end
-
-        [] ->
-          case stamp(path) do
-            {:ok, stamp} -> miss(shared, server, key, stamp)
-            :error -> {:error, {:file_not_found, path}}
-          end
-      end
+    with {:ok, shared} <- state(server),
+         {:ok, session, _checked_ms, _last_used} <-
+           checked_fetch(shared, server, path, load_opts, System.monotonic_time(:millisecond)) do
+      {:ok, session}
     end
   rescue
     # The table of a server that died a moment ago, before its restart.
     ArgumentError -> {:error, {:model_server_not_running, server}}
   end
 
-  defp hit(%{counters: counters}, session) do
+  # `fetch/3`, also answering when the file was last checked and the
+  # entry's use stamp (nil when just loaded), for `fetch_named/5`.
+  defp checked_fetch(%{table: table} = shared, server, path, load_opts, now_ms) do
+    path = absolute(path)
+    key = {path, normalize(load_opts)}
+
+    case :ets.lookup(table, key) do
+      [{^key, session, _stamp, last_used, _, checked_ms}]
+      when now_ms - checked_ms < shared.revalidate_ms ->
+        if last_used == :atomics.get(shared.latest, @latest_use),
+          do: hit(shared, session, checked_ms, last_used),
+          else: hit(shared, key, session, checked_ms, [])
+
+      [{^key, session, stamp, _, _, _}] ->
+        case stamp(path) do
+          {:ok, ^stamp} -> hit(shared, key, session, now_ms, [{@checked_pos, now_ms}])
+          {:ok, changed} -> miss(shared, server, key, changed, now_ms)
+          :error -> gone(server, path)
+        end
+
+      [] ->
+        case stamp(path) do
+          {:ok, stamp} -> miss(shared, server, key, stamp, now_ms)
+          :error -> {:error, {:file_not_found, path}}
+        end
+    end
+  end
+
+  defp hit(%{counters: counters}, session, checked_ms, last_used) do
     :counters.add(counters, @hits, 1)
-    {:ok, session}
+    {:ok, session, checked_ms, last_used}
   end
 
-  defp hit(%{table: table} = shared, key, session, updates) do
-    :ets.update_element(table, key, [{@last_used_pos, use_stamp(shared)} | updates])
-    hit(shared, session)
+  defp hit(%{table: table} = shared, key, session, checked_ms, updates) do
+    stamp = use_stamp(shared)
+    :ets.update_element(table, key, [{@last_used_pos, stamp} | updates])
+    hit(shared, session, checked_ms, stamp)
   end
 
-  defp miss(%{counters: counters}, server, key, stamp) do
+  defp miss(%{counters: counters}, server, key, stamp, now_ms) do
     :counters.add(counters, @misses, 1)
-    call(server, {:load, key, stamp})
+
+    with {:ok, session} <- call(server, {:load, key, stamp}),
+         do: {:ok, session, now_ms, nil}
   end
 
   defp gone(server, path) do
@@ -187,34 +207,108 @@ defmodule Thunderbolt.ModelServer do
   @spec resolve(term(), String.t(), server()) ::
           {:ok, String.t()} | {:error, Thunderbolt.ModelDir.error() | term()}
   def resolve(model_path, dir, server \\ __MODULE__) do
-    with {:ok, %{names: names, revalidate_ms: revalidate_ms}} <- state(server) do
-      key = {dir, model_path}
+    with {:ok, shared} <- state(server),
+         {:ok, path, _checked_ms} <-
+           checked_resolve(shared, server, model_path, dir, System.monotonic_time(:millisecond)) do
+      {:ok, path}
+    end
+  rescue
+    ArgumentError -> {:error, {:model_server_not_running, server}}
+  end
+
+  # `resolve/3`, also answering when the file system was last asked.
+  defp checked_resolve(%{names: names} = shared, server, model_path, dir, now_ms) do
+    key = {dir, model_path}
+
+    case :ets.lookup(names, key) do
+      # The lexical checks give the same answer for the same pair, so
+      # only the file system's part is being reused.
+      [{^key, path, checked_ms}] when now_ms - checked_ms < shared.revalidate_ms ->
+        {:ok, path, checked_ms}
+
+      remembered ->
+        case Thunderbolt.ModelDir.resolve(model_path, dir) do
+          {:ok, path} ->
+            :ets.insert(names, {key, path, now_ms})
+            {:ok, path, now_ms}
+
+          {:error, {:file_not_found, _}} = error ->
+            # The file it named is gone: so is its session.
+            with [{^key, path, _}] <- remembered, do: call(server, {:evict, path})
+            error
+
+          error ->
+            error
+        end
+    end
+  end
+
+  @doc """
+  `resolve/3`, then `check` on the resolved path (`:ok` or an error to
+  return), then `fetch/3`, answered as `{:ok, path, session}` and
+  remembered as one entry: while the resolution and the file check behind
+  it are younger than `:revalidate_ms`, and no model was loaded or evicted
+  since, a repeat of the call is one ETS read. `check` must give the same
+  answer for the same path.
+  """
+  @spec fetch_named(
+          term(),
+          String.t(),
+          keyword(),
+          (String.t() -> :ok | {:error, term()}),
+          server()
+        ) ::
+          {:ok, String.t(), Thunderbolt.Session.t()} | {:error, term()}
+  def fetch_named(model_path, dir, load_opts, check, server \\ __MODULE__) do
+    with {:ok, %{named: named} = shared} <- state(server) do
+      key = {dir, model_path, load_opts}
       now_ms = System.monotonic_time(:millisecond)
 
-      case :ets.lookup(names, key) do
-        # The lexical checks give the same answer for the same pair, so
-        # only the file system's part is being reused.
-        [{^key, path, checked_ms}] when now_ms - checked_ms < revalidate_ms ->
-          {:ok, path}
-
-        remembered ->
-          case Thunderbolt.ModelDir.resolve(model_path, dir) do
-            {:ok, path} ->
-              :ets.insert(names, {key, path, now_ms})
-              {:ok, path}
-
-            {:error, {:file_not_found, _}} = error ->
-              # The file it named is gone: so is its session.
-              with [{^key, path, _}] <- remembered, do: call(server, {:evict, path})
-              error
-
-            error ->
-              error
+      case :ets.lookup(named, key) do
+        [{^key, path, main_key, session, checked_ms, generation, last_used}]
+        when now_ms - checked_ms < shared.revalidate_ms ->
+          if generation == :atomics.get(shared.latest, @generation) do
+            named_hit(shared, key, main_key, last_used)
+            {:ok, path, session}
+          else
+            fetch_named_again(shared, server, key, check, now_ms)
           end
+
+        _ ->
+          fetch_named_again(shared, server, key, check, now_ms)
       end
     end
   rescue
     ArgumentError -> {:error, {:model_server_not_running, server}}
+  end
+
+  defp named_hit(%{counters: counters, latest: latest} = shared, key, main_key, last_used) do
+    :counters.add(counters, @hits, 1)
+
+    # As in `fetch/3`, only a model other than the one used last writes its
+    # use to the table.
+    if last_used != :atomics.get(latest, @latest_use) do
+      stamp = use_stamp(shared)
+      :ets.update_element(shared.table, main_key, {@last_used_pos, stamp})
+      :ets.update_element(shared.named, key, {@named_last_used_pos, stamp})
+    end
+  end
+
+  defp fetch_named_again(shared, server, {dir, model_path, load_opts} = key, check, now_ms) do
+    # Read before the entries it stands for: a load or eviction after this
+    # point makes the entry written below stale at once.
+    generation = :atomics.get(shared.latest, @generation)
+
+    with {:ok, path, resolved_ms} <- checked_resolve(shared, server, model_path, dir, now_ms),
+         :ok <- check.(path),
+         {:ok, session, fetched_ms, last_used} <-
+           checked_fetch(shared, server, path, load_opts, now_ms) do
+      # Due again when the older of its two checks is.
+      checked_ms = min(resolved_ms, fetched_ms)
+      main_key = {path, normalize(load_opts)}
+      :ets.insert(shared.named, {key, path, main_key, session, checked_ms, generation, last_used})
+      {:ok, path, session}
+    end
   end
 
   @doc """
@@ -287,15 +381,18 @@ defmodule Thunderbolt.ModelServer do
     Process.flag(:trap_exit, true)
     table = :ets.new(__MODULE__, [:set, :public, read_concurrency: true, write_concurrency: true])
     names = :ets.new(__MODULE__, [:set, :public, read_concurrency: true, write_concurrency: true])
+    named = :ets.new(__MODULE__, [:set, :public, read_concurrency: true, write_concurrency: true])
     counters = :counters.new(6, [:write_concurrency])
 
     shared = %{
       table: table,
       names: names,
+      named: named,
       counters: counters,
       # The last use stamp handed out, so a hit on the model used last
-      # (the steady state of a hot path) need not write to the table.
-      latest: :atomics.new(1, signed: true),
+      # (the steady state of a hot path) need not write to the table; and
+      # the generation that `fetch_named/5` entries are checked against.
+      latest: :atomics.new(2, signed: true),
       max_models: opts[:max_models],
       revalidate_ms: opts[:revalidate_ms]
     }
@@ -326,6 +423,8 @@ defmodule Thunderbolt.ModelServer do
   def handle_call({:evict, path}, _from, state) do
     removed = :ets.select_delete(state.table, [{{{path, :_}, :_, :_, :_, :_, :_}, [], [true]}])
     :ets.match_delete(state.names, {:_, path, :_})
+    :ets.match_delete(state.named, {:_, path, :_, :_, :_, :_, :_})
+    changed(state)
     :counters.add(state.counters, @evictions, removed)
     {:reply, :ok, state}
   end
@@ -351,6 +450,7 @@ defmodule Thunderbolt.ModelServer do
           :counters.add(state.counters, @loads, 1)
           if reloaded?, do: :counters.add(state.counters, @reloads, 1)
           evict_least_recently_used(state)
+          changed(state)
           {:ok, session}
 
         {:error, _} = error ->
@@ -403,7 +503,7 @@ defmodule Thunderbolt.ModelServer do
     }
   end
 
-  defp evict_least_recently_used(%{table: table, max_models: max, counters: counters}) do
+  defp evict_least_recently_used(%{table: table, max_models: max, counters: counters} = state) do
     excess = :ets.info(table, :size) - max
 
     if excess > 0 do
@@ -411,7 +511,10 @@ defmodule Thunderbolt.ModelServer do
       |> :ets.select([{{:"$1", :_, :_, :"$2", :_, :_}, [], [{{:"$2", :"$1"}}]}])
       |> Enum.sort()
       |> Enum.take(excess)
-      |> Enum.each(fn {_last_used, key} -> :ets.delete(table, key) end)
+      |> Enum.each(fn {_last_used, key} ->
+        :ets.delete(table, key)
+        :ets.match_delete(state.named, {:_, :_, key, :_, :_, :_, :_})
+      end)
 
       :counters.add(counters, @evictions, excess)
     end
@@ -447,9 +550,14 @@ defmodule Thunderbolt.ModelServer do
 
   defp use_stamp(%{latest: latest}) do
     stamp = :erlang.unique_integer([:monotonic])
-    :atomics.put(latest, 1, stamp)
+    :atomics.put(latest, @latest_use, stamp)
     stamp
   end
+
+  # After the tables changed: a `fetch_named/5` entry is written under the
+  # generation read before its lookups, so one that may hold what the
+  # tables held before is never taken for current from here on.
+  defp changed(%{latest: latest}), do: :atomics.add(latest, @generation, 1)
 
   # What identifies the file's contents without reading them.
   # {size, mtime_ns, ctime_ns, inode}: nanosecond times, since Erlang's

@@ -148,9 +148,7 @@ defmodule Thunderbolt.OnnxInference do
 
     with {:ok, opts} <- validate_options(opts),
          :ok <- check_metadata(metadata),
-         {:ok, path} <- resolve(model_path, opts),
-         :ok <- check_extension(path, model_path),
-         {:ok, session} <- fetch(path, opts),
+         {:ok, path, session} <- session(model_path, opts),
          limit = max_elements(opts),
          {:ok, args} <- tensors(session, input, limit),
          {:ok, predictions} <- run(session, args, limit, {model_path, path}, opts, metadata) do
@@ -220,36 +218,39 @@ defmodule Thunderbolt.OnnxInference do
 
   # Options
 
-  # One pass over the options, with no lists made, checking each value as
-  # it comes; anything else (an unknown option, not a keyword list) is
-  # sorted out by `option_error/1`.
-  defp validate_options(opts), do: check_options(opts, opts)
+  # One pass over the options, checking each value as it comes, into a map
+  # of the given ones (the first of a repeated key wins, as with
+  # `Keyword.get/2`); anything else (an unknown option, not a keyword list)
+  # is sorted out by `option_error/1`.
+  defp validate_options(opts), do: check_options(opts, opts, %{})
 
-  defp check_options([], opts), do: {:ok, opts}
+  defp check_options([], _opts, options), do: {:ok, options}
 
-  defp check_options([{:top_k, k} | rest], opts) when is_nil(k) or (is_integer(k) and k > 0),
-    do: check_options(rest, opts)
+  defp check_options([{:top_k, k} | rest], opts, options)
+       when is_nil(k) or (is_integer(k) and k > 0),
+       do: check_options(rest, opts, Map.put_new(options, :top_k, k))
 
-  defp check_options([{:top_k, _} | _], _opts),
+  defp check_options([{:top_k, _} | _], _opts, _options),
     do: {:error, {:invalid_option, ":top_k must be a positive integer"}}
 
-  defp check_options([{:max_input_elements, n} | rest], opts)
+  defp check_options([{:max_input_elements, n} | rest], opts, options)
        when is_nil(n) or (is_integer(n) and n > 0),
-       do: check_options(rest, opts)
+       do: check_options(rest, opts, Map.put_new(options, :max_input_elements, n))
 
-  defp check_options([{:max_input_elements, _} | _], _opts),
+  defp check_options([{:max_input_elements, _} | _], _opts, _options),
     do: {:error, {:invalid_option, ":max_input_elements must be a positive integer"}}
 
-  defp check_options([{:model_dir, dir} | rest], opts) when is_nil(dir) or is_binary(dir),
-    do: check_options(rest, opts)
+  defp check_options([{:model_dir, dir} | rest], opts, options)
+       when is_nil(dir) or is_binary(dir),
+       do: check_options(rest, opts, Map.put_new(options, :model_dir, dir))
 
-  defp check_options([{:model_dir, _} | _], _opts),
+  defp check_options([{:model_dir, _} | _], _opts, _options),
     do: {:error, {:invalid_option, ":model_dir must be a path"}}
 
-  defp check_options([{key, _} | rest], opts) when key in @option_keys,
-    do: check_options(rest, opts)
+  defp check_options([{key, value} | rest], opts, options) when key in @option_keys,
+    do: check_options(rest, opts, Map.put_new(options, key, value))
 
-  defp check_options(_rest, opts), do: option_error(opts)
+  defp check_options(_rest, opts, _options), do: option_error(opts)
 
   defp option_error(opts) do
     with true <- is_list(opts) and Keyword.keyword?(opts),
@@ -276,12 +277,12 @@ defmodule Thunderbolt.OnnxInference do
   end
 
   defp max_elements(opts) do
-    opts[:max_input_elements] ||
+    Map.get(opts, :max_input_elements) ||
       Application.get_env(:thunderbolt, :max_input_elements, @default_max_input_elements)
   end
 
   defp top_k(opts, metadata) do
-    case opts[:top_k] || Map.get(metadata, "top_k") || Map.get(metadata, :top_k) do
+    case Map.get(opts, :top_k) || Map.get(metadata, "top_k") || Map.get(metadata, :top_k) do
       k when is_integer(k) and k > 0 -> k
       _ -> nil
     end
@@ -289,21 +290,17 @@ defmodule Thunderbolt.OnnxInference do
 
   # Session and run
 
-  defp resolve(model_path, opts) do
-    dir = opts[:model_dir] || ModelDir.dir()
+  # The model, confined to the directory, as an .onnx file, from the cache.
+  defp session(model_path, opts) do
+    dir = Map.get(opts, :model_dir) || ModelDir.dir()
+    load_opts = Map.get(opts, :load_options) || []
+    server = Map.get(opts, :model_server) || ModelServer
+    check = &check_extension(&1, model_path)
 
-    case ModelServer.resolve(model_path, dir, opts[:model_server] || ModelServer) do
-      {:error, {:model_server_not_running, _}} = error -> {:error, {:load_failed, error}}
-      result -> result
-    end
-  end
-
-  defp fetch(path, opts) do
-    server = opts[:model_server] || ModelServer
-
-    case ModelServer.fetch(path, opts[:load_options] || [], server) do
-      {:ok, session} -> {:ok, session}
-      {:error, {:file_not_found, _}} = error -> error
+    case ModelServer.fetch_named(model_path, dir, load_opts, check, server) do
+      {:ok, _path, _session} = ok -> ok
+      {:error, {tag, _}} = error when tag in [:forbidden_path, :file_not_found] -> error
+      {:error, {:invalid_extension, _}} = error -> error
       {:error, reason} -> {:error, {:load_failed, reason}}
     end
   end
@@ -316,10 +313,11 @@ defmodule Thunderbolt.OnnxInference do
     result =
       case serving(opts, model_path, path) do
         nil ->
-          infer_native(session, args, limit, opts[:outputs], top_k)
+          infer_native(session, args, limit, Map.get(opts, :outputs), top_k)
 
         name ->
-          run_opts = if opts[:outputs], do: [outputs: opts[:outputs]], else: []
+          outputs = Map.get(opts, :outputs)
+          run_opts = if outputs, do: [outputs: outputs], else: []
 
           with {:ok, tensors} <- to_tensors(args, session),
                {:ok, outputs} <- run_serving(name, tensors, run_opts) do
@@ -407,7 +405,7 @@ defmodule Thunderbolt.OnnxInference do
   defp labelled(label, message), do: "#{label}: #{message}"
 
   defp serving(opts, model_path, path) do
-    case Keyword.fetch(opts, :serving) do
+    case Map.fetch(opts, :serving) do
       {:ok, name} ->
         name
 

@@ -307,6 +307,135 @@ defmodule Thunderbolt.ModelServerTest do
     end
   end
 
+  describe "fetch_named/5" do
+    defp ok(_path), do: :ok
+
+    @tag server_opts: [revalidate_ms: 3_600_000]
+    test "one entry for resolve, check and fetch, counted as a hit", ctx do
+      path = model(ctx.dir, "a.onnx")
+
+      assert {:ok, ^path, session} =
+               ModelServer.fetch_named("a.onnx", ctx.dir, [], &ok/1, ctx.server)
+
+      # Gone from the disk, but within :revalidate_ms: served from the entry.
+      File.rm!(path)
+
+      assert {:ok, ^path, ^session} =
+               ModelServer.fetch_named("a.onnx", ctx.dir, [], &ok/1, ctx.server)
+
+      assert %{loads: 1, misses: 1, hits: 1} = ModelServer.stats(ctx.server)
+    end
+
+    @tag server_opts: [revalidate_ms: 3_600_000]
+    test "an eviction or a load makes every entry stale at once", ctx do
+      path = model(ctx.dir, "a.onnx")
+      {:ok, ^path, _} = ModelServer.fetch_named("a.onnx", ctx.dir, [], &ok/1, ctx.server)
+
+      ModelServer.evict(path, ctx.server)
+      replace(path, @positional)
+      assert {:ok, ^path, new} = ModelServer.fetch_named("a.onnx", ctx.dir, [], &ok/1, ctx.server)
+      assert Enum.map(new.inputs, & &1.name) == ["input_ids", "positions"]
+
+      # A load of another model also moves the generation on; the entry is
+      # made again from the same cached session, with no load.
+      {:ok, _} = ModelServer.fetch(model(ctx.dir, "b.onnx"), [], ctx.server)
+
+      assert {:ok, ^path, ^new} =
+               ModelServer.fetch_named("a.onnx", ctx.dir, [], &ok/1, ctx.server)
+
+      assert %{loads: 3} = ModelServer.stats(ctx.server)
+    end
+
+    test "a changed file is loaded again on its next use", ctx do
+      path = model(ctx.dir, "a.onnx")
+      {:ok, ^path, old} = ModelServer.fetch_named("a.onnx", ctx.dir, [], &ok/1, ctx.server)
+      replace(path, @positional)
+      {:ok, ^path, new} = ModelServer.fetch_named("a.onnx", ctx.dir, [], &ok/1, ctx.server)
+      assert old != new
+      assert %{loads: 2, reloads: 1} = ModelServer.stats(ctx.server)
+    end
+
+    @tag server_opts: [max_models: 1, revalidate_ms: 3_600_000]
+    test "a model evicted as least recently used is loaded again", ctx do
+      a = model(ctx.dir, "a.onnx")
+      {:ok, ^a, first} = ModelServer.fetch_named("a.onnx", ctx.dir, [], &ok/1, ctx.server)
+      {:ok, _} = ModelServer.fetch(model(ctx.dir, "b.onnx"), [], ctx.server)
+      assert Enum.map(ModelServer.list_models(ctx.server), & &1.path) != [a]
+
+      {:ok, ^a, again} = ModelServer.fetch_named("a.onnx", ctx.dir, [], &ok/1, ctx.server)
+      assert again != first
+      assert Enum.map(ModelServer.list_models(ctx.server), & &1.path) == [a]
+    end
+
+    @tag server_opts: [max_models: 2, revalidate_ms: 3_600_000]
+    test "hits keep the model recently used", ctx do
+      a = model(ctx.dir, "a.onnx")
+      b = model(ctx.dir, "b.onnx")
+      {:ok, _} = ModelServer.fetch(b, [], ctx.server)
+      {:ok, _} = ModelServer.fetch(a, [], ctx.server)
+      {:ok, ^a, _} = ModelServer.fetch_named("a.onnx", ctx.dir, [], &ok/1, ctx.server)
+      {:ok, _} = ModelServer.fetch(b, [], ctx.server)
+      assert Enum.map(ModelServer.list_models(ctx.server), & &1.path) == [b, a]
+
+      # A hit on a's entry (no load since it was made) makes a the more recent.
+      {:ok, ^a, _} = ModelServer.fetch_named("a.onnx", ctx.dir, [], &ok/1, ctx.server)
+      assert Enum.map(ModelServer.list_models(ctx.server), & &1.path) == [a, b]
+      assert %{loads: 2, hits: 3} = ModelServer.stats(ctx.server)
+    end
+
+    @tag server_opts: [revalidate_ms: 3_600_000]
+    test "an entry made while the cache changed is not trusted", ctx do
+      path = model(ctx.dir, "a.onnx")
+      {:ok, _} = ModelServer.fetch(path, [], ctx.server)
+      calls = :counters.new(1, [])
+
+      # The first check evicts the model between the lookups the entry is
+      # made from: the entry must not be used as it stands.
+      check = fn ^path ->
+        :counters.add(calls, 1, 1)
+        if :counters.get(calls, 1) == 1, do: ModelServer.evict(path, ctx.server)
+        :ok
+      end
+
+      for _ <- 1..3,
+          do: {:ok, ^path, _} = ModelServer.fetch_named("a.onnx", ctx.dir, [], check, ctx.server)
+
+      assert :counters.get(calls, 1) == 2
+    end
+
+    @tag server_opts: [revalidate_ms: 1_000]
+    test "an entry is due when the older of its two checks is", ctx do
+      path = model(ctx.dir, "a.onnx")
+      # The file is checked now; the name is resolved 0.6 s later.
+      {:ok, old} = ModelServer.fetch(path, [], ctx.server)
+      Process.sleep(600)
+      {:ok, ^path, ^old} = ModelServer.fetch_named("a.onnx", ctx.dir, [], &ok/1, ctx.server)
+
+      # 1.1 s after the file's check, 0.5 s after the resolution.
+      Process.sleep(500)
+      replace(path, @positional)
+      {:ok, ^path, new} = ModelServer.fetch_named("a.onnx", ctx.dir, [], &ok/1, ctx.server)
+      assert Enum.map(new.inputs, & &1.name) == ["input_ids", "positions"]
+    end
+
+    test "refusals, failed checks and missing files are answered, not remembered", ctx do
+      assert ModelServer.fetch_named("../a.onnx", ctx.dir, [], &ok/1, ctx.server) ==
+               {:error, {:forbidden_path, "../a.onnx"}}
+
+      assert ModelServer.fetch_named("a.onnx", ctx.dir, [], &ok/1, ctx.server) ==
+               {:error, {:file_not_found, "a.onnx"}}
+
+      path = model(ctx.dir, "a.onnx")
+      refuse = fn ^path -> {:error, :refused} end
+
+      assert ModelServer.fetch_named("a.onnx", ctx.dir, [], refuse, ctx.server) ==
+               {:error, :refused}
+
+      assert %{loads: 0} = ModelServer.stats(ctx.server)
+      assert {:ok, ^path, _} = ModelServer.fetch_named("a.onnx", ctx.dir, [], &ok/1, ctx.server)
+    end
+  end
+
   describe "start_link/1" do
     test "rejects bad options" do
       assert_raise ArgumentError, fn ->

@@ -150,6 +150,14 @@ fn walk(
         if seen > len {
             break;
         }
+        // A row of token ids, the commonest leaves, written directly
+        // (0.9 -> 0.8 us for 40).
+        if inner.is_empty() && ty == ElementType::S64 {
+            if let Ok(id) = item.decode::<i64>() {
+                out.extend_from_slice(&id.to_ne_bytes());
+                continue;
+            }
+        }
         walk(item, inner, ty, out)?;
     }
     if seen != len {
