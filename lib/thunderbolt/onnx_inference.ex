@@ -305,8 +305,9 @@ defmodule Thunderbolt.OnnxInference do
     end
   end
 
-  # `args` maps input names to tensors, or to {data, type, declared_rank,
-  # label} for the NIF to encode (see `tensor/4`).
+  # `args` holds, in the model's input order, a tensor or {data, type,
+  # declared_rank, label} for the NIF to encode (see `tensor/4`) for each
+  # input.
   defp run(session, args, limit, {model_path, path}, opts, metadata) do
     top_k = top_k(opts, metadata)
 
@@ -351,11 +352,9 @@ defmodule Thunderbolt.OnnxInference do
   # JSON-ready predictions.
   defp infer_native(session, args, limit, outputs, top_k) do
     with {:ok, indices} <- Inputs.output_indices(session.outputs, outputs) do
-      ordered = Enum.map(session.inputs, &Map.fetch!(args, &1.name))
-
-      case call_infer(session, ordered, limit, indices, top_k) do
+      case call_infer(session, args, limit, indices, top_k) do
         {:ok, _predictions, _finished} = result -> result
-        :too_large -> too_large(session, ordered, limit, indices, top_k)
+        :too_large -> too_large(session, args, limit, indices, top_k)
         error -> Error.from_native(error)
       end
     end
@@ -385,8 +384,9 @@ defmodule Thunderbolt.OnnxInference do
   end
 
   defp to_tensors(args, session) do
-    Enum.reduce_while(session.inputs, {:ok, %{}}, fn spec, {:ok, acc} ->
-      case to_tensor(Map.fetch!(args, spec.name), spec) do
+    Enum.zip(session.inputs, args)
+    |> Enum.reduce_while({:ok, %{}}, fn {spec, arg}, {:ok, acc} ->
+      case to_tensor(arg, spec) do
         {:ok, tensor} -> {:cont, {:ok, Map.put(acc, spec.name, tensor)}}
         error -> {:halt, error}
       end
@@ -432,7 +432,7 @@ defmodule Thunderbolt.OnnxInference do
       if Map.has_key?(input, "data") do
         case specs do
           [spec] ->
-            with {:ok, arg} <- tensor(spec, input, limit, nil), do: {:ok, %{spec.name => arg}}
+            with {:ok, arg} <- tensor(spec, input, limit, nil), do: {:ok, [arg]}
 
           _ ->
             {:error,
@@ -467,12 +467,13 @@ defmodule Thunderbolt.OnnxInference do
       true ->
         # Count everything before building anything.
         with :ok <- check_total(specs, input, limit) do
-          Enum.reduce_while(specs, {:ok, %{}}, fn spec, {:ok, acc} ->
+          specs
+          |> Enum.reduce_while({:ok, []}, fn spec, {:ok, acc} ->
             value = Map.fetch!(input, spec.name)
 
             case tensor(spec, as_value(value), limit, spec.name) do
               {:ok, arg} ->
-                {:cont, {:ok, Map.put(acc, spec.name, arg)}}
+                {:cont, {:ok, [arg | acc]}}
 
               {:error, {:invalid_input, m}} ->
                 {:halt, {:error, {:invalid_input, "#{spec.name}: #{m}"}}}
@@ -481,6 +482,10 @@ defmodule Thunderbolt.OnnxInference do
                 {:halt, error}
             end
           end)
+          |> case do
+            {:ok, args} -> {:ok, Enum.reverse(args)}
+            error -> error
+          end
         end
     end
   end
