@@ -137,11 +137,20 @@ defmodule Thunderbolt.Tensor do
   defp default_type(data, nil), do: if(all_integers?(data), do: {:s, 64}, else: {:f, 32})
   defp default_type(_data, name), do: type!(name)
 
+  # By hand rather than with Enum.all?/2, which raises on an improper list:
+  # the NIF refuses those with a message that says so.
   defp all_integers?(x) when is_integer(x), do: true
-  defp all_integers?(list) when is_list(list), do: Enum.all?(list, &all_integers?/1)
+  defp all_integers?([head | tail]), do: all_integers?(head) and all_integers?(tail)
+  defp all_integers?([]), do: true
   defp all_integers?(_), do: false
 
-  defp first_path_size([first | _] = list), do: length(list) * first_path_size(first)
+  defp first_path_size([first | _] = list) do
+    length(list) * first_path_size(first)
+  rescue
+    # An improper list: the NIF refuses it with a message that says so.
+    ArgumentError -> 1
+  end
+
   defp first_path_size(_), do: 1
 
   @doc """

@@ -42,6 +42,30 @@ defmodule Thunderbolt.TestModels do
     end
   end
 
+  @doc """
+  Random nested data for robustness tests, from the caller's `:rand` state:
+  nested lists, improper lists, runs of one leaf, `leaves`, and the values
+  in `extra` (well-formed pieces, so that some of it gets further).
+  """
+  def random_nested(leaves, extra \\ [], depth \\ 0) do
+    case :rand.uniform(6) do
+      1 when depth < 40 ->
+        for _ <- 1..:rand.uniform(4), do: random_nested(leaves, extra, depth + 1)
+
+      2 when depth < 40 ->
+        [random_nested(leaves, extra, depth + 1) | Enum.random(leaves)]
+
+      3 ->
+        List.duplicate(Enum.random(leaves), :rand.uniform(9))
+
+      4 when extra != [] ->
+        Enum.random(extra)
+
+      _ ->
+        Enum.random(leaves)
+    end
+  end
+
   @doc "Asserts two flat float lists agree within rtol/atol, with a useful message."
   defmacro assert_close(actual, expected, opts \\ []) do
     quote bind_quoted: [actual: actual, expected: expected, opts: opts] do

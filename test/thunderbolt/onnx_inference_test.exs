@@ -194,6 +194,29 @@ defmodule Thunderbolt.OnnxInferenceTest do
       end
     end
 
+    test "random malformed data is answered, never crashes" do
+      # Seeded, so a failure can be replayed.
+      :rand.seed(:exsss, {1, 2, 3})
+      leaves = [1, -1, 7, 2.5, :nan, :infinity, "x", nil, %{}, {1}, [], 2 ** 70, -(2 ** 65)]
+
+      rows = for n <- 1..3, do: List.duplicate(Enum.to_list(1..8), n)
+
+      for _ <- 1..2_000 do
+        data = TestModels.random_nested(leaves, rows)
+
+        for input <- [%{"data" => data}, %{"data" => data, "dtype" => "float32"}] do
+          case OnnxInference.infer("tiny_text.onnx", input, %{}, @opts) do
+            {:ok, %OnnxInference{}} -> :ok
+            {:error, {tag, _}} when tag in [:invalid_input, :inference_failed] -> :ok
+          end
+        end
+      end
+
+      # Still serving.
+      assert {:ok, _} =
+               OnnxInference.infer("tiny_text.onnx", %{"data" => Enum.to_list(1..8)}, %{}, @opts)
+    end
+
     test "a token id the model cannot take fails inside ONNX Runtime" do
       assert {:error, {:inference_failed, %Thunderbolt.Error{kind: :onnxruntime}}} =
                OnnxInference.infer(

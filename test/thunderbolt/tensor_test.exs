@@ -100,6 +100,30 @@ defmodule Thunderbolt.TensorTest do
       assert_raise ArgumentError, ~r/not an integer/, fn -> Tensor.new([1.5], type: :s32) end
       assert_raise ArgumentError, ~r/unknown tensor type/, fn -> Tensor.new([1], type: :c64) end
     end
+
+    test "random malformed data is a tensor or an ArgumentError, never a crash" do
+      :rand.seed(:exsss, {3, 2, 1})
+      leaves = [1, -1, 2.5, :nan, :neg_infinity, "x", nil, {1}, [], 2 ** 70, -(2 ** 65)]
+
+      for _ <- 1..2_000, type <- [nil, :s64, :u8, :f32, :bf16] do
+        data = Thunderbolt.TestModels.random_nested(leaves)
+
+        try do
+          assert %Tensor{} = Tensor.new(data, type: type)
+        rescue
+          ArgumentError -> :ok
+        end
+      end
+    end
+
+    test "rejects improper lists at any depth" do
+      for data <- [[1 | 2], [[1], [2 | 3]], [[1, 2], [3 | 4]], [[[1]], [[2] | 3]]],
+          type <- [:s64, :f32, nil] do
+        assert_raise ArgumentError, ~r/improper list|ragged/, fn ->
+          Tensor.new(data, type: type)
+        end
+      end
+    end
   end
 
   describe "from_binary/3" do
