@@ -278,6 +278,17 @@ defmodule Thunderbolt.OnnxInferenceTest do
                one.predictions["logits"]["tensor"]
     end
 
+    test "a ragged list that claims far more elements than it holds is refused" do
+      # Within the limit when counted (100,000 elements), 10^10 by its first
+      # row: the NIF must not reserve room for the claim.
+      data = [Enum.to_list(1..100_000) | List.duplicate([], 100_000)]
+
+      assert {:error, {:invalid_input, message}} =
+               OnnxInference.infer("tiny_text.onnx", %{"data" => data}, %{}, @opts)
+
+      assert message =~ "ragged"
+    end
+
     test "an improper list is refused" do
       assert {:error, {:invalid_input, message}} =
                OnnxInference.infer("tiny_text.onnx", %{"data" => [1, 2 | 3]}, %{}, @opts)

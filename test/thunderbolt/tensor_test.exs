@@ -116,6 +116,13 @@ defmodule Thunderbolt.TensorTest do
       end
     end
 
+    test "ragged lists that claim far more elements than they hold are refused" do
+      # The first row claims 100,001 rows of 100,000: 80 GB of s64, whose
+      # reservation once aborted the VM.
+      data = [Enum.to_list(1..100_000) | List.duplicate([], 100_000)]
+      assert_raise ArgumentError, ~r/ragged/, fn -> Tensor.new(data, type: :s64) end
+    end
+
     test "rejects improper lists at any depth" do
       for data <- [[1 | 2], [[1], [2 | 3]], [[1, 2], [3 | 4]], [[[1]], [[2] | 3]]],
           type <- [:s64, :f32, nil] do

@@ -73,18 +73,18 @@ impl<'a> Input<'a> {
 
     fn elements(&self) -> usize {
         match self {
-            Self::Tensor(t) => t.shape.iter().map(|&d| d.max(0) as usize).product(),
-            Self::Nested { shape, .. } => shape
+            Self::Tensor(t) => t
+                .shape
                 .iter()
-                .try_fold(1usize, |n, &d| n.checked_mul(d))
-                .unwrap_or(usize::MAX),
+                .fold(1usize, |n, &d| n.saturating_mul(d.max(0) as usize)),
+            Self::Nested { shape, .. } => shape.iter().fold(1usize, |n, &d| n.saturating_mul(d)),
         }
     }
 
     fn bytes(&self) -> usize {
         match self {
             Self::Tensor(t) => t.data.len(),
-            Self::Nested { ty, .. } => self.elements() * ty.byte_size().unwrap_or(1),
+            Self::Nested { ty, .. } => self.elements().saturating_mul(ty.byte_size().unwrap_or(1)),
         }
     }
 }
@@ -160,7 +160,9 @@ fn session_infer<'a>(
         Ok(inputs) => inputs,
         Err(answer) => return answer.encode(env),
     };
-    let bytes = inputs.iter().map(Input::bytes).sum();
+    let bytes = inputs
+        .iter()
+        .fold(0usize, |n, input| n.saturating_add(input.bytes()));
     if !session.fits_normal_scheduler(bytes) {
         return dirty().encode(env);
     }

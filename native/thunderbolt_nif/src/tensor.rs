@@ -39,6 +39,10 @@ fn tensor_from_nested_dirty<'a>(
     from_nested(env, data, ty)
 }
 
+/// How many elements `encode_nested` reserves room for at most before it
+/// has seen them.
+const RESERVE_AHEAD: usize = 1 << 20;
+
 /// Deeper nesting than this is refused rather than recursed into.
 const MAX_RANK: usize = 32;
 
@@ -125,8 +129,15 @@ pub(crate) fn encode_nested(
     shape: &[usize],
     ty: ElementType,
 ) -> Result<Vec<u8>, NifError> {
-    let count: usize = shape.iter().product();
-    let mut bytes = Vec::with_capacity(count * ty.byte_size().unwrap_or(1));
+    // The shape is read along the first element of each level, so ragged
+    // lists can claim far more elements than they hold ([big_row, [], [],
+    // ...]): reserving for the claim once aborted the VM on an 80 GB
+    // allocation. Reserve at most a million elements ahead; the walk
+    // refuses the rows that do not match before it writes more than the
+    // data holds.
+    let claimed = shape.iter().fold(1usize, |n, &d| n.saturating_mul(d));
+    let size = ty.byte_size().unwrap_or(1);
+    let mut bytes = Vec::with_capacity(claimed.min(RESERVE_AHEAD) * size);
     walk(data, shape, ty, &mut bytes)?;
     Ok(bytes)
 }
