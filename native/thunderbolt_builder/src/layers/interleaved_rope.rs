@@ -15,7 +15,7 @@
 //! the `sin`/`cos` implementations), then stored in the input's element type. `max_seq_len`
 //! is not used by the layer's arithmetic.
 
-use super::{expect_weights, require_float, single_input};
+use super::{expect_weights, generated_len, require_float, single_input};
 use crate::config::Config;
 use crate::error::BuildError;
 use crate::graph::{attr_int, GraphBuilder};
@@ -46,6 +46,7 @@ fn dims(layer: &Layer, x: &TensorInfo) -> Result<(usize, usize), BuildError> {
     if dim % 2 != 0 || dim == 0 {
         return Err(layer.error(format!("dim must be even and positive, got {dim}")));
     }
+    generated_len(layer, &[steps, dim])?;
     if let Some(configured) = Config::of(layer)?.opt_usize("dim")? {
         if configured != dim {
             return Err(layer.error(format!(

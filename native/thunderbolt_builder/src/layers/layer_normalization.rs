@@ -110,7 +110,7 @@ impl LayerConverter for LayerNormalization {
             let scale = match gamma {
                 Some(t) => g.initializer(&format!("{name}/gamma"), t),
                 None => {
-                    let ones = vec![1.0; param_shape.iter().product()];
+                    let ones = vec![1.0; super::generated_len(layer, &param_shape)?];
                     let t = Tensor::from_f64_as(info.dtype, param_shape.clone(), &ones)
                         .ok_or_else(|| {
                             layer.dtype_error("input", info.dtype, super::FLOAT_TYPES)

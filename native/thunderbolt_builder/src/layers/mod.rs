@@ -25,6 +25,26 @@ use crate::tensor::DType;
 /// The float element types the math layers accept.
 pub const FLOAT_TYPES: &str = "float32, float64, float16";
 
+/// The most elements a converter computes a constant of from the shapes
+/// alone (a table, a default scale): 2^26, 256 MiB of float32. The shapes
+/// come from the caller's spec or a `.keras` file, so without a bound a
+/// declared `[batch, 10^9, 10^6]` asked for petabytes and aborted the VM.
+pub const MAX_GENERATED_ELEMENTS: usize = 1 << 26;
+
+/// The element count of a constant of `shape` that `layer` generates, or
+/// an error when it is above [`MAX_GENERATED_ELEMENTS`].
+pub fn generated_len(layer: &Layer, shape: &[usize]) -> Result<usize, BuildError> {
+    shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .filter(|&n| n <= MAX_GENERATED_ELEMENTS)
+        .ok_or_else(|| {
+            layer.error(format!(
+                "would compute a constant of shape {shape:?}, more than {MAX_GENERATED_ELEMENTS} elements"
+            ))
+        })
+}
+
 /// Checks that `layer` has exactly `n` inbound values.
 pub fn expect_inputs<'a>(
     layer: &Layer,
@@ -194,6 +214,11 @@ mod tests {
             (reject(&s3, "LayerNormalization", json!({"axis": -1}), vec![f32s(&[3]), f32s(&[3])], 1), "weight \"gamma\" has shape [3], expected (4,)"),
             (reject(&s3, "AddConstant", json!({}), vec![f32s(&[5, 4])], 1), "weight \"constant\" has shape [5, 4], expected a shape that broadcasts with the input shape (None, 3, 4)"),
             (reject(&s3, "AddConstant", json!({}), vec![Tensor::from_i32(vec![4], &[1; 4])], 1), "weight \"constant\": unsupported dtype int32"),
+            // Constants computed from declared shapes are bounded: these
+            // once asked for petabytes and aborted the process.
+            (reject(&[None, Some(1 << 30), Some(1 << 20)], "InterleavedRoPE", json!({}), vec![], 1), "more than 67108864 elements"),
+            (reject(&[None, Some(usize::MAX), Some(4)], "InterleavedRoPE", json!({}), vec![], 1), "more than 67108864 elements"),
+            (reject(&[None, Some(1 << 30), Some(1 << 20)], "LayerNormalization", json!({"axis": [1, 2], "scale": false, "center": false}), vec![], 1), "more than 67108864 elements"),
         ];
         for (err, expected) in cases {
             assert!(
