@@ -64,6 +64,12 @@ defmodule Thunderbolt.ModelServer do
   # and in a `fetch_named/5` entry:
   # {key, path, main_key, session, checked_ms, generation, last_used}.
   @named_last_used_pos 7
+  # The most remembered names (`resolve/3`) and named entries
+  # (`fetch_named/5`): many spellings of one path ("./m.onnx",
+  # ".//m.onnx", ...) each make an entry, so a caller sending new ones
+  # would otherwise grow the tables without end. At the bound a table is
+  # emptied and fills again from use.
+  @max_names 4096
   # Positions in the :atomics array: the last use stamp handed out, and a
   # generation that every load and eviction moves on.
   @latest_use 1
@@ -229,7 +235,7 @@ defmodule Thunderbolt.ModelServer do
       remembered ->
         case Thunderbolt.ModelDir.resolve(model_path, dir) do
           {:ok, path} ->
-            :ets.insert(names, {key, path, now_ms})
+            insert_bounded(names, {key, path, now_ms})
             {:ok, path, now_ms}
 
           {:error, {:file_not_found, _}} = error ->
@@ -306,9 +312,15 @@ defmodule Thunderbolt.ModelServer do
       # Due again when the older of its two checks is.
       checked_ms = min(resolved_ms, fetched_ms)
       main_key = {path, normalize(load_opts)}
-      :ets.insert(shared.named, {key, path, main_key, session, checked_ms, generation, last_used})
+      entry = {key, path, main_key, session, checked_ms, generation, last_used}
+      insert_bounded(shared.named, entry)
       {:ok, path, session}
     end
+  end
+
+  defp insert_bounded(table, entry) do
+    if :ets.info(table, :size) >= @max_names, do: :ets.delete_all_objects(table)
+    :ets.insert(table, entry)
   end
 
   @doc """

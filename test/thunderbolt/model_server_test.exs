@@ -418,6 +418,21 @@ defmodule Thunderbolt.ModelServerTest do
       assert Enum.map(new.inputs, & &1.name) == ["input_ids", "positions"]
     end
 
+    @tag server_opts: [revalidate_ms: 3_600_000]
+    test "many spellings of one name do not grow the tables without end", ctx do
+      path = model(ctx.dir, "a.onnx")
+
+      for k <- 0..4_200 do
+        name = String.duplicate("./", k) <> "a.onnx"
+        assert {:ok, ^path, _} = ModelServer.fetch_named(name, ctx.dir, [], &ok/1, ctx.server)
+      end
+
+      %{names: names, named: named} = :persistent_term.get({ModelServer, ctx.server})
+      assert :ets.info(names, :size) <= 4096
+      assert :ets.info(named, :size) <= 4096
+      assert %{loads: 1} = ModelServer.stats(ctx.server)
+    end
+
     test "refusals, failed checks and missing files are answered, not remembered", ctx do
       assert ModelServer.fetch_named("../a.onnx", ctx.dir, [], &ok/1, ctx.server) ==
                {:error, {:forbidden_path, "../a.onnx"}}
