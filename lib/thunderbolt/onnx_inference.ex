@@ -92,6 +92,7 @@ defmodule Thunderbolt.OnnxInference do
           | {:inference_failed, Error.t() | term()}
 
   @default_max_input_elements 1_000_000
+  @most_top_k 0xFFFF_FFFF
   @option_keys [
     :top_k,
     :model_dir,
@@ -281,9 +282,11 @@ defmodule Thunderbolt.OnnxInference do
       Application.get_env(:thunderbolt, :max_input_elements, @default_max_input_elements)
   end
 
+  # Any positive integer, from options or from a tool call's metadata; the
+  # NIF takes a machine word, and no output row has 2^32 elements.
   defp top_k(opts, metadata) do
     case Map.get(opts, :top_k) || Map.get(metadata, "top_k") || Map.get(metadata, :top_k) do
-      k when is_integer(k) and k > 0 -> k
+      k when is_integer(k) and k > 0 -> min(k, @most_top_k)
       _ -> nil
     end
   end

@@ -258,6 +258,9 @@ defmodule Thunderbolt.Tensor do
     if rows * row_len == 0 do
       List.duplicate([], rows)
     else
+      # No row has more than row_len to give, and k may be any integer.
+      k = min(k, row_len)
+
       result =
         if byte_size(data) > @dirty_above * element_bytes(type),
           do: Thunderbolt.Native.tensor_top_k_dirty(data, type_atom(type), row_len, k),

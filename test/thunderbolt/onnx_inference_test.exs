@@ -514,6 +514,23 @@ defmodule Thunderbolt.OnnxInferenceTest do
       assert first["index"] == i
     end
 
+    test "a top_k above the number of classes ranks them all" do
+      # The metadata may come from a language model's tool call: a huge k
+      # once sized an allocation and aborted the VM.
+      for k <- [7, 10 ** 12, 10 ** 30] do
+        {:ok, result} =
+          OnnxInference.infer(
+            "tiny_text.onnx",
+            %{"data" => Enum.to_list(1..8)},
+            %{"top_k" => k},
+            @opts
+          )
+
+        assert [ranking] = result.predictions["logits"]["top_k"]
+        assert length(ranking) == 6
+      end
+    end
+
     test ":outputs limits the outputs" do
       {:ok, result} =
         OnnxInference.infer(

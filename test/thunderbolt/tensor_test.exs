@@ -190,6 +190,9 @@ defmodule Thunderbolt.TensorTest do
       assert Tensor.top_k(Tensor.new([[3, 1], [0, 9]], type: :u8), 1) == [[{0, 3}], [{1, 9}]]
       assert Tensor.top_k(Tensor.new(7.0), 3) == [[{0, 7.0}]]
       assert Tensor.top_k(Tensor.new([[], []], type: :f32), 2) == [[], []]
+      # k far above the row length: the whole row, allocated for the row.
+      assert Tensor.top_k(Tensor.new([1.0, 3.0]), 10 ** 15) == [[{1, 3.0}, {0, 1.0}]]
+      assert Tensor.top_k(Tensor.new([1, 3]), 10 ** 30) == [[{1, 3}, {0, 1}]]
     end
   end
 
