@@ -24,6 +24,7 @@ defmodule Thunderbolt do
     ort_lib: nil
   ]
   @optimization_levels [:disable, :basic, :extended, :all]
+  @most_threads 1024
   @providers [:cpu, :cuda, :tensorrt, :rocm, :openvino, :coreml, :directml, :xnnpack]
 
   @type source :: Path.t() | {:binary, binary()}
@@ -39,6 +40,7 @@ defmodule Thunderbolt do
       already runs many inferences in parallel, and ONNX Runtime's spinning
       worker threads would compete with its schedulers.
     * `:inter_op_threads` — threads across independent operators (default `1`).
+      Either count is at most 1024.
     * `:optimization_level` — `:disable`, `:basic`, `:extended` or `:all`
       (default `:all`, ONNX Runtime's `ORT_ENABLE_ALL`).
     * `:execution_providers` — providers in order of preference, for example
@@ -181,11 +183,11 @@ defmodule Thunderbolt do
       opts = Keyword.update!(opts, :pool_size, &(&1 || System.schedulers_online()))
 
       cond do
-        not non_neg_int?(opts[:intra_op_threads]) ->
-          option_error(":intra_op_threads must be a non-negative integer")
+        not thread_count?(opts[:intra_op_threads]) ->
+          option_error(":intra_op_threads must be an integer from 0 to #{@most_threads}")
 
-        not non_neg_int?(opts[:inter_op_threads]) ->
-          option_error(":inter_op_threads must be a non-negative integer")
+        not thread_count?(opts[:inter_op_threads]) ->
+          option_error(":inter_op_threads must be an integer from 0 to #{@most_threads}")
 
         opts[:optimization_level] not in @optimization_levels ->
           option_error(":optimization_level must be one of #{inspect(@optimization_levels)}")
@@ -238,6 +240,10 @@ defmodule Thunderbolt do
   defp validate_keys(_opts, _defaults), do: option_error("options must be a keyword list")
 
   defp non_neg_int?(n), do: is_integer(n) and n >= 0
+
+  # ONNX Runtime starts the threads at load; a count in the millions would
+  # exhaust the machine rather than fail.
+  defp thread_count?(n), do: is_integer(n) and n in 0..@most_threads
 
   defp option_error(message), do: {:error, Error.new(:invalid_option, message)}
 

@@ -81,6 +81,8 @@ defmodule ThunderboltTest do
       for opts <- [
             [pool_size: 0],
             [intra_op_threads: -1],
+            [intra_op_threads: 1_000_000],
+            [inter_op_threads: 1025],
             [optimization_level: :max],
             [execution_providers: [:tpu]],
             [nonsense: true],

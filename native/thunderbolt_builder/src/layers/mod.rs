@@ -204,6 +204,7 @@ mod tests {
             (reject(&s3, "GlobalMaxPooling1D", json!({"data_format": "nhwc"}), vec![], 1), "data_format must be"),
             (reject(&s3, "Reshape", json!({"target_shape": [5, -1]}), vec![], 1), "cannot reshape input of shape (None, 3, 4) to target_shape [5, -1]"),
             (reject(&s3, "Reshape", json!({"target_shape": [-1, -1]}), vec![], 1), "more than one -1"),
+            (reject(&s3, "Reshape", json!({"target_shape": [4_294_967_296_i64, 4_294_967_296_i64, -1]}), vec![], 1), "cannot reshape input of shape (None, 3, 4)"),
             (reject(&s3, "Reshape", json!({}), vec![], 1), "\"target_shape\" is required"),
             (reject(&s3, "Concatenate", json!({"axis": 3}), vec![], 2), "axis 3 is out of range"),
             (reject(&s3, "Subtract", json!({}), vec![], 3), "expects exactly 2 inputs, got 3"),

@@ -35,18 +35,19 @@ impl LayerConverter for Reshape {
         if x.rank() == 0 {
             return Err(layer.error("cannot reshape a scalar input (no batch dimension)"));
         }
-        let known: usize = target
-            .iter()
-            .filter(|&&d| d > 0)
-            .map(|&d| d as usize)
-            .product();
-        let incoming = static_product(&x.shape[1..]);
         let mismatch = || {
             layer.error(format!(
                 "cannot reshape input of shape {} to target_shape {target:?}",
                 format_shape(&x.shape)
             ))
         };
+        // Checked: the sizes come from the caller's config.
+        let known = target
+            .iter()
+            .filter(|&&d| d > 0)
+            .try_fold(1usize, |n, &d| n.checked_mul(d as usize))
+            .ok_or_else(mismatch)?;
+        let incoming = static_product(&x.shape[1..]);
         let mut shape: Vec<Dim> = vec![x.shape[0]];
         for &d in &target {
             shape.push(if d > 0 {
