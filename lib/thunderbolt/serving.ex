@@ -117,6 +117,9 @@ defmodule Thunderbolt.Serving do
       `System.schedulers_online()`).
     * `:max_queue` — how many requests may wait before callers get
       `{:error, :overloaded}` (default `1024`).
+    * The counts are bounded: `:batch_size` at most 1,000,000 rows,
+      `:batch_timeout` at most 60 s, `:runners` at most 1024 and
+      `:max_queue` at most 10,000,000.
     * `:load_options` — options for `Thunderbolt.load/2`, except
       `:pool_size` (default `[]`).
     * `:scheduler` — passed to `Thunderbolt.run/3` (default `:auto`).

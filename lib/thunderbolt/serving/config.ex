@@ -17,6 +17,9 @@ defmodule Thunderbolt.Serving.Config do
 
   alias Thunderbolt.{Error, Session}
 
+  # Upper bounds of the numeric options.
+  @most [batch_size: 1_000_000, batch_timeout: 60_000_000, runners: 1024, max_queue: 10_000_000]
+
   @enforce_keys [:name, :model]
   defstruct [
     :name,
@@ -80,6 +83,7 @@ defmodule Thunderbolt.Serving.Config do
          :ok <- non_negative(opts, :batch_timeout),
          :ok <- positive(opts, :runners),
          :ok <- positive(opts, :max_queue),
+         :ok <- at_most(opts, @most),
          :ok <- load_options(opts[:load_options]),
          :ok <- member(opts, :scheduler, [:auto, :normal, :dirty]),
          :ok <- member(opts, :distributed, [true, false]) do
@@ -109,6 +113,18 @@ defmodule Thunderbolt.Serving.Config do
       {:ok, n} -> error("#{inspect(key)} must be a positive integer, got: #{inspect(n)}")
     end
   end
+
+  # Each runner loads its own session, and the native queue keeps its sizes
+  # in machine words: a count in the millions would exhaust the machine,
+  # and a bignum could not be passed at all.
+  defp at_most(opts, [{key, most} | rest]) do
+    case Keyword.fetch(opts, key) do
+      {:ok, n} when n > most -> error("#{inspect(key)} must be at most #{most}, got: #{n}")
+      _ -> at_most(opts, rest)
+    end
+  end
+
+  defp at_most(_opts, []), do: :ok
 
   defp non_negative(opts, key) do
     case Keyword.fetch(opts, key) do
