@@ -93,6 +93,7 @@ defmodule Thunderbolt.OnnxInference do
 
   @default_max_input_elements 1_000_000
   @most_top_k 0xFFFF_FFFF
+  @most_input_elements 0x7FFF_FFFF_FFFF_FFFF
   @option_keys [
     :top_k,
     :model_dir,
@@ -150,7 +151,7 @@ defmodule Thunderbolt.OnnxInference do
     with {:ok, opts} <- validate_options(opts),
          :ok <- check_metadata(metadata),
          {:ok, path, session} <- session(model_path, opts),
-         limit = max_elements(opts),
+         {:ok, limit} <- max_elements(opts),
          {:ok, args} <- tensors(session, input, limit),
          {:ok, predictions} <- run(session, args, limit, {model_path, path}, opts, metadata) do
       {:ok,
@@ -277,9 +278,18 @@ defmodule Thunderbolt.OnnxInference do
        else: {:error, {:invalid_extension, model_path}}
   end
 
+  # A limit above a machine word is no limit (and the NIF takes a word).
   defp max_elements(opts) do
-    Map.get(opts, :max_input_elements) ||
-      Application.get_env(:thunderbolt, :max_input_elements, @default_max_input_elements)
+    case Map.get(opts, :max_input_elements) ||
+           Application.get_env(:thunderbolt, :max_input_elements, @default_max_input_elements) do
+      limit when is_integer(limit) and limit > 0 ->
+        {:ok, min(limit, @most_input_elements)}
+
+      other ->
+        {:error,
+         {:invalid_option,
+          "config :thunderbolt, :max_input_elements must be a positive integer, got: #{inspect(other)}"}}
+    end
   end
 
   # Any positive integer, from options or from a tool call's metadata; the

@@ -245,9 +245,10 @@ defmodule Thunderbolt.Serving do
         (unknown = Keyword.keys(opts) -- [:timeout, :outputs]) != [] ->
           option_error("unknown options #{inspect(unknown)}; known: [:timeout, :outputs]")
 
-        not (timeout == :infinity or (is_integer(timeout) and timeout >= 0)) ->
+        # The range `receive ... after` takes.
+        not (timeout == :infinity or (is_integer(timeout) and timeout in 0..0xFFFF_FFFF)) ->
           option_error(
-            ":timeout must be a non-negative integer or :infinity, got: #{inspect(timeout)}"
+            ":timeout must be an integer from 0 to 4294967295 (ms) or :infinity, got: #{inspect(timeout)}"
           )
 
         not (is_nil(outputs) or is_list(outputs)) ->

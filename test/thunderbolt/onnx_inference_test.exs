@@ -833,6 +833,24 @@ defmodule Thunderbolt.OnnxInference.ConfigTest do
     assert {:ok, %{batches: 1}} = Thunderbolt.Serving.stats(name)
   end
 
+  test "a limit beyond a machine word is no limit; a bad configured limit is an error" do
+    input = %{"data" => Enum.to_list(1..8)}
+
+    assert {:ok, _} =
+             OnnxInference.infer(
+               "tiny_text.onnx",
+               input,
+               %{},
+               max_input_elements: 10 ** 30,
+               model_dir: @fixtures
+             )
+
+    Application.put_env(:thunderbolt, :max_input_elements, "1000")
+
+    assert {:error, {:invalid_option, "config :thunderbolt, :max_input_elements" <> _}} =
+             OnnxInference.infer("tiny_text.onnx", input, %{}, model_dir: @fixtures)
+  end
+
   test "config :max_input_elements sets the default limit" do
     Application.put_env(:thunderbolt, :max_input_elements, 4)
 

@@ -394,6 +394,10 @@ defmodule Thunderbolt.ServingTest do
       assert {:error, %Error{kind: :invalid_option}} =
                Serving.run(name, rows(1, 2, 0), timeout: -1)
 
+      # Beyond what receive ... after takes, which raised.
+      assert {:error, %Error{kind: :invalid_option, message: ":timeout must be" <> _}} =
+               Serving.run(name, rows(1, 2, 0), timeout: 10 ** 30)
+
       assert {:error, %Error{kind: :invalid_option}} = Serving.run(name, rows(1, 2, 0), batch: 1)
       assert {:error, %Error{kind: :invalid_option}} = Serving.run(name, rows(1, 2, 0), :nope)
 
