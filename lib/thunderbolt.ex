@@ -51,7 +51,8 @@ defmodule Thunderbolt do
       `System.schedulers_online()`), so that that many processes can run it
       at the same moment. Each holds its own copy of the weights.
     * `:max_normal_run_us` — runs expected to take longer than this many
-      microseconds go to a dirty scheduler (default `250`).
+      microseconds go to a dirty scheduler (default `250`, at most
+      1,000,000).
     * `:ort_lib` — path of the ONNX Runtime shared library. Otherwise
       `THUNDERBOLT_ORT_LIB`, then `config :thunderbolt, :ort_lib`, then
       `priv/onnxruntime/libonnxruntime.so.#{@ort_version}`. The first load in
@@ -199,8 +200,9 @@ defmodule Thunderbolt do
         not (is_integer(opts[:pool_size]) and opts[:pool_size] in 1..256) ->
           option_error(":pool_size must be an integer from 1 to 256")
 
-        not non_neg_int?(opts[:max_normal_run_us]) ->
-          option_error(":max_normal_run_us must be a non-negative integer")
+        # Beyond a second a run holds a normal scheduler far too long anyway.
+        not (is_integer(opts[:max_normal_run_us]) and opts[:max_normal_run_us] in 0..1_000_000) ->
+          option_error(":max_normal_run_us must be an integer from 0 to 1000000")
 
         not (is_nil(opts[:ort_lib]) or is_binary(opts[:ort_lib])) ->
           option_error(":ort_lib must be a path")
@@ -238,8 +240,6 @@ defmodule Thunderbolt do
   end
 
   defp validate_keys(_opts, _defaults), do: option_error("options must be a keyword list")
-
-  defp non_neg_int?(n), do: is_integer(n) and n >= 0
 
   # ONNX Runtime starts the threads at load; a count in the millions would
   # exhaust the machine rather than fail.

@@ -83,6 +83,7 @@ defmodule ThunderboltTest do
             [intra_op_threads: -1],
             [intra_op_threads: 1_000_000],
             [inter_op_threads: 1025],
+            [max_normal_run_us: 10 ** 30],
             [optimization_level: :max],
             [execution_providers: [:tpu]],
             [nonsense: true],
