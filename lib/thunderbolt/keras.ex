@@ -194,7 +194,9 @@ defmodule Thunderbolt.Keras do
     do: {:error, Error.new(:invalid_option, "output_names must be a list, got #{inspect(other)}")}
 
   defp opset(nil), do: {:ok, nil}
-  defp opset(n) when is_integer(n) and n > 0, do: {:ok, n}
+  # The builder answers for the supported range; this keeps the NIF's
+  # argument a machine word.
+  defp opset(n) when is_integer(n) and n in 1..0xFFFF_FFFF, do: {:ok, n}
 
   defp opset(other),
     do:

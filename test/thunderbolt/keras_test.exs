@@ -110,6 +110,10 @@ defmodule Thunderbolt.KerasTest do
 
       assert {:error, %Thunderbolt.Error{kind: :invalid_option}} =
                Keras.convert(fixture("keras/sequential.keras"), unknown: 1)
+
+      # Beyond a machine word, which the NIF's option decoding raised on.
+      assert {:error, %Thunderbolt.Error{kind: :invalid_option}} =
+               Keras.convert(fixture("keras/sequential.keras"), opset: 10 ** 30)
     end
 
     @tag :shared_models
