@@ -10,10 +10,10 @@ use std::time::Instant;
 use rustler::sys::ErlNifTerm;
 use rustler::{Atom, Encoder, Env, ListIterator, ResourceArc, Term, TermType};
 use smallvec::SmallVec;
-use thunderbolt_runtime::{Dims, ElementType, OutputTensor, TensorView};
+use thunderbolt_runtime::{Dims, ElementType, OutputBytes, OutputTensor, TensorView};
 
 use crate::error::NifError;
-use crate::session::{charge_timeslice, element_type, SessionRef};
+use crate::session::{charge_timeslice, element_type, out_binary, SessionRef};
 use crate::tensor::{element_terms, encode_nested, list_term, nested_shape_within, top_k_rows};
 use crate::tensor_struct::{self, TensorArg};
 
@@ -359,8 +359,7 @@ fn nested_list<'a>(env: Env<'a>, terms: &[ErlNifTerm], dims: &[i64]) -> Result<T
 
 /// An output as a `%Thunderbolt.Tensor{}`, its bytes copied once.
 fn tensor_term<'a>(env: Env<'a>, out: &OutputTensor<'_>) -> Term<'a> {
-    let mut bin = rustler::OwnedBinary::new(out.data.len());
-    bin.as_mut_slice().copy_from_slice(out.data);
+    let bin = out_binary(OutputBytes::Borrowed(out.data));
     tensor_struct::encode(
         env,
         tensor_struct::type_term(env, out.element_type),

@@ -2,7 +2,7 @@
 //! between Elixir number lists and tensor bytes element by element is the
 //! slowest part of serving JSON-shaped requests when done in Elixir.
 
-use rustler::sys::{enif_get_list_cell, enif_is_empty_list, enif_make_list_from_array, ErlNifTerm};
+use rustler::sys::{enif_make_list_from_array, ErlNifTerm};
 use rustler::{Atom, Binary, Encoder, Env, OwnedBinary, Term, TermType};
 use thunderbolt_runtime::number::{self, Number};
 use thunderbolt_runtime::ElementType;
@@ -98,28 +98,29 @@ pub(crate) fn nested_shape_within(
 /// A proper list's length, or `None` when it is longer than `cap`.
 fn list_length_within(list: Term<'_>, cap: usize) -> Result<Option<usize>, NifError> {
     if cap == usize::MAX {
-        return list
-            .list_length()
-            .map(Some)
-            .map_err(|_| NifError::invalid_input("an improper list is not a tensor"));
+        return list.list_length().map(Some).map_err(|_| improper());
     }
-    let env = list.get_env().as_c_arg();
-    let mut rest = list.as_c_arg();
+    let mut rest = list;
     let mut len = 0;
-    let (mut head, mut tail) = (rest, rest);
-    // SAFETY: every term passed is a term of `list`'s environment.
-    while unsafe { enif_get_list_cell(env, rest, &mut head, &mut tail) } != 0 {
+    while let Ok((_, tail)) = rest.list_get_cell() {
         if len == cap {
             return Ok(None);
         }
         len += 1;
         rest = tail;
     }
-    // SAFETY: as above.
-    if unsafe { enif_is_empty_list(env, rest) } == 0 {
-        return Err(NifError::invalid_input("an improper list is not a tensor"));
+    if !rest.is_empty_list() {
+        return Err(improper());
     }
     Ok(Some(len))
+}
+
+fn improper() -> NifError {
+    NifError::invalid_input("an improper list is not a tensor")
+}
+
+fn ragged() -> NifError {
+    NifError::invalid_input("ragged list: rows must all have the same shape")
 }
 
 /// The bytes of nested lists of `shape` (from `nested_shape`), refusing
@@ -153,9 +154,7 @@ fn walk(
         return Ok(number::encode(ty, to_number(term)?, out)?);
     };
     if !term.is_list() {
-        return Err(NifError::invalid_input(
-            "ragged list: rows must all have the same shape",
-        ));
+        return Err(ragged());
     }
     // Cell by cell rather than with rustler's list iterator, which panics
     // at an improper tail.
@@ -178,12 +177,10 @@ fn walk(
         walk(item, inner, ty, out)?;
     }
     if seen == len && !rest.is_empty_list() {
-        return Err(NifError::invalid_input("an improper list is not a tensor"));
+        return Err(improper());
     }
     if seen != len {
-        return Err(NifError::invalid_input(
-            "ragged list: rows must all have the same shape",
-        ));
+        return Err(ragged());
     }
     Ok(())
 }
@@ -247,9 +244,7 @@ fn to_number(term: Term<'_>) -> Result<Number, NifError> {
                 "expected a number, :nan, :infinity or :neg_infinity",
             )),
         },
-        TermType::List => Err(NifError::invalid_input(
-            "ragged list: rows must all have the same shape",
-        )),
+        TermType::List => Err(ragged()),
         _ => Err(NifError::invalid_input("expected a number")),
     }
 }
