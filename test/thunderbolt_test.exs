@@ -71,7 +71,10 @@ defmodule ThunderboltTest do
 
       unless "CUDAExecutionProvider" in session.providers do
         assert [warning] = session.warnings
-        assert warning =~ "CUDAExecutionProvider is not available"
+        # Missing from a CPU build; or, in a GPU build, its libraries or
+        # device missing.
+        assert warning =~
+                 ~r/^CUDAExecutionProvider (is not available|could not be started|failed when the session started)/
       end
     end
 

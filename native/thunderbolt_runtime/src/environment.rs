@@ -86,6 +86,10 @@ fn init(path: &Path) -> std::result::Result<Loaded, String> {
         )
     })?;
     let env = built.map_err(|e| format!("{e}: {FIX_HINT}"))?;
+    // As for sessions: what fails comes back as a value or a warning (an
+    // accelerator that will not start, say), not as a line on the VM's
+    // stderr.
+    env.set_log_level(ort::logging::LogLevel::Fatal);
     Ok(Loaded {
         env,
         path: path.to_path_buf(),

@@ -156,10 +156,14 @@ impl Model {
             }
             ModelSource::Bytes(_) => {}
         }
-        let (providers, warnings) = plan_providers(&options.execution_providers)?;
+        let (mut providers, mut warnings) = plan_providers(&options.execution_providers)?;
         let mut sessions = Vec::with_capacity(options.pool_size);
         for _ in 0..options.pool_size {
-            let session = guard_panics(|| build_session(env, source, options, &providers))?;
+            // The first session drops an accelerator that will not start,
+            // so the rest of the pool does not try it again.
+            let session = guard_panics(|| {
+                build_session(env, source, options, &mut providers, &mut warnings)
+            })?;
             sessions.push(Mutex::new(session));
         }
         let info = describe(&sessions[0], providers, warnings)?;
@@ -589,12 +593,66 @@ fn plan_providers(requested: &[ExecutionProvider]) -> Result<(Vec<String>, Vec<S
     Ok((providers, warnings))
 }
 
+/// A session with the first of `providers` that starts. An accelerator
+/// that ONNX Runtime offers may still fail here (its libraries or driver
+/// missing, no device): it is dropped from `providers` with a warning and
+/// the next one is used, CPU last, as `plan_providers` promises.
 fn build_session(
     env: &ort::environment::Environment,
     source: ModelSource<'_>,
     options: &SessionOptions,
-    providers: &[String],
+    providers: &mut Vec<String>,
+    warnings: &mut Vec<String>,
 ) -> Result<Session> {
+    let mut builder = session_builder(env, options)?;
+    let mut failed = Vec::new();
+    for name in providers.iter() {
+        let Some(ep) = options
+            .execution_providers
+            .iter()
+            .find(|ep| ep.ort_name() == name && **ep != ExecutionProvider::Cpu)
+        else {
+            continue;
+        };
+        let options_ptr = builder.ptr_mut();
+        let registered = match (*ep, ep.generic_name()) {
+            (ExecutionProvider::Cuda, _) => raw::append_cuda(options_ptr),
+            (_, Some(generic)) => raw::append_generic(options_ptr, generic),
+            (other, None) => {
+                return Err(RuntimeError::Unsupported(format!(
+                    "{} is available but Thunderbolt cannot register it yet",
+                    other.ort_name()
+                )))
+            }
+        };
+        if let Err(e) = registered {
+            warnings.push(format!(
+                "{name} could not be started ({e}); using the next provider"
+            ));
+            failed.push(name.clone());
+        }
+    }
+    providers.retain(|name| !failed.contains(name));
+    match commit(builder, source) {
+        Err(e) if providers.len() > 1 => {
+            // A model that CPU cannot load either gets CPU's error.
+            let cpu = commit(session_builder(env, options)?, source)?;
+            warnings.push(format!(
+                "{} failed when the session started ({e}); using {}",
+                providers[..providers.len() - 1].join(", "),
+                ExecutionProvider::Cpu.ort_name()
+            ));
+            providers.drain(..providers.len() - 1);
+            Ok(cpu)
+        }
+        result => result,
+    }
+}
+
+fn session_builder(
+    env: &ort::environment::Environment,
+    options: &SessionOptions,
+) -> Result<ort::session::builder::SessionBuilder> {
     let ort_err =
         |e: ort::Error<ort::session::builder::SessionBuilder>| RuntimeError::Ort(e.to_string());
     // Failures come back to the caller as values; ONNX Runtime's own log
@@ -610,26 +668,13 @@ fn build_session(
     if let Some(n) = options.inter_op_threads {
         builder = builder.with_inter_threads(n).map_err(ort_err)?;
     }
-    for name in providers {
-        let Some(ep) = options
-            .execution_providers
-            .iter()
-            .find(|ep| ep.ort_name() == name && **ep != ExecutionProvider::Cpu)
-        else {
-            continue;
-        };
-        let options_ptr = builder.ptr_mut();
-        match (*ep, ep.generic_name()) {
-            (ExecutionProvider::Cuda, _) => raw::append_cuda(options_ptr)?,
-            (_, Some(generic)) => raw::append_generic(options_ptr, generic)?,
-            (other, None) => {
-                return Err(RuntimeError::Unsupported(format!(
-                    "{} is available but Thunderbolt cannot register it yet",
-                    other.ort_name()
-                )))
-            }
-        }
-    }
+    Ok(builder)
+}
+
+fn commit(
+    mut builder: ort::session::builder::SessionBuilder,
+    source: ModelSource<'_>,
+) -> Result<Session> {
     let session = match source {
         ModelSource::File(path) => builder.commit_from_file(path),
         ModelSource::Bytes(bytes) => builder.commit_from_memory(bytes),
