@@ -39,8 +39,8 @@ defmodule Thunderbolt.Native do
   # tensor.rs
   def tensor_from_nested(_data, _type), do: err()
   def tensor_from_nested_dirty(_data, _type), do: err()
-  def tensor_to_flat_list(_data, _type, _non_finite), do: err()
-  def tensor_to_flat_list_dirty(_data, _type, _non_finite), do: err()
+  def tensor_to_list(_data, _type, _dims, _non_finite), do: err()
+  def tensor_to_list_dirty(_data, _type, _dims, _non_finite), do: err()
   def tensor_all_finite(_data, _type), do: err()
   def tensor_top_k(_data, _type, _row_len, _k), do: err()
   def tensor_top_k_dirty(_data, _type, _row_len, _k), do: err()

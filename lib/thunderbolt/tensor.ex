@@ -185,12 +185,9 @@ defmodule Thunderbolt.Tensor do
       [[1, 2], [3, 4]]
   """
   @spec to_list(t(), keyword()) :: number() | atom() | String.t() | list()
-  def to_list(tensor, opts \\ [])
-  def to_list(%__MODULE__{shape: {}} = tensor, opts), do: hd(to_flat_list(tensor, opts))
-
-  def to_list(%__MODULE__{shape: shape} = tensor, opts) do
-    tensor |> to_flat_list(opts) |> nest(Tuple.to_list(shape))
-  end
+  def to_list(%__MODULE__{type: type, data: data, shape: shape}, opts \\ [])
+      when is_tuple(shape),
+      do: decode(data, type, non_finite(opts), Tuple.to_list(shape))
 
   @doc """
   The elements as one flat list.
@@ -206,13 +203,15 @@ defmodule Thunderbolt.Tensor do
       [1.5, "nan"]
   """
   @spec to_flat_list(t(), keyword()) :: [number() | atom() | String.t()]
-  def to_flat_list(tensor, opts \\ [])
-  def to_flat_list(%__MODULE__{type: type, data: data}, []), do: decode(data, type, :atoms)
+  def to_flat_list(%__MODULE__{type: type, data: data}, opts \\ []),
+    do: decode(data, type, non_finite(opts), nil)
 
-  def to_flat_list(%__MODULE__{type: type, data: data}, opts) do
+  defp non_finite([]), do: :atoms
+
+  defp non_finite(opts) do
     case Keyword.validate!(opts, non_finite: :atoms)[:non_finite] do
       mode when mode in [:atoms, :strings] ->
-        decode(data, type, mode)
+        mode
 
       other ->
         raise ArgumentError, ":non_finite must be :atoms or :strings, got: #{inspect(other)}"
@@ -412,23 +411,13 @@ defmodule Thunderbolt.Tensor do
   defp validate_shape!(shape),
     do: raise(ArgumentError, "a shape is a tuple, got #{inspect(shape)}")
 
-  defp nest(flat, [_]), do: flat
-  # A leading axis of one (a batch of one) wraps the list without copying it.
-  defp nest(flat, [1 | inner]), do: [nest(flat, inner)]
-
-  defp nest(flat, [outer | inner]) do
-    case Enum.product(inner) do
-      # Rows of zero elements: keep the outer structure.
-      0 -> List.duplicate(nest([], inner), outer)
-      chunk -> flat |> Enum.chunk_every(chunk) |> Enum.map(&nest(&1, inner))
-    end
-  end
-
-  defp decode(data, type, non_finite) do
+  # `dims`: nil for one flat list, else the shape to nest by, which the NIF
+  # checks against the data (a struct built by hand may claim any shape).
+  defp decode(data, type, non_finite, dims) do
     result =
       if byte_size(data) > @dirty_above * element_bytes(type),
-        do: Thunderbolt.Native.tensor_to_flat_list_dirty(data, type_atom(type), non_finite),
-        else: Thunderbolt.Native.tensor_to_flat_list(data, type_atom(type), non_finite)
+        do: Thunderbolt.Native.tensor_to_list_dirty(data, type_atom(type), dims, non_finite),
+        else: Thunderbolt.Native.tensor_to_list(data, type_atom(type), dims, non_finite)
 
     case result do
       {:ok, list} -> list

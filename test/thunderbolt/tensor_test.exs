@@ -158,6 +158,47 @@ defmodule Thunderbolt.TensorTest do
       assert Tensor.new(:nan, type: :f32) |> Tensor.to_list(non_finite: :strings) == "nan"
       empty = Tensor.from_binary(<<>>, :f32, {2, 0})
       assert Tensor.to_list(empty) == [[], []]
+      assert Tensor.from_binary(<<>>, :f32, {0, 3}) |> Tensor.to_list() == []
+      assert Tensor.from_binary(<<>>, :u8, {2, 1, 0}) |> Tensor.to_list() == [[[]], [[]]]
+    end
+
+    test "nests many rows as the flat list chunked would" do
+      flat = Enum.to_list(1..24)
+      tensor = Tensor.new(flat, type: :s32)
+
+      for shape <- [{24}, {4, 6}, {2, 3, 4}, {1, 24, 1}, {2, 2, 2, 3}] do
+        expected =
+          shape
+          |> Tuple.to_list()
+          |> Enum.reverse()
+          |> Enum.drop(-1)
+          |> Enum.reduce(flat, fn d, acc -> Enum.chunk_every(acc, d) end)
+
+        assert tensor |> Tensor.reshape(shape) |> Tensor.to_list() == expected
+      end
+    end
+
+    test "a struct whose shape does not fit its data raises instead of nesting wrongly" do
+      t = Tensor.new([[1, 2], [3, 4]])
+
+      for shape <- [{3}, {4, 2}, {}, {2, 2, 2}] do
+        assert_raise ArgumentError, ~r/does not fit 32 bytes of s64/, fn ->
+          Tensor.to_list(%{t | shape: shape})
+        end
+      end
+
+      assert_raise ArgumentError, ~r/non-negative integers/, fn ->
+        Tensor.to_list(%{t | shape: {-2, -2}})
+      end
+
+      # Zero elements fit any shape with a zero in it, but not endless
+      # lists of nothing.
+      assert_raise ArgumentError, ~r/lists to hold 0 elements/, fn ->
+        Tensor.from_binary(<<>>, :f32, {Bitwise.bsl(1, 62), 0}) |> Tensor.to_list()
+      end
+
+      assert Tensor.from_binary(<<>>, :f32, {65_536, 0}) |> Tensor.to_list() |> length() ==
+               65_536
     end
   end
 

@@ -14,7 +14,9 @@ use thunderbolt_runtime::{Dims, ElementType, OutputBytes, OutputTensor, TensorVi
 
 use crate::error::NifError;
 use crate::session::{charge_timeslice, element_type, out_binary, SessionRef};
-use crate::tensor::{element_terms, encode_nested, list_term, nested_shape_within, top_k_rows};
+use crate::tensor::{
+    element_terms, encode_nested, list_term, nested_list, nested_shape_within, top_k_rows,
+};
 use crate::tensor_struct::{self, TensorArg};
 
 rustler::atoms! {
@@ -333,28 +335,6 @@ fn ranked<'a>(
         return Ok(empty.encode(env));
     }
     top_k_rows(env, ty, out.data, row_len, k)
-}
-
-/// `terms` nested as lists following `dims`; a scalar is its one term.
-fn nested_list<'a>(env: Env<'a>, terms: &[ErlNifTerm], dims: &[i64]) -> Result<Term<'a>, NifError> {
-    match dims {
-        [] => terms
-            .first()
-            // SAFETY: the terms were made in `env`.
-            .map(|&t| unsafe { Term::new(env, t) })
-            .ok_or_else(|| NifError::invalid_input("a scalar output with no element")),
-        [_] => list_term(env, terms),
-        [outer, inner @ ..] => {
-            let chunk: usize = inner.iter().map(|&d| d.max(0) as usize).product();
-            let rows = (0..(*outer).max(0) as usize)
-                .map(|i| {
-                    nested_list(env, &terms[i * chunk..(i + 1) * chunk], inner)
-                        .map(|t| t.as_c_arg())
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            list_term(env, &rows)
-        }
-    }
 }
 
 /// An output as a `%Thunderbolt.Tensor{}`, its bytes copied once.

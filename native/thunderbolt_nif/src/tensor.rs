@@ -1,4 +1,4 @@
-//! NIFs behind `Thunderbolt.Tensor.new/2` and `to_flat_list/1`: converting
+//! NIFs behind `Thunderbolt.Tensor.new/2` and `to_list/2`: converting
 //! between Elixir number lists and tensor bytes element by element is the
 //! slowest part of serving JSON-shaped requests when done in Elixir.
 
@@ -185,24 +185,29 @@ fn walk(
     Ok(())
 }
 
+/// The elements as one list, or nested following `dims` (a list of
+/// non-negative integers; `[]` gives the one element of a scalar), which
+/// must hold exactly as many elements as `data`.
 #[rustler::nif]
-fn tensor_to_flat_list<'a>(
+fn tensor_to_list<'a>(
     env: Env<'a>,
     data: Binary<'a>,
     ty: Atom,
+    dims: Term<'a>,
     non_finite: Atom,
 ) -> Result<Term<'a>, NifError> {
-    to_flat_list(env, data, ty, non_finite)
+    to_list(env, data, ty, dims, non_finite)
 }
 
 #[rustler::nif(schedule = "DirtyCpu")]
-fn tensor_to_flat_list_dirty<'a>(
+fn tensor_to_list_dirty<'a>(
     env: Env<'a>,
     data: Binary<'a>,
     ty: Atom,
+    dims: Term<'a>,
     non_finite: Atom,
 ) -> Result<Term<'a>, NifError> {
-    to_flat_list(env, data, ty, non_finite)
+    to_list(env, data, ty, dims, non_finite)
 }
 
 fn number_term(env: Env<'_>, n: Number) -> Term<'_> {
@@ -252,11 +257,14 @@ fn to_number(term: Term<'_>) -> Result<Number, NifError> {
 // One `enif_make_double` a float, then one `enif_make_list_from_array` for
 // all the cons cells, with a loop per element type (`number::visit`): 1000
 // f32 scores take 3.4 us, against 9.5 through a `Number` per element and
-// 5.2 through the external term format and `binary_to_term`.
-fn to_flat_list<'a>(
+// 5.2 through the external term format and `binary_to_term`. Nesting here
+// rather than in Elixir costs a list per row instead of a pass of
+// `Enum.chunk_every/2` over every element.
+fn to_list<'a>(
     env: Env<'a>,
     data: Binary<'a>,
     ty: Atom,
+    dims: Term<'a>,
     non_finite: Atom,
 ) -> Result<Term<'a>, NifError> {
     let strings = if non_finite == strings() {
@@ -268,8 +276,80 @@ fn to_flat_list<'a>(
             "non_finite must be :atoms or :strings",
         ));
     };
-    let terms = element_terms(env, tensor_type(ty)?, data.as_slice(), strings)?;
-    list_term(env, &terms)
+    let ty = tensor_type(ty)?;
+    // `Option<Term>` would take `nil` for a term too.
+    let dims = match dims.decode::<Atom>() {
+        Ok(atom) if atom == rustler::types::atom::nil() => None,
+        _ => Some(checked_dims(dims, ty, data.len())?),
+    };
+    let terms = element_terms(env, ty, data.as_slice(), strings)?;
+    match dims {
+        None => list_term(env, &terms),
+        Some(dims) => nested_list(env, &terms, &dims),
+    }
+}
+
+/// `dims` as a shape that holds exactly the elements of `bytes` bytes of
+/// `ty`: a `%Thunderbolt.Tensor{}` built by hand may claim any shape.
+fn checked_dims(dims: Term<'_>, ty: ElementType, bytes: usize) -> Result<Vec<i64>, NifError> {
+    let dims: Vec<i64> = dims
+        .decode::<Vec<u64>>()
+        .ok()
+        .and_then(|dims| dims.into_iter().map(|d| i64::try_from(d).ok()).collect())
+        .ok_or_else(|| NifError::invalid_input("a shape is a list of non-negative integers"))?;
+    let size = ty.byte_size().unwrap_or(1).max(1);
+    let held = dims
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d as usize));
+    if held != Some(bytes / size) || !bytes.is_multiple_of(size) {
+        return Err(NifError::invalid_input(format!(
+            "the shape {dims:?} does not fit {bytes} bytes of {}",
+            ty.name()
+        )));
+    }
+    Ok(dims)
+}
+
+/// Lists of nothing that a shape with a zero in it may ask for beyond its
+/// elements: `[3, 0]` is `[[], [], []]`, but `[2^62, 0]` is no answer.
+const MAX_EMPTY_ROWS: usize = 1 << 16;
+
+/// `terms` nested as lists following `dims`; a scalar is its one term.
+/// The caller has checked that `dims` holds `terms.len()` elements.
+pub(crate) fn nested_list<'a>(
+    env: Env<'a>,
+    terms: &[ErlNifTerm],
+    dims: &[i64],
+) -> Result<Term<'a>, NifError> {
+    let mut rows = 1usize;
+    for &d in dims.iter().take(dims.len().saturating_sub(1)) {
+        rows = rows.saturating_mul(d.max(0) as usize);
+        if rows > terms.len().max(MAX_EMPTY_ROWS) {
+            return Err(NifError::invalid_input(format!(
+                "the shape {dims:?} asks for {rows} or more lists to hold {} elements",
+                terms.len()
+            )));
+        }
+    }
+    nest(env, terms, dims)
+}
+
+fn nest<'a>(env: Env<'a>, terms: &[ErlNifTerm], dims: &[i64]) -> Result<Term<'a>, NifError> {
+    match dims {
+        [] => terms
+            .first()
+            // SAFETY: the terms were made in `env`.
+            .map(|&t| unsafe { Term::new(env, t) })
+            .ok_or_else(|| NifError::invalid_input("a scalar with no element")),
+        [_] => list_term(env, terms),
+        [outer, inner @ ..] => {
+            let chunk: usize = inner.iter().map(|&d| d.max(0) as usize).product();
+            let rows = (0..(*outer).max(0) as usize)
+                .map(|i| nest(env, &terms[i * chunk..(i + 1) * chunk], inner).map(|t| t.as_c_arg()))
+                .collect::<Result<Vec<_>, _>>()?;
+            list_term(env, &rows)
+        }
+    }
 }
 
 /// One term per element of `data`: numbers, with NaN and the infinities as
