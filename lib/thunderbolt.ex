@@ -44,7 +44,8 @@ defmodule Thunderbolt do
     * `:optimization_level` — `:disable`, `:basic`, `:extended` or `:all`
       (default `:all`, ONNX Runtime's `ORT_ENABLE_ALL`).
     * `:execution_providers` — providers in order of preference, for example
-      `[:cuda, :cpu]`. A provider this ONNX Runtime build lacks is skipped
+      `[:cuda, :cpu]`. A provider this ONNX Runtime build lacks, or one
+      that fails to start (its libraries or device missing), is skipped
       with an entry in `session.warnings`, and CPU is always the final
       fallback. Known: #{Enum.map_join(@providers, ", ", &inspect/1)}.
     * `:pool_size` — independent native sessions for this model (default
