@@ -112,6 +112,8 @@ defmodule Thunderbolt.Builder do
         }
 
   @spec_keys [:inputs, :layers, :outputs, :name, :opset]
+  @most_dim 0x7FFF_FFFF_FFFF_FFFF
+  @tensor_types Tensor.types()
   @input_keys [:name, :type, :shape]
   @layer_keys [:name, :class_name, :config, :inbound, :weights]
   @output_keys [:name, :source]
@@ -253,11 +255,13 @@ defmodule Thunderbolt.Builder do
   defp shape(shape, input) when is_tuple(shape), do: shape(Tuple.to_list(shape), input)
 
   defp shape(shape, input) when is_list(shape) do
-    if Enum.all?(shape, &(is_nil(&1) or (is_integer(&1) and &1 >= 0))) do
+    # ONNX dimensions are int64.
+    if not List.improper?(shape) and
+         Enum.all?(shape, &(is_nil(&1) or (is_integer(&1) and &1 in 0..@most_dim))) do
       {:ok, shape}
     else
       invalid(
-        "input #{inspect(input)}: a shape holds non-negative integers and nil, got: #{inspect(shape)}"
+        "input #{inspect(input)}: a shape holds nil and integers from 0 to 2^63 - 1, got: #{inspect(shape)}"
       )
     end
   end
@@ -294,7 +298,10 @@ defmodule Thunderbolt.Builder do
     end)
   end
 
-  defp json_like(list) when is_list(list), do: Enum.map(list, &json_like/1)
+  defp json_like(list) when is_list(list) do
+    if List.improper?(list), do: throw({:bad_config, list}), else: Enum.map(list, &json_like/1)
+  end
+
   defp json_like(tuple) when is_tuple(tuple), do: tuple |> Tuple.to_list() |> json_like()
   defp json_like(value) when is_boolean(value) or is_nil(value) or is_number(value), do: value
   defp json_like(atom) when is_atom(atom), do: Atom.to_string(atom)
@@ -314,12 +321,30 @@ defmodule Thunderbolt.Builder do
       )
 
   defp weights(weights, layer) when is_list(weights) do
+    if List.improper?(weights),
+      do: bad_weights(weights, layer),
+      else: weight_maps(weights, layer)
+  end
+
+  defp weights(other, layer), do: bad_weights(other, layer)
+
+  defp weight_maps(weights, layer) do
     weights
     |> Enum.with_index()
     |> collect(fn {weight, i} ->
       case Tensor.coerce(weight) do
-        {:ok, %Tensor{type: type, shape: shape, data: data}} ->
-          {:ok, %{dtype: Tensor.type_string(type), shape: Tuple.to_list(shape), data: data}}
+        # A struct built by hand may hold anything; the NIF checks the
+        # data's length against the shape.
+        {:ok, %Tensor{type: type, shape: shape, data: data}}
+        when type in @tensor_types and is_tuple(shape) and is_binary(data) ->
+          dims = Tuple.to_list(shape)
+
+          if Enum.all?(dims, &(is_integer(&1) and &1 in 0..@most_dim)),
+            do: {:ok, %{dtype: Tensor.type_string(type), shape: dims, data: data}},
+            else: malformed_weight(weight, i, layer)
+
+        {:ok, %Tensor{}} ->
+          malformed_weight(weight, i, layer)
 
         {:error, _} ->
           invalid(
@@ -329,14 +354,18 @@ defmodule Thunderbolt.Builder do
     end)
   end
 
-  defp weights(other, layer),
+  defp malformed_weight(weight, i, layer),
+    do: invalid("layer #{inspect(layer)}: weight #{i} is a malformed tensor: #{inspect(weight)}")
+
+  defp bad_weights(other, layer),
     do:
       invalid(
         "layer #{inspect(layer)}: weights must be a list of tensors, got: #{inspect(other, limit: 5)}"
       )
 
   defp opset(nil), do: {:ok, nil}
-  defp opset(opset) when is_integer(opset), do: {:ok, opset}
+  defp opset(opset) when is_integer(opset) and opset in -@most_dim..@most_dim, do: {:ok, opset}
+  defp opset(opset) when is_integer(opset), do: invalid("unsupported opset #{opset}")
   defp opset(other), do: invalid("opset must be an integer, got: #{inspect(other)}")
 
   defp name(name, _what) when is_binary(name), do: {:ok, name}
@@ -369,7 +398,15 @@ defmodule Thunderbolt.Builder do
     end
   end
 
+  # Lists from callers may be improper ([a | b]), which Enum refuses with a
+  # raise; they get the same error as any other malformed value.
   defp collect(list, fun) do
+    if List.improper?(list),
+      do: invalid("expected a proper list, got: #{inspect(list, limit: 5)}"),
+      else: reduce_items(list, fun)
+  end
+
+  defp reduce_items(list, fun) do
     list
     |> Enum.reduce_while({:ok, []}, fn item, {:ok, acc} ->
       case fun.(item) do

@@ -73,6 +73,15 @@ defmodule Thunderbolt.Tensor do
   @dirty_above 20_000
 
   @doc """
+  Every type a tensor may have, in Nx's tuple form.
+
+      iex> {:f, 32} in Thunderbolt.Tensor.types()
+      true
+  """
+  @spec types() :: [type()]
+  def types, do: @types
+
+  @doc """
   Normalises a type name to Nx's tuple form.
 
       iex> Thunderbolt.Tensor.type(:f32)

@@ -264,6 +264,136 @@ defmodule Thunderbolt.BuilderTest do
     end
   end
 
+  describe "build/1 with malformed specs" do
+    test "improper lists, out-of-range numbers and hand-built tensors are errors, not raises" do
+      weight = ones({4, 2})
+      huge = Bitwise.bsl(1, 70)
+
+      specs = [
+        put_in(dense_spec(), [:layers, Access.at(0), :config, "units"], [2 | 3]),
+        put_in(dense_spec(), [:layers, Access.at(0), :inbound], ["x" | "y"]),
+        put_in(dense_spec(), [:layers, Access.at(0), :weights], [weight | ones({2})]),
+        %{dense_spec() | layers: [hd(dense_spec().layers) | :more]},
+        %{dense_spec() | inputs: [%{name: "x", type: :f32, shape: [nil | 4]}]},
+        %{dense_spec() | inputs: [%{name: "x", type: :f32, shape: {nil, huge}}]},
+        Map.put(dense_spec(), :opset, huge),
+        put_in(dense_spec(), [:layers, Access.at(0), :weights], [%{weight | type: :bogus}, weight]),
+        put_in(dense_spec(), [:layers, Access.at(0), :weights], [
+          %{weight | shape: [4, 2]},
+          weight
+        ]),
+        put_in(dense_spec(), [:layers, Access.at(0), :weights], [
+          %{weight | shape: {huge}},
+          weight
+        ]),
+        put_in(dense_spec(), [:layers, Access.at(0), :weights], [%{weight | data: nil}, weight])
+      ]
+
+      for spec <- specs do
+        assert {:error, %Error{message: message}} = Builder.build(spec)
+        refute message =~ "malformed model spec", "a raw NIF error for #{inspect(spec)}"
+      end
+    end
+
+    test "input shapes that ONNX Runtime could never load are refused while building" do
+      for shape <- [{nil, Bitwise.bsl(1, 40), Bitwise.bsl(1, 31), Bitwise.bsl(1, 31)}, {0, 4}] do
+        spec = %{dense_spec() | inputs: [%{name: "x", type: :f32, shape: shape}]}
+        assert {:error, %Error{kind: :build, message: message}} = Builder.build(spec)
+        assert message =~ ~r/more than 2\^63 elements|a dimension of 0/
+      end
+    end
+
+    # Seeded mutations of the fixture specs: whatever a caller passes, the
+    # answer is a model or an error, never a raise or a dead VM.
+    test "random mutations of real specs build or fail cleanly" do
+      specs = for path <- @fixtures, do: spec(:erlang.binary_to_term(File.read!(path))["spec"])
+
+      for seed <- 1..300 do
+        :rand.seed(:exsss, {seed, 11, 17})
+        spec = Enum.reduce(1..:rand.uniform(3), Enum.random(specs), fn _, s -> mutate(s) end)
+
+        case Builder.build(spec) do
+          {:ok, onnx} -> assert is_binary(onnx)
+          {:error, %Error{}} -> :ok
+        end
+      end
+    end
+  end
+
+  # One random change somewhere in a spec.
+  defp mutate(spec) do
+    case :rand.uniform(7) do
+      1 ->
+        update_layer(spec, &%{&1 | config: Map.put(&1.config, random_key(), random_value())})
+
+      2 ->
+        update_layer(spec, &%{&1 | inbound: Enum.random([["nope"], [&1.name], [], ["x" | "y"]])})
+
+      3 ->
+        update_layer(spec, &%{&1 | weights: Enum.map(&1.weights, fn w -> odd_tensor(w) end)})
+
+      4 ->
+        update_layer(spec, &%{&1 | class_name: Enum.random(["Dense", "Reshape", "Nope"])})
+
+      5 ->
+        %{spec | inputs: Enum.map(spec.inputs, &%{&1 | shape: odd_shape(&1.shape)})}
+
+      6 ->
+        %{spec | inputs: Enum.map(spec.inputs, &%{&1 | type: Enum.random([:u8, :bool, :x])})}
+
+      7 ->
+        Map.put(spec, :opset, Enum.random([0, 17, 22, 99, -1, Bitwise.bsl(1, 70)]))
+    end
+  end
+
+  defp update_layer(%{layers: []} = spec, _fun), do: spec
+
+  defp update_layer(spec, fun),
+    do: %{spec | layers: List.update_at(spec.layers, :rand.uniform(length(spec.layers)) - 1, fun)}
+
+  defp random_key,
+    do: Enum.random(~w(units axis epsilon target_shape activation input_dim output_dim rate))
+
+  defp random_value,
+    do:
+      Enum.random([
+        -3,
+        0,
+        1,
+        7,
+        Bitwise.bsl(1, 40),
+        Bitwise.bsl(1, 70),
+        1.0e30,
+        nil,
+        "nope",
+        "relu",
+        [1, -1],
+        [2 | 3],
+        {4, 2},
+        %{"name" => "gelu"}
+      ])
+
+  defp odd_shape(shape) do
+    dims = Tuple.to_list(shape)
+
+    Enum.random([
+      List.to_tuple(Enum.map(dims, fn _ -> Enum.random([nil, 0, 7, Bitwise.bsl(1, 40)]) end)),
+      List.to_tuple(dims ++ [3]),
+      {},
+      List.to_tuple(Enum.map(dims, &(&1 || 1_000_000_000)))
+    ])
+  end
+
+  defp odd_tensor(_tensor) do
+    Enum.random([
+      Tensor.from_binary(<<>>, :f32, {0}),
+      Tensor.new([[1, 2]], type: :s64),
+      %{ones({4, 2}) | shape: {8, 2}},
+      %{ones({4, 2}) | type: :bogus},
+      %{ones({4, 2}) | data: nil}
+    ])
+  end
+
   describe "build_file/2" do
     @tag :tmp_dir
     test "writes a model that loads, and writes nothing on error", %{tmp_dir: dir} do

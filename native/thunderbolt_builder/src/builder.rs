@@ -101,11 +101,40 @@ fn check_opset(spec: &ModelSpec) -> Result<i64, BuildError> {
 
 type Deferred = Vec<(usize, WeightSlot)>;
 
+/// ONNX dimensions are int64, and ONNX Runtime refuses a shape whose known
+/// dimensions multiply past that; such an input would make a model that
+/// builds but never loads. So would a known dimension of 0 feeding a
+/// Flatten or Reshape (a product of 0 beside -1), and no input of a Keras
+/// model has one.
+fn check_input_shapes(spec: &ModelSpec) -> Result<(), BuildError> {
+    for input in &spec.inputs {
+        if input.shape.contains(&Some(0)) {
+            return Err(BuildError::InvalidSpec(format!(
+                "input {:?}: the shape {} has a dimension of 0",
+                input.name,
+                crate::shape::format_shape(&input.shape)
+            )));
+        }
+        let fits = input.shape.iter().flatten().try_fold(1i64, |n, &d| {
+            i64::try_from(d).ok().and_then(|d| n.checked_mul(d))
+        });
+        if fits.is_none() {
+            return Err(BuildError::InvalidSpec(format!(
+                "input {:?}: the shape {} holds more than 2^63 elements",
+                input.name,
+                crate::shape::format_shape(&input.shape)
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn build_graph(
     spec: &ModelSpec,
     registry: &LayerRegistry,
     mut g: GraphBuilder,
 ) -> Result<(GraphProto, Deferred), BuildError> {
+    check_input_shapes(spec)?;
     let sources = index_names(spec)?;
     let converters = lookup_converters(spec, registry)?;
     check_references(spec, &sources)?;
@@ -778,6 +807,27 @@ mod tests {
             err.contains("weight \"kernel\": unsupported dtype float64"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn input_shapes_past_int64_or_with_a_zero_are_refused() {
+        let mut spec = Spec::new().output("y", "x");
+        spec.0.inputs[0].shape = vec![None, Some(1 << 40), Some(1 << 31), Some(1 << 31)];
+        assert_eq!(
+            spec.error(),
+            "invalid model spec: input \"x\": the shape (None, 1099511627776, 2147483648, \
+             2147483648) holds more than 2^63 elements"
+        );
+        spec.0.inputs[0].shape = vec![None, Some(usize::MAX)];
+        assert!(spec.error().contains("more than 2^63 elements"));
+        spec.0.inputs[0].shape = vec![Some(0), None, Some(4)];
+        assert_eq!(
+            spec.error(),
+            "invalid model spec: input \"x\": the shape (0, None, 4) has a dimension of 0"
+        );
+        // Large but representable: the model builds.
+        spec.0.inputs[0].shape = vec![None, Some(1 << 31), Some(1 << 31)];
+        assert!(spec.build().is_ok());
     }
 
     #[test]
