@@ -335,6 +335,7 @@ defmodule ThunderboltTest do
     test "bad run options", %{session: s, tensors: t} do
       assert {:error, %Error{kind: :invalid_option}} = Thunderbolt.run(s, t, scheduler: :fast)
       assert {:error, %Error{kind: :invalid_option}} = Thunderbolt.run(s, t, outputs: "sum")
+      assert {:error, %Error{kind: :invalid_option}} = Thunderbolt.run(s, t, outputs: [:sum | :x])
       assert {:error, %Error{kind: :invalid_option}} = Thunderbolt.run(s, t, bogus: 1)
     end
   end

@@ -113,7 +113,6 @@ defmodule Thunderbolt.Builder do
 
   @spec_keys [:inputs, :layers, :outputs, :name, :opset]
   @most_dim 0x7FFF_FFFF_FFFF_FFFF
-  @tensor_types Tensor.types()
   @input_keys [:name, :type, :shape]
   @layer_keys [:name, :class_name, :config, :inbound, :weights]
   @output_keys [:name, :source]
@@ -335,16 +334,11 @@ defmodule Thunderbolt.Builder do
       case Tensor.coerce(weight) do
         # A struct built by hand may hold anything; the NIF checks the
         # data's length against the shape.
-        {:ok, %Tensor{type: type, shape: shape, data: data}}
-        when type in @tensor_types and is_tuple(shape) and is_binary(data) ->
-          dims = Tuple.to_list(shape)
-
-          if Enum.all?(dims, &(is_integer(&1) and &1 in 0..@most_dim)),
-            do: {:ok, %{dtype: Tensor.type_string(type), shape: dims, data: data}},
+        {:ok, %Tensor{type: type, shape: shape, data: data} = tensor} ->
+          if Tensor.well_formed?(tensor),
+            do:
+              {:ok, %{dtype: Tensor.type_string(type), shape: Tuple.to_list(shape), data: data}},
             else: malformed_weight(weight, i, layer)
-
-        {:ok, %Tensor{}} ->
-          malformed_weight(weight, i, layer)
 
         {:error, _} ->
           invalid(

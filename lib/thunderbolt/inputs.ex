@@ -72,6 +72,15 @@ defmodule Thunderbolt.Inputs do
   def select_outputs(_specs, nil), do: {:ok, nil}
 
   def select_outputs(specs, names) when is_list(names) do
+    if List.improper?(names), do: outputs_error(names), else: select_known(specs, names)
+  end
+
+  def select_outputs(_specs, other), do: outputs_error(other)
+
+  defp outputs_error(other),
+    do: {:error, Error.new(:invalid_option, ":outputs must be a list, got: #{inspect(other)}")}
+
+  defp select_known(specs, names) do
     names = Enum.map(names, &to_name/1)
 
     case Enum.reject(names, fn name -> Enum.any?(specs, &(&1.name == name)) end) do
@@ -84,9 +93,6 @@ defmodule Thunderbolt.Inputs do
         )
     end
   end
-
-  def select_outputs(_specs, other),
-    do: {:error, Error.new(:invalid_option, ":outputs must be a list, got: #{inspect(other)}")}
 
   @doc """
   Like `select_outputs/2`, but gives the selected outputs' positions in

@@ -65,21 +65,13 @@ defmodule Thunderbolt.Tensor do
     bool: {:u, 8}
   }
   @types @shorthand |> Map.values() |> Enum.uniq()
+  @most_dim 0x7FFF_FFFF_FFFF_FFFF
 
   # Element conversion runs in the NIF (thunderbolt_runtime's number.rs):
   # done element by element in Elixir it cost more than the inference itself
   # for a 1000-class output. Tensors above this many elements convert on a
   # dirty scheduler.
   @dirty_above 20_000
-
-  @doc """
-  Every type a tensor may have, in Nx's tuple form.
-
-      iex> {:f, 32} in Thunderbolt.Tensor.types()
-      true
-  """
-  @spec types() :: [type()]
-  def types, do: @types
 
   @doc """
   Normalises a type name to Nx's tuple form.
@@ -434,14 +426,34 @@ defmodule Thunderbolt.Tensor do
     end
   end
 
-  defimpl Inspect do
-    def inspect(%{type: type, shape: shape} = tensor, _opts) do
-      dims = shape |> Tuple.to_list() |> Enum.map_join(&"[#{&1}]")
-      preview = tensor |> Thunderbolt.Tensor.to_flat_list() |> Enum.take(8)
-      more = if Thunderbolt.Tensor.size(tensor) > 8, do: ", ...", else: ""
+  @doc false
+  # Whether a struct, perhaps built by hand, holds a known type, a binary
+  # and a shape of non-negative int64 dimensions; the NIFs check the data's
+  # length against the shape.
+  @spec well_formed?(term()) :: boolean()
+  def well_formed?(%__MODULE__{type: type, shape: shape, data: data})
+      when type in @types and is_tuple(shape) and is_binary(data),
+      do: shape |> Tuple.to_list() |> Enum.all?(&(is_integer(&1) and &1 in 0..@most_dim))
 
-      "#Thunderbolt.Tensor<#{Thunderbolt.Tensor.type_string(type)}#{dims} " <>
-        "#{Enum.map_join(preview, ", ", &to_string/1)}#{more}>"
+  def well_formed?(_other), do: false
+
+  defimpl Inspect do
+    # Lists only the elements it shows, so inspecting a big tensor in a log
+    # line stays cheap; a malformed struct shows as the plain map it is.
+    def inspect(%{type: type, shape: shape, data: data} = tensor, opts) do
+      if Thunderbolt.Tensor.well_formed?(tensor) do
+        bytes = Thunderbolt.Tensor.element_bytes(type)
+        shown = min(div(byte_size(data), bytes), 8)
+        head = %{tensor | data: binary_part(data, 0, shown * bytes), shape: {shown}}
+        preview = Thunderbolt.Tensor.to_flat_list(head)
+        more = if byte_size(data) > shown * bytes, do: ", ...", else: ""
+        dims = shape |> Tuple.to_list() |> Enum.map_join(&"[#{&1}]")
+
+        "#Thunderbolt.Tensor<#{Thunderbolt.Tensor.type_string(type)}#{dims} " <>
+          "#{Enum.map_join(preview, ", ", &to_string/1)}#{more}>"
+      else
+        Inspect.Map.inspect(tensor, opts)
+      end
     end
   end
 end

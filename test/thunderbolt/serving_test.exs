@@ -193,6 +193,24 @@ defmodule Thunderbolt.ServingTest do
       assert {:ok, _} = Serving.run(name, x)
     end
 
+    test "hand-built structs with a bad type or shape get Thunderbolt.run's error" do
+      {name, _pid} = start_serving(model: @dynamic, runners: 1)
+      session = Thunderbolt.load!(@dynamic)
+      x = rows(2, 3, 1)
+
+      for bad <- [
+            %{x | type: nil},
+            %{x | type: {:f, 7}},
+            %{x | shape: [2, 3]},
+            %{x | shape: {:a, 3}}
+          ] do
+        assert {:error, %Error{kind: :invalid_input}} = result = Serving.run(name, bad)
+        assert result == Thunderbolt.run(session, bad)
+      end
+
+      assert {:ok, _} = Serving.run(name, x)
+    end
+
     test "200 concurrent callers with mixed row counts and widths each get exactly their rows" do
       {name, _pid} = start_serving(model: @dynamic, runners: 2, batch_size: 16)
       session = Thunderbolt.load!(@dynamic)

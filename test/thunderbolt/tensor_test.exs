@@ -202,6 +202,23 @@ defmodule Thunderbolt.TensorTest do
     end
   end
 
+  describe "inspect/1" do
+    test "shows the first eight elements without listing the rest" do
+      big = Tensor.new(Enum.to_list(1..100_000), type: :f32)
+
+      assert inspect(big) ==
+               "#Thunderbolt.Tensor<f32[100000] 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, ...>"
+
+      assert inspect(Tensor.new([[1, 2]])) == "#Thunderbolt.Tensor<s64[1][2] 1, 2>"
+    end
+
+    test "a malformed struct shows as the map it is" do
+      bad = %{Tensor.new([1, 2]) | type: nil}
+      assert inspect(bad) =~ "%{__struct__: Thunderbolt.Tensor"
+      refute inspect(bad) =~ "Inspect.Error"
+    end
+  end
+
   describe "reshape/2" do
     test "keeps the elements and accepts one :auto" do
       tensor = Tensor.new(Enum.to_list(1..6))

@@ -62,6 +62,11 @@ defmodule Thunderbolt.Serving.Request do
 
   defp check_one(%{name: name, type: type, shape: spec_shape}, %Tensor{} = tensor) do
     cond do
+      # A struct built by hand with a bad type or shape: the NIF refuses it
+      # with the message `Thunderbolt.run/3` gives.
+      not Tensor.well_formed?(tensor) ->
+        :shared
+
       type != nil and type != tensor.type ->
         invalid(
           "input #{inspect(name)} expects #{Tensor.type_string(type)}, got #{Tensor.type_string(tensor.type)}"
