@@ -366,7 +366,11 @@ pub(crate) fn element_terms(
         non_finite: [None; 3],
         terms: Vec::with_capacity(data.len() / ty.byte_size().unwrap_or(1).max(1)),
     };
-    number::visit(ty, data, &mut list)?;
+    if ty == ElementType::F32 {
+        list.f32s(data)?;
+    } else {
+        number::visit(ty, data, &mut list)?;
+    }
     Ok(list.terms)
 }
 
@@ -412,24 +416,60 @@ impl number::Visitor for ListBuilder<'_> {
 }
 
 impl ListBuilder<'_> {
-    #[cold]
-    fn non_finite_term(&mut self, value: f64) -> ErlNifTerm {
-        let (slot, atom, name) = if value.is_nan() {
-            (0, nan(), "nan")
-        } else if value > 0.0 {
-            (1, infinity(), "infinity")
-        } else {
-            (2, neg_infinity(), "neg_infinity")
-        };
+    // The commonest output type gets its own loop, each term written in
+    // place: through `Visitor::float` the vector's length went back to
+    // memory around every `enif_make_double` call.
+    fn f32s(&mut self, data: &[u8]) -> Result<(), NifError> {
+        if !data.len().is_multiple_of(4) {
+            return Err(NifError::invalid_input(format!(
+                "{} bytes is not a whole number of f32 elements",
+                data.len()
+            )));
+        }
+        let n = data.len() / 4;
+        let start = self.terms.len();
+        self.terms.reserve(n);
         let (env, strings) = (self.env, self.strings);
-        *self.non_finite[slot].get_or_insert_with(|| {
-            if strings {
-                name.encode(env).as_c_arg()
+        let out = &mut self.terms.spare_capacity_mut()[..n];
+        for (slot, chunk) in out.iter_mut().zip(data.chunks_exact(4)) {
+            let value = f64::from(f32::from_ne_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]));
+            slot.write(if value.is_finite() {
+                value.encode(env).as_c_arg()
             } else {
-                atom.encode(env).as_c_arg()
-            }
-        })
+                non_finite_term(env, strings, &mut self.non_finite, value)
+            });
+        }
+        // SAFETY: the loop wrote all n slots past `start`.
+        unsafe { self.terms.set_len(start + n) };
+        Ok(())
     }
+
+    fn non_finite_term(&mut self, value: f64) -> ErlNifTerm {
+        non_finite_term(self.env, self.strings, &mut self.non_finite, value)
+    }
+}
+
+#[cold]
+fn non_finite_term(
+    env: Env<'_>,
+    strings: bool,
+    made: &mut [Option<ErlNifTerm>; 3],
+    value: f64,
+) -> ErlNifTerm {
+    let (slot, atom, name) = if value.is_nan() {
+        (0, nan(), "nan")
+    } else if value > 0.0 {
+        (1, infinity(), "infinity")
+    } else {
+        (2, neg_infinity(), "neg_infinity")
+    };
+    *made[slot].get_or_insert_with(|| {
+        if strings {
+            name.encode(env).as_c_arg()
+        } else {
+            atom.encode(env).as_c_arg()
+        }
+    })
 }
 
 #[rustler::nif]
