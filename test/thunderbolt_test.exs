@@ -105,11 +105,17 @@ defmodule ThunderboltTest do
       File.write!(garbage, :crypto.strong_rand_bytes(4096))
       truncated = tmp_path("truncated.onnx")
       File.write!(truncated, binary_part(File.read!(fixture("runtime/multi_io.onnx")), 0, 100))
+      # Reading either would never end.
+      fifo = tmp_path("fifo.onnx")
+      File.rm(fifo)
+      {_, 0} = System.cmd("mkfifo", [fifo])
 
       cases = [
         {"/definitely/not/here.onnx", ~r/cannot read/},
         {dir, ~r/is a directory/},
         {empty, ~r/is empty/},
+        {fifo, ~r/is not a regular file/},
+        {"/dev/zero", ~r/is not a regular file/},
         {garbage, ~r/./},
         {truncated, ~r/./},
         {{:binary, ""}, ~r/empty/},

@@ -550,6 +550,14 @@ fn check_model_file(path: &Path) -> Result<()> {
             path.display()
         )));
     }
+    // A FIFO or a device would block or never end: ONNX Runtime reads the
+    // whole file.
+    if !meta.is_file() {
+        return Err(RuntimeError::Load(format!(
+            "{} is not a regular file",
+            path.display()
+        )));
+    }
     if meta.len() == 0 {
         return Err(RuntimeError::Load(format!("{} is empty", path.display())));
     }
