@@ -117,10 +117,15 @@ defmodule Thunderbolt.Keras do
   defp native_source({:binary, bytes}) when is_binary(bytes), do: {:ok, {:binary, bytes}}
 
   defp native_source(path) when is_binary(path) do
-    if File.regular?(path) do
-      {:ok, {:file, path}}
-    else
-      {:error, Error.new(:load, "no such model file: #{path}")}
+    case File.stat(path) do
+      {:ok, %File.Stat{type: :regular}} ->
+        {:ok, {:file, path}}
+
+      {:ok, %File.Stat{}} ->
+        {:error, Error.new(:load, "#{path} is not a regular file")}
+
+      {:error, _} ->
+        {:error, Error.new(:load, "no such model file: #{path}")}
     end
   end
 

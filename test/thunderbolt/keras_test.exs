@@ -95,6 +95,12 @@ defmodule Thunderbolt.KerasTest do
 
       assert message =~ "no such model file"
 
+      # A device or a directory is refused by name, before any read.
+      for path <- ["/dev/zero", fixture("keras")] do
+        assert {:error, %Thunderbolt.Error{kind: :load, message: message}} = Keras.convert(path)
+        assert message == "#{path} is not a regular file"
+      end
+
       assert {:error, %Thunderbolt.Error{kind: :build, message: message}} =
                Keras.convert(fixture("keras/manifest.tsv"))
 
