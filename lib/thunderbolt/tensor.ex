@@ -180,7 +180,8 @@ defmodule Thunderbolt.Tensor do
 
   @doc """
   The elements as nested lists, following the shape. A scalar becomes a number.
-  Takes the options of `to_flat_list/2`.
+  Takes the options of `to_flat_list/2`. Raises `ArgumentError` when the
+  shape does not fit the data, which only a struct built by hand can do.
 
       iex> Thunderbolt.Tensor.new([[1, 2], [3, 4]]) |> Thunderbolt.Tensor.to_list()
       [[1, 2], [3, 4]]
