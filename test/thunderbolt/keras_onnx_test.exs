@@ -418,6 +418,12 @@ defmodule Thunderbolt.KerasONNXTest do
       # Fewer names than classes: the rest are indices.
       output = Output.new!(t, nil, nil, 1, %{class_names: ["w"]})
       assert Output.top_k(output, 2) == [{2, :infinity}, {1, 1.0}]
+
+      # Names that are not a proper list label nothing.
+      for names <- [["w", "x" | "y"], "wxyz", %{0 => "w"}] do
+        output = Output.new!(t, nil, nil, 1, %{class_names: names})
+        assert Output.top_k(output, 2) == [{2, :infinity}, {1, 1.0}]
+      end
     end
 
     test "needs rank 1 or 2" do

@@ -497,6 +497,19 @@ defmodule Thunderbolt.OnnxInferenceTest do
 
       {:ok, plain} = OnnxInference.infer("tiny_text.onnx", %{"data" => row}, %{}, @opts)
       refute Map.has_key?(plain.predictions["logits"], "top_k")
+
+      # Names that are not a proper list (an Elixir caller's mistake) label
+      # nothing, and the call still answers.
+      {:ok, unlabelled} =
+        OnnxInference.infer(
+          "tiny_text.onnx",
+          %{"data" => row},
+          %{"top_k" => 3, "class_names" => ["a", "b" | "c"]},
+          @opts
+        )
+
+      assert [top] = unlabelled.predictions["logits"]["top_k"]
+      assert Enum.map(top, & &1["label"]) == best
     end
 
     test "top_k for a batch gives one list per sample, labelled by index", %{expected: expected} do

@@ -111,8 +111,9 @@ defmodule Thunderbolt.KerasONNX.Output do
   end
 
   defp class_names(metadata) do
+    # Anything but a proper list labels nothing: the indices stand.
     case Map.get(metadata, :class_names) || Map.get(metadata, "class_names") do
-      names when is_list(names) -> names
+      names when is_list(names) -> if List.improper?(names), do: [], else: names
       _ -> []
     end
   end
