@@ -232,6 +232,14 @@ defmodule Thunderbolt do
   end
 
   defp validate_keys(opts, defaults) when is_list(opts) do
+    if List.improper?(opts),
+      do: option_error("options must be a keyword list"),
+      else: validate_known_keys(opts, defaults)
+  end
+
+  defp validate_keys(_opts, _defaults), do: option_error("options must be a keyword list")
+
+  defp validate_known_keys(opts, defaults) do
     case Keyword.validate(opts, defaults) do
       {:ok, opts} -> {:ok, opts}
       {:error, unknown} -> option_error("unknown options #{inspect(unknown)}")
@@ -239,8 +247,6 @@ defmodule Thunderbolt do
   rescue
     ArgumentError -> option_error("options must be a keyword list")
   end
-
-  defp validate_keys(_opts, _defaults), do: option_error("options must be a keyword list")
 
   # ONNX Runtime starts the threads at load; a count in the millions would
   # exhaust the machine rather than fail.

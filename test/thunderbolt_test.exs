@@ -90,7 +90,8 @@ defmodule ThunderboltTest do
             [optimization_level: :max],
             [execution_providers: [:tpu]],
             [nonsense: true],
-            :not_a_list
+            :not_a_list,
+            [{:pool_size, 1} | :improper]
           ] do
         assert {:error, %Error{kind: :invalid_option}} = Thunderbolt.load(path, opts),
                inspect(opts)

@@ -152,11 +152,16 @@ defmodule Thunderbolt.Keras do
     end
   end
 
-  defp keyword_validate(opts) do
-    {:ok, Keyword.validate!(opts, @convert_defaults)}
+  defp keyword_validate(opts) when is_list(opts) do
+    if List.improper?(opts),
+      do: {:error, Error.new(:invalid_option, "options must be a keyword list")},
+      else: {:ok, Keyword.validate!(opts, @convert_defaults)}
   rescue
     e in ArgumentError -> {:error, Error.new(:invalid_option, Exception.message(e))}
   end
+
+  defp keyword_validate(_opts),
+    do: {:error, Error.new(:invalid_option, "options must be a keyword list")}
 
   defp dtype_option(_key, nil), do: {:ok, nil}
 
@@ -188,7 +193,7 @@ defmodule Thunderbolt.Keras do
   defp output_names(nil), do: {:ok, nil}
 
   defp output_names(names) when is_list(names) do
-    if Enum.all?(names, &(is_binary(&1) or is_atom(&1))) do
+    if not List.improper?(names) and Enum.all?(names, &(is_binary(&1) or is_atom(&1))) do
       {:ok, Enum.map(names, &to_string/1)}
     else
       {:error, Error.new(:invalid_option, "output_names must be strings, got #{inspect(names)}")}

@@ -557,7 +557,10 @@ defmodule Thunderbolt.ModelServer do
   end
 
   defp normalize([]), do: []
-  defp normalize(opts) when is_list(opts), do: Enum.sort(opts)
+  # Not a proper list: kept as it is, for `Thunderbolt.load/2` to refuse.
+  defp normalize(opts) when is_list(opts),
+    do: if(List.improper?(opts), do: opts, else: Enum.sort(opts))
+
   defp normalize(opts), do: opts
 
   defp use_stamp(%{latest: latest}) do

@@ -249,6 +249,12 @@ defmodule Thunderbolt.OnnxInference do
   defp check_options([{:model_dir, _} | _], _opts, _options),
     do: {:error, {:invalid_option, ":model_dir must be a path"}}
 
+  defp check_options([{:load_options, load_opts} | rest], opts, options) do
+    if is_nil(load_opts) or (is_list(load_opts) and Keyword.keyword?(load_opts)),
+      do: check_options(rest, opts, Map.put_new(options, :load_options, load_opts)),
+      else: {:error, {:invalid_option, ":load_options must be a keyword list"}}
+  end
+
   defp check_options([{key, value} | rest], opts, options) when key in @option_keys,
     do: check_options(rest, opts, Map.put_new(options, key, value))
 

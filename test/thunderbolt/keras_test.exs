@@ -120,6 +120,13 @@ defmodule Thunderbolt.KerasTest do
       # Beyond a machine word, which the NIF's option decoding raised on.
       assert {:error, %Thunderbolt.Error{kind: :invalid_option}} =
                Keras.convert(fixture("keras/sequential.keras"), opset: 10 ** 30)
+
+      # Not keyword lists, or improper ones: these raised in Keyword and Enum.
+      for opts <- [:opset, [{:opset, 18} | :more], [output_names: [:a | :b]]] do
+        assert {:error, %Thunderbolt.Error{kind: :invalid_option}} =
+                 Keras.convert(fixture("keras/sequential.keras"), opts),
+               inspect(opts)
+      end
     end
 
     @tag :shared_models

@@ -117,8 +117,10 @@ defmodule Thunderbolt.ModelServerTest do
     test "invalid load options are an error, not a crash", ctx do
       path = model(ctx.dir, "a.onnx")
 
-      assert {:error, %Thunderbolt.Error{kind: :invalid_option}} =
-               ModelServer.fetch(path, [pool_size: 0], ctx.server)
+      for opts <- [[pool_size: 0], [{:pool_size, 1} | :more], :pool_size] do
+        assert {:error, %Thunderbolt.Error{kind: :invalid_option}} =
+                 ModelServer.fetch(path, opts, ctx.server)
+      end
 
       assert {:ok, _} = ModelServer.fetch(path, [], ctx.server)
     end

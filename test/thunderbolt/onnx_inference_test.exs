@@ -728,6 +728,8 @@ defmodule Thunderbolt.OnnxInferenceTest do
             [top_k: 0],
             [max_input_elements: 0],
             [model_dir: 3],
+            [load_options: [:a | :b]],
+            [load_options: "pool_size"],
             [batch: true],
             [:top_k],
             :nope
