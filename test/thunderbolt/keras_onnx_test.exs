@@ -363,6 +363,8 @@ defmodule Thunderbolt.KerasONNXTest do
       t = Tensor.new([[1, 2]], type: :s32)
       assert {:error, {:invalid_input, _}} = Input.new([[1, 2]])
       assert {:error, {:invalid_input, _}} = Input.new(t, {2, 1})
+      assert {:error, {:invalid_input, _}} = Input.new(t, [1 | 2])
+      assert {:error, {:invalid_input, _}} = Output.new(t, [1 | 2], nil, 1)
       assert {:error, {:invalid_input, _}} = Input.new(t, nil, :s64)
       assert {:error, {:invalid_input, _}} = Input.new(t, nil, :complex)
       assert {:error, {:invalid_input, _}} = Input.new(t, nil, nil, class_names: [])

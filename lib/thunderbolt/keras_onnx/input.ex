@@ -158,12 +158,17 @@ defmodule Thunderbolt.KerasONNX.Input do
 
   defp check_shape(nil, _actual), do: :ok
 
-  defp check_shape(shape, actual) when is_list(shape),
-    do: check_shape(List.to_tuple(shape), actual)
+  defp check_shape(shape, actual) when is_list(shape) do
+    # An improper list is no shape at all.
+    if List.improper?(shape),
+      do: shape_mismatch(shape, actual),
+      else: check_shape(List.to_tuple(shape), actual)
+  end
 
   defp check_shape(shape, shape), do: :ok
+  defp check_shape(shape, actual), do: shape_mismatch(shape, actual)
 
-  defp check_shape(shape, actual) do
+  defp shape_mismatch(shape, actual) do
     {:error,
      {:invalid_input,
       "shape #{inspect(shape)} does not match the tensor's shape #{inspect(actual)}"}}
