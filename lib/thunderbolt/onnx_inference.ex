@@ -586,7 +586,7 @@ defmodule Thunderbolt.OnnxInference do
 
   defp requested_shape(shape, limit) when is_list(shape) do
     cond do
-      not Enum.all?(shape, &(is_integer(&1) and &1 >= 0)) ->
+      List.improper?(shape) or not Enum.all?(shape, &(is_integer(&1) and &1 >= 0)) ->
         {:error,
          {:invalid_input,
           "\"shape\" must be a list of non-negative integers, got: #{inspect(shape, limit: 10)}"}}

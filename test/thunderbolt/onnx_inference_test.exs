@@ -177,6 +177,7 @@ defmodule Thunderbolt.OnnxInferenceTest do
         {"tiny_text.onnx", %{"data" => "1 2 3"}, "\"data\" must be"},
         {"tiny_text.onnx", %{"data" => ids, "shape" => "8"}, "\"shape\" must be"},
         {"tiny_text.onnx", %{"data" => ids, "shape" => [-1, 8]}, "non-negative"},
+        {"tiny_text.onnx", %{"data" => ids, "shape" => [1 | 8]}, "non-negative"},
         {"tiny_text.onnx", %{}, "missing input(s)"},
         {"tiny_text.onnx", %{"dtype" => "int64"}, "unknown input(s) \"dtype\""},
         {"tiny_text.onnx", %{:data => ids, "data" => ids}, "given twice"},
