@@ -249,6 +249,9 @@ defmodule ThunderboltTest do
       assert m5 =~ "got 1"
       assert {:error, %Error{}} = Thunderbolt.run(s, %{"a" => [1.0]})
       assert {:error, %Error{}} = Thunderbolt.run(s, :nope)
+
+      assert {:error, %Error{message: m6}} = Thunderbolt.run(s, [t["a"], t["b"] | t["n"]])
+      assert m6 =~ "a proper list"
     end
 
     test "wrong dtype, rank, shape and data size", %{session: s, tensors: t} do

@@ -31,12 +31,18 @@ defmodule Thunderbolt.Inputs do
     do: invalid("the model has #{length(specs)} inputs (#{names(specs)}); pass a list or a map")
 
   def order(specs, list) when is_list(list) do
-    if length(list) == length(specs),
-      do: coerce_all(list),
-      else:
+    cond do
+      List.improper?(list) ->
+        invalid("inputs must be a proper list, got: #{inspect(list, limit: 5)}")
+
+      length(list) == length(specs) ->
+        coerce_all(list)
+
+      true ->
         invalid(
           "the model takes #{length(specs)} input(s) (#{names(specs)}), got #{length(list)}"
         )
+    end
   end
 
   def order(specs, map) when is_map(map) do
