@@ -84,7 +84,12 @@ defmodule Thunderbolt.Inputs do
   def select_outputs(_specs, other), do: outputs_error(other)
 
   defp outputs_error(other),
-    do: {:error, Error.new(:invalid_option, ":outputs must be a list, got: #{inspect(other)}")}
+    do:
+      {:error,
+       Error.new(
+         :invalid_option,
+         ":outputs must be a list of output names, got: #{inspect(other)}"
+       )}
 
   defp select_known(specs, names) do
     names = Enum.map(names, &to_name/1)
