@@ -38,6 +38,12 @@ defmodule Thunderbolt.MCP.JSONRPC do
             )
   @id_last Regex.compile!(~S/,\s*"id"\s*:\s*/ <> @id_token <> ~S/\s*\}\s*\z/)
 
+  # jiffy has no depth limit: an 8 MiB line of "[" took 0.8 s and 220 MB to
+  # decode. Lines this long are scanned first; a shorter one cannot nest
+  # deep enough to matter. No tool argument nests near @max_depth.
+  @scan_depth_above 65_536
+  @max_depth 512
+
   @parse_error -32700
   @invalid_request -32600
   @method_not_found -32601
@@ -76,7 +82,15 @@ defmodule Thunderbolt.MCP.JSONRPC do
   Decodes one line of JSON. JSON `null` becomes `nil`.
   """
   @spec decode(binary()) :: {:ok, term()} | {:error, String.t()}
-  def decode(line) when is_binary(line) do
+  def decode(line) when is_binary(line) and byte_size(line) > @scan_depth_above do
+    if nesting_within?(line, 0),
+      do: jiffy_decode(line),
+      else: {:error, "invalid JSON: nested deeper than #{@max_depth} levels"}
+  end
+
+  def decode(line) when is_binary(line), do: jiffy_decode(line)
+
+  defp jiffy_decode(line) do
     {:ok, :jiffy.decode(line, [:return_maps, :use_nil])}
   catch
     :error, {position, reason} when is_integer(position) ->
@@ -88,6 +102,24 @@ defmodule Thunderbolt.MCP.JSONRPC do
     _kind, _reason ->
       {:error, "invalid JSON"}
   end
+
+  # Brackets outside strings, counted until the depth passes @max_depth:
+  # a few nanoseconds a byte, against jiffy building every level.
+  defp nesting_within?(<<>>, _depth), do: true
+  defp nesting_within?(<<?", rest::binary>>, depth), do: string_within?(rest, depth)
+
+  defp nesting_within?(<<c, rest::binary>>, depth) when c in [?[, ?{],
+    do: depth < @max_depth and nesting_within?(rest, depth + 1)
+
+  defp nesting_within?(<<c, rest::binary>>, depth) when c in [?], ?}],
+    do: nesting_within?(rest, max(depth - 1, 0))
+
+  defp nesting_within?(<<_, rest::binary>>, depth), do: nesting_within?(rest, depth)
+
+  defp string_within?(<<?\\, _, rest::binary>>, depth), do: string_within?(rest, depth)
+  defp string_within?(<<?", rest::binary>>, depth), do: nesting_within?(rest, depth)
+  defp string_within?(<<_, rest::binary>>, depth), do: string_within?(rest, depth)
+  defp string_within?(_rest, _depth), do: true
 
   @doc """
   Encodes a term as one line of JSON, without the newline. `nil` becomes

@@ -15,6 +15,27 @@ defmodule Thunderbolt.MCP.JSONRPCTest do
         assert {:error, "invalid JSON" <> _} = JSONRPC.decode(bad), inspect(bad)
       end
     end
+
+    test "refuses long lines nested deeper than 512 levels before decoding them" do
+      nested = fn depth, pad ->
+        String.duplicate("[", depth) <> String.duplicate("]", depth) <> String.duplicate(" ", pad)
+      end
+
+      # jiffy took 0.8 s and 220 MB on an 8 MB line of this.
+      assert JSONRPC.decode(nested.(4_000_000, 0)) ==
+               {:error, "invalid JSON: nested deeper than 512 levels"}
+
+      assert {:error, "invalid JSON: nested" <> _} = JSONRPC.decode(nested.(513, 70_000))
+      assert {:ok, [[_]]} = JSONRPC.decode(nested.(512, 70_000) |> String.replace("[]", "[1]"))
+
+      # Brackets inside strings, after an escaped quote too, do not count.
+      brackets = String.duplicate("[", 100_000)
+      in_string = ~S({"a":"\") <> brackets <> ~S("})
+      assert JSONRPC.decode(in_string) == {:ok, %{"a" => "\"" <> brackets}}
+
+      # Short lines are left to jiffy, whatever their depth.
+      assert {:ok, _} = JSONRPC.decode(nested.(1000, 0))
+    end
   end
 
   describe "encode/1" do
