@@ -142,6 +142,9 @@ defmodule Thunderbolt.Builder do
   Builds the model described by `spec` and writes it to `path`.
 
   Returns `:ok`, or an error without writing anything when the build fails.
+  The file appears whole or not at all: the model is written beside `path`
+  and renamed over it, so a `Thunderbolt.ModelServer` watching `path` never
+  loads half a model (a symlink at `path` is replaced, not followed).
 
       iex> spec = %{
       ...>   inputs: [%{name: "x", type: :f32, shape: {nil, 3}}],
@@ -163,11 +166,20 @@ defmodule Thunderbolt.Builder do
   # Writes a serialized model; shared with Thunderbolt.Keras.convert_file/3.
   @spec write_onnx(binary(), Path.t()) :: :ok | {:error, Error.t()}
   def write_onnx(onnx, path) do
-    case File.write(path, onnx) do
-      :ok ->
-        :ok
+    # Never opening `path` itself also keeps a FIFO there from blocking the
+    # write forever.
+    tmp =
+      Path.join(
+        Path.dirname(path),
+        ".#{Path.basename(path)}.#{System.unique_integer([:positive])}.tmp"
+      )
 
+    with :ok <- File.write(tmp, onnx, [:exclusive]),
+         :ok <- File.rename(tmp, path) do
+      :ok
+    else
       {:error, reason} ->
+        File.rm(tmp)
         {:error, Error.new(:load, "cannot write #{path}: #{:file.format_error(reason)}")}
     end
   end

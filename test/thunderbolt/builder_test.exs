@@ -414,6 +414,25 @@ defmodule Thunderbolt.BuilderTest do
                Builder.build_file(dense_spec(), Path.join([dir, "missing", "x.onnx"]))
 
       assert message =~ "cannot write"
+      assert {:error, %Error{kind: :load}} = Builder.build_file(dense_spec(), dir)
+    end
+
+    @tag :tmp_dir
+    test "replaces the file whole, even a FIFO that a plain write would block on",
+         %{tmp_dir: dir} do
+      path = Path.join(dir, "model.onnx")
+      File.write!(path, "an older model")
+      assert :ok = Builder.build_file(dense_spec(), path)
+      assert File.read!(path) == Builder.build!(dense_spec())
+
+      fifo = Path.join(dir, "fifo.onnx")
+      {_, 0} = System.cmd("mkfifo", [fifo])
+      task = Task.async(fn -> Builder.build_file(dense_spec(), fifo) end)
+      assert Task.yield(task, 5_000) == {:ok, :ok}
+      assert File.regular?(fifo)
+
+      # No temporary file is left behind.
+      assert Enum.sort(File.ls!(dir)) == ["fifo.onnx", "model.onnx"]
     end
   end
 end
