@@ -14,6 +14,8 @@ const HDF5_MAGIC: &[u8] = b"\x89HDF\r\n\x1a\n";
 const MAX_CONFIG_BYTES: u64 = 64 << 20;
 /// The largest weights file we unpack from a zip.
 const MAX_WEIGHTS_BYTES: u64 = 16 << 30;
+/// The most an entry's buffer is reserved at before its bytes arrive.
+const RESERVE_AHEAD: u64 = 64 << 20;
 
 /// Which file format a model came in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,9 +129,10 @@ fn read_entry(
             limit,
         });
     }
-    // The declared size only sizes the buffer up to what the archive can hold, and the read
-    // is capped, so a lying header can neither over-allocate nor run forever.
-    let capacity = usize::try_from(entry.size().min(limit)).unwrap_or(0);
+    // The declared size sizes the buffer only up to RESERVE_AHEAD (a header may claim up to
+    // the limit, 16 GiB for weights, whatever the data holds), and the read is capped, so a
+    // lying header can neither over-allocate nor run forever.
+    let capacity = usize::try_from(entry.size().min(limit).min(RESERVE_AHEAD)).unwrap_or(0);
     let mut out = Vec::with_capacity(capacity);
     (&mut entry)
         .take(limit + 1)
@@ -180,6 +183,44 @@ mod tests {
         assert!(err.contains("(0 bytes)"), "{err}");
     }
 
+    /// A .keras archive whose weights entry claims `claimed` bytes while
+    /// holding a few: its stored size fields are patched after writing.
+    fn lying_archive(claimed: u32) -> Vec<u8> {
+        use std::io::Write;
+        let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        let stored = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored);
+        zip.start_file("config.json", stored).unwrap();
+        zip.write_all(b"{}").unwrap();
+        zip.start_file("model.weights.h5", stored).unwrap();
+        zip.write_all(b"not hdf5").unwrap();
+        let mut bytes = zip.finish().unwrap().into_inner();
+        let name = b"model.weights.h5";
+        let found: Vec<usize> = (0..bytes.len() - name.len())
+            .filter(|&i| &bytes[i..i + name.len()] == name)
+            .collect();
+        // The local header (size at 22 of 30 bytes before the name), then
+        // the central directory's (size at 24 of 46).
+        let (local, central) = (found[0] - 30 + 22, found[1] - 46 + 24);
+        for at in [local, central] {
+            bytes[at..at + 4].copy_from_slice(&claimed.to_le_bytes());
+        }
+        bytes
+    }
+
+    #[test]
+    fn a_lying_entry_size_reserves_at_most_reserve_ahead() {
+        probe::LARGEST.with(|l| l.set(0));
+        let result = open(lying_archive(u32::MAX - 1));
+        let largest = probe::LARGEST.with(|l| l.get());
+        assert!(result.is_err());
+        // It reserved the claimed 4 GiB before.
+        assert!(
+            largest <= RESERVE_AHEAD as usize,
+            "{largest} bytes in one allocation"
+        );
+    }
+
     #[test]
     fn hdf5_user_block_offsets() {
         let mut bytes = vec![0u8; 600];
@@ -187,4 +228,42 @@ mod tests {
         assert_eq!(hdf5_signature_at(&bytes), Some(512));
         assert_eq!(hdf5_signature_at(&bytes[..519]), None);
     }
+}
+
+/// The largest single allocation made on the current thread, for tests of
+/// what a hostile header can make the importer reserve.
+#[cfg(test)]
+mod probe {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    thread_local! {
+        pub static LARGEST: Cell<usize> = const { Cell::new(0) };
+    }
+
+    struct Probe;
+
+    fn note(size: usize) {
+        let _ = LARGEST.try_with(|l| l.set(l.get().max(size)));
+    }
+
+    // SAFETY: every call is passed on to the system allocator unchanged.
+    unsafe impl GlobalAlloc for Probe {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            note(layout.size());
+            unsafe { System.alloc(layout) }
+        }
+
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            unsafe { System.dealloc(ptr, layout) }
+        }
+
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            note(new_size);
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+    }
+
+    #[global_allocator]
+    static GLOBAL: Probe = Probe;
 }
