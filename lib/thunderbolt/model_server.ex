@@ -136,13 +136,15 @@ defmodule Thunderbolt.ModelServer do
   each distinct set is a separate cache entry.
 
   Returns `{:error, {:file_not_found, path}}` when the file is missing or not
-  a regular file, and `{:error, %Thunderbolt.Error{}}` when loading fails
+  a regular file, `{:error, {:invalid_path, path}}` when `path` is not a
+  path at all, and `{:error, %Thunderbolt.Error{}}` when loading fails
   (failures are not cached).
   """
   @spec fetch(Path.t(), keyword(), server()) ::
           {:ok, Thunderbolt.Session.t()} | {:error, term()}
   def fetch(path, load_opts \\ [], server \\ __MODULE__) do
-    with {:ok, shared} <- state(server),
+    with {:ok, path} <- path_string(path),
+         {:ok, shared} <- state(server),
          {:ok, session, _checked_ms, _last_used} <-
            checked_fetch(shared, server, path, load_opts, System.monotonic_time(:millisecond)) do
       {:ok, session}
@@ -338,7 +340,9 @@ defmodule Thunderbolt.ModelServer do
   """
   @spec evict(Path.t(), server()) :: :ok | {:error, term()}
   def evict(path, server \\ __MODULE__) do
-    with {:ok, _} <- state(server), do: call(server, {:evict, absolute(path)})
+    with {:ok, path} <- path_string(path),
+         {:ok, _} <- state(server),
+         do: call(server, {:evict, absolute(path)})
   end
 
   @doc """
@@ -549,12 +553,23 @@ defmodule Thunderbolt.ModelServer do
 
   # An absolute path as it is: the hot path's only case, without
   # `Path.type/1`'s look at the operating system.
+  # Before anything that would raise on a value that is not a path (nil, a
+  # number, a list that is not chardata).
+  defp path_string(path) when is_binary(path), do: {:ok, path}
+
+  defp path_string(path) when is_list(path) do
+    {:ok, IO.chardata_to_string(path)}
+  rescue
+    _ in [ArgumentError, UnicodeConversionError] -> {:error, {:invalid_path, path}}
+  end
+
+  defp path_string(path), do: {:error, {:invalid_path, path}}
+
   defp absolute("/" <> _ = path), do: path
 
-  defp absolute(path) do
-    path = IO.chardata_to_string(path)
-    if Path.type(path) == :absolute, do: path, else: Path.expand(path)
-  end
+  # `path` is a string by now (`path_string/1`, or a resolved name).
+  defp absolute(path),
+    do: if(Path.type(path) == :absolute, do: path, else: Path.expand(path))
 
   defp normalize([]), do: []
   # Not a proper list: kept as it is, for `Thunderbolt.load/2` to refuse.

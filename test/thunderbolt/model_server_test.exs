@@ -125,6 +125,18 @@ defmodule Thunderbolt.ModelServerTest do
       assert {:ok, _} = ModelServer.fetch(path, [], ctx.server)
     end
 
+    test "a value that is not a path is an error, not a raise", ctx do
+      for path <- [nil, 42, :x, [1 | 2], [-1], %{}] do
+        assert {:error, {:invalid_path, ^path}} = ModelServer.fetch(path, [], ctx.server)
+        assert {:error, {:invalid_path, ^path}} = ModelServer.preload(path, [], ctx.server)
+        assert {:error, {:invalid_path, ^path}} = ModelServer.evict(path, ctx.server)
+      end
+
+      # A charlist is a path.
+      path = model(ctx.dir, "a.onnx")
+      assert {:ok, _} = ModelServer.fetch(String.to_charlist(path), [], ctx.server)
+    end
+
     test "a missing path or a directory is not found", ctx do
       missing = Path.join(ctx.dir, "missing.onnx")
       assert ModelServer.fetch(missing, [], ctx.server) == {:error, {:file_not_found, missing}}
