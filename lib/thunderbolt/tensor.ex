@@ -438,6 +438,11 @@ defmodule Thunderbolt.Tensor do
 
   def well_formed?(_other), do: false
 
+  @doc false
+  # Whether `type` is one of the `{kind, bits}` types, as a struct must hold.
+  @spec known_type?(term()) :: boolean()
+  def known_type?(type), do: type in @types
+
   defimpl Inspect do
     # Lists only the elements it shows, so inspecting a big tensor in a log
     # line stays cheap; a malformed struct shows as the plain map it is.

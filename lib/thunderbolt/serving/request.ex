@@ -62,9 +62,10 @@ defmodule Thunderbolt.Serving.Request do
 
   defp check_one(%{name: name, type: type, shape: spec_shape}, %Tensor{} = tensor) do
     cond do
-      # A struct built by hand with a bad type or shape: the NIF refuses it
-      # with the message `Thunderbolt.run/3` gives.
-      not Tensor.well_formed?(tensor) ->
+      # A struct built by hand with a bad type or shape, which the checks
+      # below cannot word: the NIF refuses it with the message
+      # `Thunderbolt.run/3` gives (bad dimensions and data too).
+      not (is_tuple(tensor.shape) and Tensor.known_type?(tensor.type)) ->
         :shared
 
       type != nil and type != tensor.type ->
