@@ -510,6 +510,89 @@ def case_opset22():
     return c
 
 
+def keras_relu(x, max_value=None, negative_slope=0.0, threshold=0.0):
+    # Keras 3 ReLU.static_call, step by step.
+    if negative_slope != 0.0 and max_value is None and threshold == 0.0:
+        return np.where(x > 0, x, negative_slope * x)
+    negative_part = np.maximum(threshold - x, 0.0) if negative_slope != 0.0 else 1.0
+    clip_max = max_value is not None
+    if threshold != 0.0:
+        y = x * (x > threshold)
+    elif max_value == 6:
+        y, clip_max = np.clip(x, 0.0, 6.0), False
+    else:
+        y = np.maximum(x, 0.0)
+    if clip_max:
+        y = np.clip(y, 0.0, max_value)
+    if negative_slope != 0.0:
+        y = y - negative_slope * negative_part
+    return y
+
+
+def case_activation_classes():
+    c = Case("activation_classes", "ReLU with each parameter, LeakyReLU (Keras 3 and 2 names), ELU and PReLU", 19)
+    x = c.input("x", "float32", [None, 3, 4], c.uniform(-3, 8, 2, 3, 4))
+    x64 = x.astype(np.float64)
+    relus = {
+        "relu": {},
+        "relu_max6": {"max_value": 6.0},
+        "relu_max": {"max_value": 1.5},
+        "relu_slope": {"negative_slope": 0.1},
+        "relu_threshold": {"threshold": 0.5},
+        "relu_max6_threshold": {"max_value": 6.0, "threshold": 0.25},
+        "relu_all": {"max_value": 2.0, "negative_slope": 0.2, "threshold": 0.5},
+    }
+    for name, config in relus.items():
+        c.layer(name, "ReLU", config, ["x"])
+        c.output(f"out_{name}", name, keras_relu(x64, **config))
+    for name, config, slope in [
+        ("leaky_default", {}, 0.3),
+        ("leaky", {"negative_slope": 0.05}, 0.05),
+        ("leaky_keras2", {"alpha": 0.25}, 0.25),
+    ]:
+        c.layer(name, "LeakyReLU", config, ["x"])
+        c.output(f"out_{name}", name, np.where(x64 > 0, x64, slope * x64))
+    c.layer("elu_default", "ELU", {}, ["x"])
+    c.output("out_elu_default", "elu_default", elu(x64))
+    c.layer("elu", "ELU", {"alpha": 0.5}, ["x"])
+    c.output("out_elu", "elu", elu(x64, 0.5))
+    for name, shape in [("prelu", (3, 4)), ("prelu_shared", (1, 4)), ("prelu_shared_all", (1, 1))]:
+        alpha = c.normal(*shape)
+        c.layer(name, "PReLU", {"shared_axes": None}, ["x"], [alpha])
+        c.output(f"out_{name}", name, np.where(x64 >= 0, x64, alpha * x64))
+    return c
+
+
+def case_normalization():
+    c = Case("normalization", "Normalization: adapted weights on several axes, given statistics, invert, integer input", 20)
+    x = c.input("x", "float32", [None, 3, 4], c.normal(2, 3, 4, scale=3.0))
+    x64 = x.astype(np.float64)
+    count = np.array(100, dtype=np.int64)
+
+    def reference(mean, var, invert=False):
+        divisor = np.maximum(np.sqrt(var), 1e-7)
+        return mean + x64 * divisor if invert else (x64 - mean) / divisor
+
+    for name, axis, kept in [("norm_last", [-1], (1, 1, 4)), ("norm_steps", [1, 2], (1, 3, 4)), ("norm_axis1", [1], (1, 3, 1)), ("norm_global", [], (1, 1, 1))]:
+        stat_shape = tuple(kept[a] for a in sorted({a % 3 for a in axis}))
+        # np.asarray: a 0-d draw comes back as a NumPy scalar.
+        mean = np.asarray(c.normal(*stat_shape))
+        var = np.asarray(c.uniform(0.1, 4.0, *stat_shape))
+        c.layer(name, "Normalization", {"axis": axis, "invert": False, "mean": None, "variance": None}, ["x"], [mean, var, count])
+        c.output(f"out_{name}", name, reference(mean.reshape(kept), var.reshape(kept)))
+    mean, var = c.normal(4), c.uniform(0.1, 4.0, 4)
+    c.layer("norm_invert", "Normalization", {"axis": [-1], "invert": True}, ["x"], [mean, var, count])
+    c.output("out_norm_invert", "norm_invert", reference(mean, var, invert=True))
+    # Statistics given to the constructor broadcast against the kept dimensions.
+    given_mean, given_var = [[0.5], [-1.0], [2.0]], [[1.0], [4.0], [0.0]]
+    c.layer("norm_given", "Normalization", {"axis": [1], "mean": given_mean, "variance": given_var}, ["x"])
+    c.output("out_norm_given", "norm_given", reference(np.array(given_mean).reshape(1, 3, 1), np.array(given_var).reshape(1, 3, 1)))
+    ids = c.input("ids", "int32", [None, 5], c.rng.integers(0, 9, size=(2, 5)).astype(np.int32))
+    c.layer("norm_ids", "Normalization", {"axis": [-1], "mean": 3.0, "variance": 4.0}, ["ids"])
+    c.output("out_norm_ids", "norm_ids", (ids.astype(np.float64) - 3.0) / 2.0)
+    return c
+
+
 CASES = [
     case_embedding,
     case_dense_activations,
@@ -529,13 +612,17 @@ CASES = [
     case_dynamic_dims,
     case_float64,
     case_opset22,
+    case_activation_classes,
+    case_normalization,
 ]
 
 
 # --- serialization ----------------------------------------------------------------------
 
 def tensor_parts(value):
-    a = np.ascontiguousarray(value)
+    # ascontiguousarray would make a 0-d array (a scalar weight) 1-d.
+    a = np.asarray(value)
+    a = np.ascontiguousarray(a) if a.ndim else a
     dtype = {"float32": "float32", "float64": "float64", "int32": "int32", "int64": "int64"}[str(a.dtype)]
     return {"dtype": dtype, "shape": list(a.shape), "data": a.astype(a.dtype.newbyteorder("<")).tobytes()}
 

@@ -147,6 +147,9 @@ def randomize_weights(model, rng):
     for var in model.weights:
         path = var.path
         shape = tuple(var.shape)
+        if path.rsplit("/", 1)[-1] in ("mean", "variance", "count"):
+            # Normalization statistics, from adapt(): a random variance could be negative.
+            continue
         if path.endswith("moving_variance"):
             value = rng.uniform(0.5, 1.5, shape)
         elif path.endswith("gamma"):
@@ -436,6 +439,55 @@ def interleaved_rope(rng):
     return keras.Model(ids_in, [out, seq_out], name="interleaved_rope"), [ids(rng, 30, 7)]
 
 
+def activation_classes(rng):
+    """ReLU with each of its parameters, LeakyReLU, ELU and PReLU (shared axes too)."""
+    x = keras.Input((6,), name="x")
+    seq = keras.Input((3, 4), name="seq")
+    outs = [
+        layers.ReLU(name="relu")(x),
+        layers.ReLU(max_value=6.0, name="relu_max6")(x),
+        layers.ReLU(max_value=1.5, name="relu_max")(x),
+        layers.ReLU(negative_slope=0.1, name="relu_slope")(x),
+        layers.ReLU(threshold=0.5, name="relu_threshold")(x),
+        layers.ReLU(max_value=1.0, negative_slope=0.2, threshold=0.5, name="relu_all")(x),
+        layers.ReLU(max_value=6.0, threshold=0.25, name="relu_max6_threshold")(x),
+        layers.LeakyReLU(name="leaky_default")(x),
+        layers.LeakyReLU(negative_slope=0.05, name="leaky")(x),
+        layers.ELU(name="elu_default")(x),
+        layers.ELU(alpha=0.5, name="elu")(x),
+        layers.PReLU(name="prelu")(x),
+        layers.PReLU(name="prelu_seq")(seq),
+        layers.PReLU(shared_axes=[1], name="prelu_shared")(seq),
+    ]
+    return keras.Model([x, seq], outs, name="activation_classes"), [floats(rng, 6), floats(rng, 3, 4)]
+
+
+def preprocessing_layers(rng):
+    """Normalization: adapted on several axes, given its statistics, inverted, on integers."""
+    x = keras.Input((5,), name="x")
+    seq = keras.Input((3, 4), name="seq")
+    counts = keras.Input((4,), dtype="int32", name="counts")
+
+    def adapted(data, **kwargs):
+        layer = layers.Normalization(**kwargs)
+        layer.adapt(data)
+        return layer
+
+    tabular = rng.normal(1.0, 2.0, (64, 5)).astype("float32")
+    steps = rng.normal(-0.5, 3.0, (64, 3, 4)).astype("float32")
+    outs = [
+        adapted(tabular, name="norm")(x),
+        adapted(tabular, axis=None, name="norm_global")(x),
+        adapted(tabular, invert=True, name="norm_invert")(x),
+        adapted(steps, axis=(1, 2), name="norm_steps")(seq),
+        adapted(steps, axis=1, name="norm_axis1")(seq),
+        layers.Normalization(mean=[0.5, -1.0, 2.0, 0.0, 1.0], variance=[1.0, 4.0, 0.25, 2.0, 9.0], name="norm_given")(x),
+        layers.Normalization(mean=3.0, variance=4.0, name="norm_counts")(counts),
+    ]
+    model = keras.Model([x, seq, counts], outs, name="preprocessing_layers")
+    return model, [floats(rng, 5), floats(rng, 3, 4), ids(rng, 9, 4)]
+
+
 def main():
     keras.utils.set_random_seed(SEED)
     rng = np.random.default_rng(SEED)
@@ -469,6 +521,11 @@ def main():
     for name, build in [("legacy_h5", legacy_h5), ("legacy_h5_sequential", legacy_h5_sequential)]:
         model, inputs = build(rng)
         save_fixture(manifest, name, model, inputs, rng, legacy=True)
+
+    # Added after the fixtures above, so that their seeded values stay as they were.
+    for name, build in [("activation_classes", activation_classes), ("preprocessing_layers", preprocessing_layers)]:
+        model, inputs = build(rng)
+        save_fixture(manifest, name, model, inputs, rng)
 
     manifest.write()
     print(f"wrote {len(manifest.rows)} manifest rows to {OUT}")

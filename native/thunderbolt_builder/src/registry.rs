@@ -83,6 +83,10 @@ impl Default for LayerRegistry {
         r.register("Dense", dense::Dense);
         r.register("Activation", activation::ActivationLayer);
         r.register("Softmax", softmax::Softmax);
+        r.register("ReLU", activation_classes::ActivationClass::ReLU);
+        r.register("LeakyReLU", activation_classes::ActivationClass::LeakyReLU);
+        r.register("ELU", activation_classes::ActivationClass::ELU);
+        r.register("PReLU", prelu::PReLU);
         r.register(
             "GlobalAveragePooling1D",
             global_pooling::GlobalPooling1D::Average,
@@ -108,6 +112,7 @@ impl Default for LayerRegistry {
             "LayerNormalization",
             layer_normalization::LayerNormalization,
         );
+        r.register("Normalization", normalization::Normalization);
         r.register("AddConstant", add_constant::AddConstant);
         r.register("InterleavedRoPE", interleaved_rope::InterleavedRoPE);
         r

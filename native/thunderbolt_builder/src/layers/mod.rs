@@ -3,6 +3,7 @@
 //! needs; custom converters outside this crate can use them too.
 
 pub mod activation;
+pub mod activation_classes;
 pub mod add_constant;
 pub mod batch_normalization;
 pub mod concatenate;
@@ -14,6 +15,8 @@ pub mod identity;
 pub mod interleaved_rope;
 pub mod layer_normalization;
 pub mod merge;
+pub mod normalization;
+pub mod prelu;
 pub mod reshape;
 pub mod softmax;
 
@@ -215,6 +218,17 @@ mod tests {
             (reject(&s3, "LayerNormalization", json!({"axis": -1}), vec![f32s(&[3]), f32s(&[3])], 1), "weight \"gamma\" has shape [3], expected (4,)"),
             (reject(&s3, "AddConstant", json!({}), vec![f32s(&[5, 4])], 1), "weight \"constant\" has shape [5, 4], expected a shape that broadcasts with the input shape (None, 3, 4)"),
             (reject(&s3, "AddConstant", json!({}), vec![Tensor::from_i32(vec![4], &[1; 4])], 1), "weight \"constant\": unsupported dtype int32"),
+            (reject(&s3, "ReLU", json!({"max_value": -1}), vec![], 1), "max_value must be at least 0"),
+            (reject(&s3, "LeakyReLU", json!({}), vec![f32s(&[1])], 1), "expects 0 weight tensor(s)"),
+            (reject(&s3, "PReLU", json!({}), vec![f32s(&[4])], 1), "weight \"alpha\" has shape [4], expected the input shape without its batch axis, (3, 4), with 1 on shared axes"),
+            (reject(&s3, "PReLU", json!({}), vec![f32s(&[3, 2])], 1), "weight \"alpha\" has shape [3, 2]"),
+            (reject(&s3, "Normalization", json!({"axis": [-1]}), vec![f32s(&[4]), f32s(&[4])], 1), "expects 3 weight tensor(s) [mean, variance, count], got 2"),
+            (reject(&s3, "Normalization", json!({"axis": [1]}), vec![f32s(&[4]), f32s(&[4]), f32s(&[1])], 1), "weight \"mean\" has shape [4], expected (3,)"),
+            (reject(&s3, "Normalization", json!({"axis": [3]}), vec![], 1), "axis 3 is out of range for an input of rank 3"),
+            (reject(&s3, "Normalization", json!({"mean": 1.0}), vec![], 1), "needs both \"mean\" and \"variance\", or neither"),
+            (reject(&s3, "Normalization", json!({"mean": [1, 2, 3], "variance": 1}), vec![], 1), "config \"mean\" of shape [3] does not broadcast to [1, 1, 4]"),
+            (reject(&s3, "Normalization", json!({"mean": [1, [2]], "variance": 1}), vec![], 1), "rectangular lists"),
+            (reject(&[None, None, Some(4)], "Normalization", json!({"axis": [1, 2], "mean": 0, "variance": 1}), vec![], 1), "the kept axis 1 of input shape (None, None, 4) must be static"),
             // Constants computed from declared shapes are bounded: these
             // once asked for petabytes and aborted the process.
             (reject(&[None, Some(1 << 30), Some(1 << 20)], "InterleavedRoPE", json!({}), vec![], 1), "more than 67108864 elements"),
