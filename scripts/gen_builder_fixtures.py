@@ -593,6 +593,80 @@ def case_normalization():
     return c
 
 
+def rnn(kind, x, kernel, rec, bias, units, act=np.tanh, rec_act=sigmoid, go_backwards=False,
+        return_sequences=False, reset_after=True):
+    # Keras 3 LSTMCell, GRUCell and SimpleRNNCell, stepped over axis 1 of x (float64).
+    steps = x[:, ::-1] if go_backwards else x
+    h = np.zeros((x.shape[0], units))
+    c = np.zeros_like(h)
+    outputs = []
+    for t in range(steps.shape[1]):
+        xt = steps[:, t]
+        if kind == "LSTM":
+            z = xt @ kernel + h @ rec + (0 if bias is None else bias)
+            i, f, g, o = (z[:, k * units:(k + 1) * units] for k in range(4))
+            c = rec_act(f) * c + rec_act(i) * act(g)
+            h = rec_act(o) * act(c)
+        elif kind == "GRU":
+            in_bias, rec_bias = (bias[0], bias[1]) if reset_after else (bias, np.zeros_like(bias))
+            xz, xr, xh = np.split(xt @ kernel + in_bias, 3, axis=1)
+            if reset_after:
+                rz, rr, rh = np.split(h @ rec + rec_bias, 3, axis=1)
+                zg, rg = rec_act(xz + rz), rec_act(xr + rr)
+                hh = act(xh + rg * rh)
+            else:
+                rz, rr = np.split(h @ rec[:, :2 * units], 2, axis=1)
+                zg, rg = rec_act(xz + rz), rec_act(xr + rr)
+                hh = act(xh + (rg * h) @ rec[:, 2 * units:])
+            h = zg * h + (1 - zg) * hh
+        else:
+            h = act(xt @ kernel + h @ rec + bias)
+        outputs.append(h)
+    return np.stack(outputs, axis=1) if return_sequences else h
+
+
+def case_recurrent():
+    c = Case("recurrent", "LSTM, GRU (reset_after on and off) and SimpleRNN, forwards and backwards, and Bidirectional", 21)
+    x = c.input("x", "float32", [None, None, 3], c.uniform(-2, 2, 2, 4, 3))
+    x64 = x.astype(np.float64)
+
+    def weights(kind, units, use_bias=True, reset_after=True):
+        gates = {"LSTM": 4, "GRU": 3, "SimpleRNN": 1}[kind]
+        kernel, rec = c.normal(3, gates * units, scale=0.6), c.normal(units, gates * units, scale=0.6)
+        if not use_bias:
+            return [kernel, rec], None
+        bias = c.normal(2, gates * units, scale=0.5) if kind == "GRU" and reset_after else c.normal(gates * units, scale=0.5)
+        return [kernel, rec, bias], bias
+
+    variants = [
+        ("lstm", "LSTM", 3, {}),
+        ("lstm_seq_back", "LSTM", 2, {"return_sequences": True, "go_backwards": True}),
+        ("lstm_options", "LSTM", 2, {"activation": "relu", "recurrent_activation": "hard_sigmoid", "use_bias": False}),
+        ("gru", "GRU", 3, {"return_sequences": True}),
+        ("gru_v1", "GRU", 2, {"reset_after": False, "go_backwards": True}),
+        ("rnn", "SimpleRNN", 3, {"return_sequences": True, "activation": "softsign"}),
+    ]
+    for name, kind, units, config in variants:
+        ws, bias = weights(kind, units, config.get("use_bias", True), config.get("reset_after", True))
+        c.layer(name, kind, {"units": units, **config}, ["x"], ws)
+        act = ACTIVATIONS[config.get("activation", "tanh")]
+        rec_act = ACTIVATIONS[config.get("recurrent_activation", "sigmoid")]
+        expected = rnn(kind, x64, ws[0], ws[1], bias, units, act, rec_act, config.get("go_backwards", False),
+                       config.get("return_sequences", False), config.get("reset_after", True))
+        c.output(f"out_{name}", name, expected)
+    for name, kind, units, merge, seq in [("bi_concat", "LSTM", 2, "concat", True), ("bi_mul", "GRU", 2, "mul", False)]:
+        fw, fb = weights(kind, units)
+        bw, bb = weights(kind, units)
+        inner = {"class_name": kind, "config": {"units": units, "return_sequences": seq}}
+        c.layer(name, "Bidirectional", {"layer": inner, "merge_mode": merge}, ["x"], fw + bw)
+        y = rnn(kind, x64, fw[0], fw[1], fb, units, return_sequences=seq)
+        y_rev = rnn(kind, x64, bw[0], bw[1], bb, units, go_backwards=True, return_sequences=seq)
+        if seq:
+            y_rev = y_rev[:, ::-1]
+        c.output(f"out_{name}", name, np.concatenate([y, y_rev], axis=-1) if merge == "concat" else y * y_rev)
+    return c
+
+
 CASES = [
     case_embedding,
     case_dense_activations,
@@ -614,6 +688,7 @@ CASES = [
     case_opset22,
     case_activation_classes,
     case_normalization,
+    case_recurrent,
 ]
 
 

@@ -488,6 +488,67 @@ def preprocessing_layers(rng):
     return model, [floats(rng, 5), floats(rng, 3, 4), ids(rng, 9, 4)]
 
 
+def recurrent_layers(rng):
+    """LSTM, GRU and SimpleRNN (last state, sequences, backwards, options) and Bidirectional."""
+    x = keras.Input((5, 3), name="x")
+    steps = keras.Input((None, 3), name="steps")
+    outs = [
+        layers.LSTM(4, name="lstm")(x),
+        layers.LSTM(4, return_sequences=True, name="lstm_seq")(x),
+        layers.LSTM(3, go_backwards=True, name="lstm_back")(x),
+        layers.LSTM(3, return_sequences=True, go_backwards=True, name="lstm_back_seq")(x),
+        layers.LSTM(2, activation="relu", recurrent_activation="hard_sigmoid", use_bias=False, name="lstm_options")(x),
+        layers.LSTM(3, return_sequences=True, name="lstm_dynamic")(steps),
+        layers.GRU(4, name="gru")(x),
+        layers.GRU(4, return_sequences=True, reset_after=False, name="gru_seq_v1")(x),
+        layers.GRU(3, go_backwards=True, recurrent_activation="hard_sigmoid", name="gru_back")(x),
+        layers.SimpleRNN(4, name="rnn")(x),
+        layers.SimpleRNN(4, return_sequences=True, activation="relu", name="rnn_seq")(x),
+        layers.Bidirectional(layers.LSTM(3), name="bi_lstm")(x),
+        layers.Bidirectional(layers.GRU(2, return_sequences=True), merge_mode="sum", name="bi_gru_sum")(x),
+        layers.Bidirectional(layers.LSTM(2, return_sequences=True), merge_mode="ave", name="bi_ave")(x),
+        layers.Bidirectional(layers.SimpleRNN(2), merge_mode="mul", name="bi_rnn_mul")(x),
+    ]
+    model = keras.Model([x, steps], outs, name="recurrent_layers")
+    return model, [floats(rng, 5, 3), floats(rng, 6, 3)]
+
+
+def text_rnn(rng):
+    """A text classifier over token ids: Embedding, a Bidirectional LSTM, a GRU, Dense softmax."""
+    ids_in = keras.Input((7,), dtype="int32", name="input_ids")
+    h = layers.Embedding(50, 8, name="embedding")(ids_in)
+    h = layers.Bidirectional(layers.LSTM(6, return_sequences=True), name="bi_lstm")(h)
+    h = layers.GRU(5, name="gru")(h)
+    out = layers.Dense(3, activation="softmax", name="probs")(h)
+    return keras.Model(ids_in, out, name="text_rnn"), [ids(rng, 50, 7)]
+
+
+def legacy_h5_rnn(rng):
+    """Recurrent layers in a legacy .h5, whose weight names run through their cells."""
+    x = keras.Input((5, 3), name="x")
+    inner_in = keras.Input((5, 3), name="inner_x")
+    inner_out = layers.LSTM(3, name="inner_lstm")(inner_in)
+    inner = keras.Model(inner_in, inner_out, name="inner")
+    outs = [
+        layers.LSTM(4, name="lstm")(x),
+        layers.Bidirectional(layers.GRU(2, return_sequences=True), name="bi_gru")(x),
+        inner(x),
+    ]
+    return keras.Model(x, outs, name="legacy_h5_rnn"), [floats(rng, 5, 3)]
+
+
+def nested_outputs(rng):
+    """A nested model called twice, its second call a model output: Keras counts a built-in
+    node first in output references to a nested functional model."""
+    a = keras.Input((4,), name="a")
+    b = keras.Input((4,), name="b")
+    inner_in = keras.Input((4,), name="inner_x")
+    inner = keras.Model(inner_in, layers.Dense(3, activation="tanh", name="inner_dense")(inner_in), name="inner")
+    seq = keras.Sequential([keras.Input((4,)), layers.Dense(2, name="seq_dense")], name="seq")
+    outs = [layers.Dense(2, name="after")(inner(a)), inner(b), seq(a)]
+    return keras.Model([a, b], outs, name="nested_outputs"), [floats(rng, 4), floats(rng, 4)]
+
+
 def main():
     keras.utils.set_random_seed(SEED)
     rng = np.random.default_rng(SEED)
@@ -523,9 +584,17 @@ def main():
         save_fixture(manifest, name, model, inputs, rng, legacy=True)
 
     # Added after the fixtures above, so that their seeded values stay as they were.
-    for name, build in [("activation_classes", activation_classes), ("preprocessing_layers", preprocessing_layers)]:
+    for name, build in [
+        ("activation_classes", activation_classes),
+        ("preprocessing_layers", preprocessing_layers),
+        ("recurrent_layers", recurrent_layers),
+        ("text_rnn", text_rnn),
+        ("nested_outputs", nested_outputs),
+    ]:
         model, inputs = build(rng)
         save_fixture(manifest, name, model, inputs, rng)
+    model, inputs = legacy_h5_rnn(rng)
+    save_fixture(manifest, "legacy_h5_rnn", model, inputs, rng, legacy=True)
 
     manifest.write()
     print(f"wrote {len(manifest.rows)} manifest rows to {OUT}")

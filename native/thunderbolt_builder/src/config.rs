@@ -14,7 +14,13 @@ pub struct Config<'a> {
 impl<'a> Config<'a> {
     /// The layer's config; it must be a JSON object (or `null`, meaning empty).
     pub fn of(layer: &'a Layer) -> Result<Self, BuildError> {
-        let map = match &layer.config {
+        Self::within(layer, &layer.config)
+    }
+
+    /// A config object nested in the layer's config (a wrapped layer's, say); errors
+    /// still name the layer.
+    pub fn within(layer: &'a Layer, value: &'a Value) -> Result<Self, BuildError> {
+        let map = match value {
             Value::Object(map) => Some(map),
             Value::Null => None,
             other => return Err(layer.error(format!("config must be an object, got {other}"))),

@@ -86,6 +86,29 @@ impl GraphBuilder {
         self.nodes.push(node);
     }
 
+    /// Emits a node with several outputs, each a name the caller owns or `""` for an
+    /// optional output left out (as the recurrent ops allow).
+    pub fn node_outputs(
+        &mut self,
+        op_type: &str,
+        inputs: &[&str],
+        outputs: &[&str],
+        attrs: Vec<AttributeProto>,
+    ) {
+        let hint = outputs
+            .iter()
+            .find(|o| !o.is_empty())
+            .copied()
+            .unwrap_or(op_type);
+        let mut node = NodeProto::new();
+        node.op_type = op_type.to_string();
+        node.name = Self::unique(&mut self.node_names, hint);
+        node.input = inputs.iter().map(|s| s.to_string()).collect();
+        node.output = outputs.iter().map(|s| s.to_string()).collect();
+        node.attribute = attrs;
+        self.nodes.push(node);
+    }
+
     /// Emits a single-output node writing to a fresh name derived from `hint`; returns it.
     pub fn node(
         &mut self,
@@ -185,6 +208,33 @@ pub fn attr_ints(name: &str, values: &[i64]) -> AttributeProto {
     a.name = name.to_string();
     a.type_ = AttributeType::INTS.into();
     a.ints = values.to_vec();
+    a
+}
+
+/// A `FLOATS` attribute.
+pub fn attr_floats(name: &str, values: &[f32]) -> AttributeProto {
+    let mut a = AttributeProto::new();
+    a.name = name.to_string();
+    a.type_ = AttributeType::FLOATS.into();
+    a.floats = values.to_vec();
+    a
+}
+
+/// A `STRING` attribute.
+pub fn attr_string(name: &str, value: &str) -> AttributeProto {
+    let mut a = AttributeProto::new();
+    a.name = name.to_string();
+    a.type_ = AttributeType::STRING.into();
+    a.s = value.as_bytes().to_vec();
+    a
+}
+
+/// A `STRINGS` attribute.
+pub fn attr_strings(name: &str, values: &[&str]) -> AttributeProto {
+    let mut a = AttributeProto::new();
+    a.name = name.to_string();
+    a.type_ = AttributeType::STRINGS.into();
+    a.strings = values.iter().map(|v| v.as_bytes().to_vec()).collect();
     a
 }
 

@@ -113,6 +113,10 @@ impl Default for LayerRegistry {
             layer_normalization::LayerNormalization,
         );
         r.register("Normalization", normalization::Normalization);
+        r.register("LSTM", recurrent::Recurrent::Lstm);
+        r.register("GRU", recurrent::Recurrent::Gru);
+        r.register("SimpleRNN", recurrent::Recurrent::SimpleRnn);
+        r.register("Bidirectional", bidirectional::Bidirectional);
         r.register("AddConstant", add_constant::AddConstant);
         r.register("InterleavedRoPE", interleaved_rope::InterleavedRoPE);
         r

@@ -140,10 +140,21 @@ fn parse_functional(config: &Map<String, Value>, depth: usize) -> Result<ModelCo
         .map(|l| parse_layer(l, depth, true))
         .collect::<Result<Vec<_>>>()?;
     let inputs = parse_ref_list(config.get("input_layers"), &format!("{what} input_layers"))?;
-    let outputs = parse_ref_list(
+    let mut outputs = parse_ref_list(
         config.get("output_layers"),
         &format!("{what} output_layers"),
     )?;
+    // A nested functional model counts a built-in node before its calls in these
+    // references, though not in `inbound_nodes` (Keras' `functional_from_config`).
+    for output in &mut outputs {
+        let nested_functional = layers.iter().any(|l| {
+            l.name == output.layer
+                && matches!(&l.kind, LayerKind::Model(m) if m.class_name == "Functional")
+        });
+        if nested_functional && output.node > 0 {
+            output.node -= 1;
+        }
+    }
     if inputs.is_empty() || outputs.is_empty() {
         return Err(ImportError::config(format!(
             "{what} needs at least one input and one output"

@@ -19,7 +19,9 @@
 //! - Sequential models, and models nested in models (inlined, their layers prefixed with the
 //!   nested model's name).
 //! - Weights by Keras 3's own rule, `layers/<snake_case class>[_N]/vars/<i>` numbered per class
-//!   in layer order (not by layer names); legacy files by `layer_names`/`weight_names`.
+//!   in layer order (not by layer names), a recurrent layer's below its `cell` and a
+//!   `Bidirectional`'s below its forward and backward layers; legacy files by
+//!   `layer_names`/`weight_names`.
 //! - Every layer the builder converts, Cerebros's `cerebrosllmutils>InterleavedRoPE`, and any
 //!   custom layer mapped with [`ImportOptions::custom_layers`] onto a converter registered in
 //!   a [`LayerRegistry`] (see [`convert_with`]).

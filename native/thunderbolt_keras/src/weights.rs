@@ -7,7 +7,7 @@
 //! - Legacy whole-model `.h5` (Keras 2, tf.keras, and Keras 3's `model.save("x.h5")`): the
 //!   group `model_weights/<layer name>` lists its datasets in the `weight_names` attribute,
 //!   trainable weights first. A nested model's group holds the weights of all its layers;
-//!   each name's second-to-last path component is the layer that owns it.
+//!   a path component before each variable's own name is the layer that owns it.
 
 use crate::error::{ImportError, Result};
 use crate::naming::to_snake_case;
@@ -18,8 +18,12 @@ use thunderbolt_builder::{DType, Tensor};
 /// Where one layer's weights live.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum WeightLocation {
-    /// A Keras 3 group such as `layers/dense_1`; the weights are `<group>/vars/0..n`.
-    Keras3 { group: String },
+    /// A Keras 3 group such as `layers/dense_1`; the weights are `<group>/vars/0..n`, then
+    /// those of each sublayer in `parts` (`<group>/<part>/vars/0..n`).
+    Keras3 {
+        group: String,
+        parts: &'static [&'static str],
+    },
     /// A legacy group such as `model_weights/dense`; `owner` restricts the weights to those of
     /// one layer inside a nested model's group.
     Legacy {
@@ -63,6 +67,7 @@ impl WeightScope {
                     }
                     WeightLocation::Keras3 {
                         group: format!("{prefix}layers/{key}"),
+                        parts: sublayers(class_name),
                     }
                 }
                 WeightScope::LegacyTop => WeightLocation::Legacy {
@@ -80,13 +85,24 @@ impl WeightScope {
     /// The scope of a model nested at `location`.
     pub fn nested(location: &WeightLocation) -> WeightScope {
         match location {
-            WeightLocation::Keras3 { group } => WeightScope::Keras3 {
+            WeightLocation::Keras3 { group, .. } => WeightScope::Keras3 {
                 prefix: format!("{group}/"),
             },
             WeightLocation::Legacy { group, .. } => WeightScope::LegacyNested {
                 group: group.clone(),
             },
         }
+    }
+}
+
+/// The sublayers whose variables Keras 3 saves below a layer's own group, in the order of
+/// the layer's `weights`: a recurrent layer keeps them in its `cell`, and `Bidirectional`
+/// in its two wrapped layers (forward first, as its `weights` list them).
+fn sublayers(class_name: &str) -> &'static [&'static str] {
+    match class_name {
+        "LSTM" | "GRU" | "SimpleRNN" => &["cell"],
+        "Bidirectional" => &["forward_layer/cell", "backward_layer/cell"],
+        _ => &[],
     }
 }
 
@@ -106,7 +122,13 @@ impl WeightFile {
     /// The weights of the layer at `location`, in Keras order.
     pub fn load(&self, location: &WeightLocation) -> Result<Vec<Tensor>> {
         match location {
-            WeightLocation::Keras3 { group } => self.load_keras3(group),
+            WeightLocation::Keras3 { group, parts } => {
+                let mut weights = self.load_keras3(group)?;
+                for part in *parts {
+                    weights.extend(self.load_keras3(&format!("{group}/{part}"))?);
+                }
+                Ok(weights)
+            }
             WeightLocation::Legacy { group, owner } => self.load_legacy(group, owner.as_deref()),
         }
     }
@@ -147,10 +169,13 @@ impl WeightFile {
         let mut tensors = Vec::new();
         for name in names {
             if let Some(owner) = owner {
+                // `dense/kernel`, `inner/dense/kernel`, or through a recurrent cell
+                // `lstm/lstm_cell/kernel`: the owner is one of the components before the
+                // variable's own name.
                 let trimmed = name.trim_end_matches(":0");
                 let mut parts = trimmed.rsplit('/');
                 let _variable = parts.next();
-                if parts.next() != Some(owner) {
+                if !parts.any(|part| part == owner) {
                     continue;
                 }
             }
@@ -386,6 +411,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn recurrent_layers_read_their_cells_too() {
+        let scope = WeightScope::Keras3 {
+            prefix: String::new(),
+        };
+        let locations = scope.locations(&[
+            ("l", "LSTM", true),
+            ("b", "Bidirectional", true),
+            ("d", "Dense", true),
+        ]);
+        let parts: Vec<&[&str]> = locations
+            .iter()
+            .map(|l| match l {
+                WeightLocation::Keras3 { parts, .. } => *parts,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            parts,
+            [
+                &["cell"][..],
+                &["forward_layer/cell", "backward_layer/cell"][..],
+                &[][..]
+            ]
+        );
+    }
+
+    #[test]
     fn keras3_numbering_is_per_class_and_skips_operations() {
         let scope = WeightScope::Keras3 {
             prefix: String::new(),
@@ -403,7 +455,7 @@ mod tests {
             .locations(&layers)
             .into_iter()
             .map(|l| match l {
-                WeightLocation::Keras3 { group } => group,
+                WeightLocation::Keras3 { group, .. } => group,
                 other => panic!("{other:?}"),
             })
             .collect();
@@ -421,11 +473,13 @@ mod tests {
         );
         let nested = WeightScope::nested(&WeightLocation::Keras3 {
             group: "layers/functional".into(),
+            parts: &[],
         });
         assert_eq!(
             nested.locations(&[("e", "Embedding", true)]),
             [WeightLocation::Keras3 {
-                group: "layers/functional/layers/embedding".into()
+                group: "layers/functional/layers/embedding".into(),
+                parts: &[]
             }]
         );
     }

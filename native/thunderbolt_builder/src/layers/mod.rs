@@ -6,6 +6,7 @@ pub mod activation;
 pub mod activation_classes;
 pub mod add_constant;
 pub mod batch_normalization;
+pub mod bidirectional;
 pub mod concatenate;
 pub mod dense;
 pub mod embedding;
@@ -17,6 +18,7 @@ pub mod layer_normalization;
 pub mod merge;
 pub mod normalization;
 pub mod prelu;
+pub mod recurrent;
 pub mod reshape;
 pub mod softmax;
 
@@ -229,6 +231,13 @@ mod tests {
             (reject(&s3, "Normalization", json!({"mean": [1, 2, 3], "variance": 1}), vec![], 1), "config \"mean\" of shape [3] does not broadcast to [1, 1, 4]"),
             (reject(&s3, "Normalization", json!({"mean": [1, [2]], "variance": 1}), vec![], 1), "rectangular lists"),
             (reject(&[None, None, Some(4)], "Normalization", json!({"axis": [1, 2], "mean": 0, "variance": 1}), vec![], 1), "the kept axis 1 of input shape (None, None, 4) must be static"),
+            (reject(&s3, "LSTM", json!({"units": 2}), vec![f32s(&[3, 8]), f32s(&[2, 8]), f32s(&[8])], 1), "weight \"kernel\" has shape [3, 8], expected (4, 8)"),
+            (reject(&s2, "GRU", json!({"units": 2}), vec![], 1), "expects an input of rank 3 (batch, steps, features)"),
+            (reject(&s3, "GRU", json!({"units": 2}), vec![f32s(&[4, 6]), f32s(&[2, 6]), f32s(&[6])], 1), "weight \"bias\" has shape [6], expected (2, 6)"),
+            (reject(&s3, "SimpleRNN", json!({"units": 2, "return_state": true}), vec![], 1), "return_state=true is not supported"),
+            (reject(&s3, "Bidirectional", json!({"layer": {"class_name": "Dense", "config": {"units": 2}}}), vec![], 1), "layer must be an LSTM, GRU or SimpleRNN, got \"Dense\""),
+            (reject(&s3, "Bidirectional", json!({"layer": {"class_name": "LSTM", "config": {"units": 2}}, "merge_mode": null}), vec![], 1), "merge_mode=None (two outputs) is not supported"),
+            (reject(&s3, "Bidirectional", json!({"layer": {"class_name": "LSTM", "config": {"units": 2}}, "backward_layer": {"class_name": "GRU", "config": {"units": 2, "go_backwards": true}}, "merge_mode": "concat"}), vec![], 1), "the backward layer differs from the forward layer"),
             // Constants computed from declared shapes are bounded: these
             // once asked for petabytes and aborted the process.
             (reject(&[None, Some(1 << 30), Some(1 << 20)], "InterleavedRoPE", json!({}), vec![], 1), "more than 67108864 elements"),
