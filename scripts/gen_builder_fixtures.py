@@ -667,6 +667,85 @@ def case_recurrent():
     return c
 
 
+def same_padding(steps, size, stride, dilation=1):
+    # TensorFlow/XLA "same": the odd pad goes at the end.
+    span = (size - 1) * dilation + 1
+    out = -(-steps // stride)
+    total = max((out - 1) * stride + span - steps, 0)
+    return total // 2, total - total // 2
+
+
+def conv1d(x, kernel, bias, stride=1, dilation=1, padding="valid", groups=1):
+    # Keras Conv1D on channels_last x [batch, steps, channels]; kernel [k, channels/groups, filters].
+    k = kernel.shape[0]
+    span = (k - 1) * dilation + 1
+    if padding == "same":
+        x = np.pad(x, ((0, 0), same_padding(x.shape[1], k, stride, dilation), (0, 0)))
+    elif padding == "causal":
+        x = np.pad(x, ((0, 0), ((k - 1) * dilation, 0), (0, 0)))
+    out_len = (x.shape[1] - span) // stride + 1
+    cg, fg = x.shape[2] // groups, kernel.shape[2] // groups
+    y = np.zeros((x.shape[0], out_len, kernel.shape[2]))
+    for t in range(out_len):
+        for g in range(groups):
+            window = x[:, t * stride:t * stride + span:dilation, g * cg:(g + 1) * cg]
+            y[:, t, g * fg:(g + 1) * fg] = np.einsum("nkc,kcf->nf", window, kernel[:, :, g * fg:(g + 1) * fg])
+    return y + (0 if bias is None else bias)
+
+
+def pool1d(x, size, stride, padding, op):
+    # Keras MaxPooling1D / AveragePooling1D on channels_last x; padded steps never count.
+    steps = x.shape[1]
+    if padding == "same":
+        out, left = -(-steps // stride), same_padding(steps, size, stride)[0]
+    else:
+        out, left = (steps - size) // stride + 1, 0
+    rows = []
+    for t in range(out):
+        lo, hi = max(t * stride - left, 0), min(t * stride - left + size, steps)
+        window = x[:, lo:hi]
+        rows.append(window.max(axis=1) if op == "max" else window.mean(axis=1))
+    return np.stack(rows, axis=1)
+
+
+def case_conv1d():
+    c = Case("conv1d", "Conv1D (valid, same, causal; strides, dilation, groups; channels_first) and 1-D pooling", 22)
+    x = c.input("x", "float32", [None, 9, 4], c.uniform(-2, 2, 2, 9, 4))
+    x64 = x.astype(np.float64)
+    variants = [
+        ("conv", 3, 3, {}, "linear"),
+        ("conv_same_stride", 3, 3, {"padding": "same", "strides": [2]}, "relu"),
+        ("conv_causal", 2, 2, {"padding": "causal", "dilation_rate": [2], "use_bias": False}, "linear"),
+        ("conv_groups", 4, 3, {"padding": "same", "groups": 2}, "tanh"),
+    ]
+    for name, filters, size, config, act in variants:
+        groups = config.get("groups", 1)
+        kernel = c.normal(size, 4 // groups, filters, scale=0.5)
+        bias = c.normal(filters, scale=0.5) if config.get("use_bias", True) else None
+        weights = [kernel] + ([bias] if bias is not None else [])
+        c.layer(name, "Conv1D", {"filters": filters, "kernel_size": [size], "activation": act, **config}, ["x"], weights)
+        y = conv1d(x64, kernel, bias, config.get("strides", [1])[0], config.get("dilation_rate", [1])[0],
+                   config.get("padding", "valid"), groups)
+        c.output(f"out_{name}", name, ACTIVATIONS[act](y))
+    cf = c.input("cf", "float32", [None, 4, 9], np.ascontiguousarray(x.transpose(0, 2, 1)))
+    kernel, bias = c.normal(3, 4, 2, scale=0.5), c.normal(2, scale=0.5)
+    c.layer("conv_cf", "Conv1D", {"filters": 2, "kernel_size": 3, "data_format": "channels_first"}, ["cf"], [kernel, bias])
+    c.output("out_conv_cf", "conv_cf", conv1d(x64, kernel, bias).transpose(0, 2, 1))
+    for name, cls, size, stride, padding in [
+        ("max", "MaxPooling1D", 2, None, "valid"),
+        ("max_same", "MaxPooling1D", 3, 2, "same"),
+        ("avg", "AveragePooling1D", 2, 1, "valid"),
+        ("avg_same", "AveragePooling1D", 4, 3, "same"),
+    ]:
+        config = {"pool_size": [size], "padding": padding, **({"strides": [stride]} if stride else {})}
+        c.layer(name, cls, config, ["x"])
+        op = "max" if cls.startswith("Max") else "avg"
+        c.output(f"out_{name}", name, pool1d(x64, size, stride or size, padding, op))
+    c.layer("max_cf", "MaxPooling1D", {"pool_size": 2, "data_format": "channels_first"}, ["cf"])
+    c.output("out_max_cf", "max_cf", pool1d(x64, 2, 2, "valid", "max").transpose(0, 2, 1))
+    return c
+
+
 CASES = [
     case_embedding,
     case_dense_activations,
@@ -689,6 +768,7 @@ CASES = [
     case_activation_classes,
     case_normalization,
     case_recurrent,
+    case_conv1d,
 ]
 
 

@@ -549,6 +549,37 @@ def nested_outputs(rng):
     return keras.Model([a, b], outs, name="nested_outputs"), [floats(rng, 4), floats(rng, 4)]
 
 
+def conv_layers(rng):
+    """Conv1D (padding, strides, dilation, groups, channels_first) and 1-D pooling."""
+    x = keras.Input((9, 4), name="x")
+    cf = keras.Input((4, 9), name="cf")
+    outs = [
+        layers.Conv1D(3, 3, name="conv")(x),
+        layers.Conv1D(3, 3, padding="same", strides=2, activation="relu", name="conv_same_stride")(x),
+        layers.Conv1D(2, 2, padding="causal", dilation_rate=2, use_bias=False, name="conv_causal")(x),
+        layers.Conv1D(4, 3, groups=2, padding="same", name="conv_groups")(x),
+        layers.Conv1D(2, 3, data_format="channels_first", activation="tanh", name="conv_cf")(cf),
+        layers.MaxPooling1D(name="max")(x),
+        layers.MaxPooling1D(3, strides=2, padding="same", name="max_same")(x),
+        layers.AveragePooling1D(2, strides=1, name="avg")(x),
+        layers.AveragePooling1D(4, strides=3, padding="same", name="avg_same")(x),
+        layers.MaxPooling1D(2, data_format="channels_first", name="max_cf")(cf),
+    ]
+    return keras.Model([x, cf], outs, name="conv_layers"), [floats(rng, 9, 4), floats(rng, 4, 9)]
+
+
+def text_cnn(rng):
+    """A text CNN over token ids: Embedding, Conv1D, MaxPooling1D, Conv1D, global max, Dense."""
+    ids_in = keras.Input((12,), dtype="int32", name="input_ids")
+    h = layers.Embedding(60, 8, name="embedding")(ids_in)
+    h = layers.Conv1D(6, 3, activation="relu", padding="same", name="conv_a")(h)
+    h = layers.MaxPooling1D(2, name="pool")(h)
+    h = layers.Conv1D(5, 3, activation="relu", name="conv_b")(h)
+    h = layers.GlobalMaxPooling1D(name="global_max")(h)
+    out = layers.Dense(3, activation="softmax", name="probs")(h)
+    return keras.Model(ids_in, out, name="text_cnn"), [ids(rng, 60, 12)]
+
+
 def main():
     keras.utils.set_random_seed(SEED)
     rng = np.random.default_rng(SEED)
@@ -595,6 +626,9 @@ def main():
         save_fixture(manifest, name, model, inputs, rng)
     model, inputs = legacy_h5_rnn(rng)
     save_fixture(manifest, "legacy_h5_rnn", model, inputs, rng, legacy=True)
+    for name, build in [("conv_layers", conv_layers), ("text_cnn", text_cnn)]:
+        model, inputs = build(rng)
+        save_fixture(manifest, name, model, inputs, rng)
 
     manifest.write()
     print(f"wrote {len(manifest.rows)} manifest rows to {OUT}")

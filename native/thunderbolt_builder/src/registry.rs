@@ -93,6 +93,9 @@ impl Default for LayerRegistry {
         );
         r.register("GlobalMaxPooling1D", global_pooling::GlobalPooling1D::Max);
         r.register("Flatten", flatten::Flatten);
+        r.register("Conv1D", conv1d::Conv1D);
+        r.register("MaxPooling1D", pooling1d::Pooling1D::Max);
+        r.register("AveragePooling1D", pooling1d::Pooling1D::Average);
         r.register("Reshape", reshape::Reshape);
         r.register("Concatenate", concatenate::Concatenate);
         r.register("Add", merge::Merge::Add);

@@ -8,6 +8,7 @@ pub mod add_constant;
 pub mod batch_normalization;
 pub mod bidirectional;
 pub mod concatenate;
+pub mod conv1d;
 pub mod dense;
 pub mod embedding;
 pub mod flatten;
@@ -17,6 +18,7 @@ pub mod interleaved_rope;
 pub mod layer_normalization;
 pub mod merge;
 pub mod normalization;
+pub mod pooling1d;
 pub mod prelu;
 pub mod recurrent;
 pub mod reshape;
@@ -238,6 +240,14 @@ mod tests {
             (reject(&s3, "Bidirectional", json!({"layer": {"class_name": "Dense", "config": {"units": 2}}}), vec![], 1), "layer must be an LSTM, GRU or SimpleRNN, got \"Dense\""),
             (reject(&s3, "Bidirectional", json!({"layer": {"class_name": "LSTM", "config": {"units": 2}}, "merge_mode": null}), vec![], 1), "merge_mode=None (two outputs) is not supported"),
             (reject(&s3, "Bidirectional", json!({"layer": {"class_name": "LSTM", "config": {"units": 2}}, "backward_layer": {"class_name": "GRU", "config": {"units": 2, "go_backwards": true}}, "merge_mode": "concat"}), vec![], 1), "the backward layer differs from the forward layer"),
+            (reject(&s3, "Conv1D", json!({"filters": 2, "kernel_size": 2}), vec![f32s(&[2, 3, 2]), f32s(&[2])], 1), "weight \"kernel\" has shape [2, 3, 2], expected (2, 4, 2)"),
+            (reject(&s3, "Conv1D", json!({"filters": 2, "kernel_size": 4}), vec![f32s(&[4, 4, 2]), f32s(&[2])], 1), "a window of 4 steps (dilation 1) does not fit"),
+            (reject(&s3, "Conv1D", json!({"filters": 3, "kernel_size": 1, "groups": 2}), vec![], 1), "groups 2 must divide both the input channels 4 and filters 3"),
+            (reject(&s3, "Conv1D", json!({"filters": 2, "kernel_size": [1, 1]}), vec![], 1), "\"kernel_size\" must be a positive integer or a list of one"),
+            (reject(&s3, "Conv1D", json!({"filters": 2, "kernel_size": 1, "padding": "full"}), vec![], 1), "padding \"full\" is not supported"),
+            (reject(&s3, "MaxPooling1D", json!({"pool_size": 4}), vec![], 1), "a pool of 4 steps does not fit"),
+            (reject(&s3, "AveragePooling1D", json!({"padding": "causal"}), vec![], 1), "padding \"causal\" is not supported"),
+            (reject(&s2, "MaxPooling1D", json!({}), vec![], 1), "expects an input of rank 3 (batch, steps, channels)"),
             // Constants computed from declared shapes are bounded: these
             // once asked for petabytes and aborted the process.
             (reject(&[None, Some(1 << 30), Some(1 << 20)], "InterleavedRoPE", json!({}), vec![], 1), "more than 67108864 elements"),
