@@ -237,13 +237,13 @@ fn dangling_reference() {
 #[test]
 fn unsupported_layer_names_layer_class_and_registration() {
     let mut parts = base();
-    parts.layer_mut("pooling")["class_name"] = json!("Conv1D");
+    parts.layer_mut("pooling")["class_name"] = json!("MultiHeadAttention");
     let err = error_of(parts.to_keras());
     assert_contains(
         &err,
         &[
             "layer \"pooling\"",
-            "class Conv1D",
+            "class MultiHeadAttention",
             "has no converter",
             "LayerRegistry",
             "custom_layers",
