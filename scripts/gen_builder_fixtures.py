@@ -746,6 +746,28 @@ def case_conv1d():
     return c
 
 
+def case_misc_layers():
+    c = Case("misc_layers", "Inference-time identities, Permute, RepeatVector and Rescaling (float and integer inputs)", 23)
+    x = c.input("x", "float32", [None, 4, 3], c.uniform(-2, 2, 2, 4, 3))
+    v = c.input("v", "float32", [None, 5], c.uniform(-2, 2, 2, 5))
+    pixels = c.input("pixels", "int32", [None, 2, 3], c.rng.integers(0, 256, size=(2, 2, 3)).astype(np.int32))
+    inbound = "x"
+    for cls in ["SpatialDropout1D", "AlphaDropout", "ActivityRegularization", "Identity"]:
+        c.layer(cls.lower(), cls, {}, [inbound])
+        inbound = cls.lower()
+    c.layer("permute", "Permute", {"dims": [2, 1]}, [inbound])
+    c.output("out_permute", "permute", x.transpose(0, 2, 1))
+    c.layer("permute3", "Permute", {"dims": [1, 2]}, ["x"])
+    c.output("out_permute3", "permute3", x)
+    c.layer("repeat", "RepeatVector", {"n": 3}, ["v"])
+    c.output("out_repeat", "repeat", np.repeat(v[:, None, :], 3, axis=1))
+    c.layer("rescale", "Rescaling", {"scale": 1.0 / 255, "offset": 0.0}, ["pixels"])
+    c.output("out_rescale", "rescale", pixels.astype(np.float64) / 255)
+    c.layer("rescale_channels", "Rescaling", {"scale": [0.5, 2.0, -1.0], "offset": 0.25}, ["x"])
+    c.output("out_rescale_channels", "rescale_channels", x.astype(np.float64) * np.array([0.5, 2.0, -1.0]) + 0.25)
+    return c
+
+
 CASES = [
     case_embedding,
     case_dense_activations,
@@ -769,6 +791,7 @@ CASES = [
     case_normalization,
     case_recurrent,
     case_conv1d,
+    case_misc_layers,
 ]
 
 

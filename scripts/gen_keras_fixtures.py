@@ -580,6 +580,24 @@ def text_cnn(rng):
     return keras.Model(ids_in, out, name="text_cnn"), [ids(rng, 60, 12)]
 
 
+def misc_layers(rng):
+    """Inference-time identities, Permute, RepeatVector and Rescaling (on integers too)."""
+    x = keras.Input((4, 3), name="x")
+    v = keras.Input((5,), name="v")
+    pixels = keras.Input((2, 3), dtype="int32", name="pixels")
+    h = layers.SpatialDropout1D(0.3, name="spatial_dropout")(x)
+    h = layers.AlphaDropout(0.2, name="alpha_dropout")(h)
+    h = layers.ActivityRegularization(l1=0.01, name="activity_reg")(h)
+    h = layers.Identity(name="identity")(h)
+    outs = [
+        layers.Permute((2, 1), name="permute")(h),
+        layers.RepeatVector(3, name="repeat")(v),
+        layers.Rescaling(1.0 / 255, name="rescale")(pixels),
+        layers.Rescaling([0.5, 2.0, -1.0], offset=0.25, name="rescale_channels")(x),
+    ]
+    return keras.Model([x, v, pixels], outs, name="misc_layers"), [floats(rng, 4, 3), floats(rng, 5), ids(rng, 256, 6).reshape(BATCH, 2, 3)]
+
+
 def main():
     keras.utils.set_random_seed(SEED)
     rng = np.random.default_rng(SEED)
@@ -626,7 +644,7 @@ def main():
         save_fixture(manifest, name, model, inputs, rng)
     model, inputs = legacy_h5_rnn(rng)
     save_fixture(manifest, "legacy_h5_rnn", model, inputs, rng, legacy=True)
-    for name, build in [("conv_layers", conv_layers), ("text_cnn", text_cnn)]:
+    for name, build in [("conv_layers", conv_layers), ("text_cnn", text_cnn), ("misc_layers", misc_layers)]:
         model, inputs = build(rng)
         save_fixture(manifest, name, model, inputs, rng)
 

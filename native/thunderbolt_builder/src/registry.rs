@@ -107,6 +107,13 @@ impl Default for LayerRegistry {
         r.register("Dropout", identity::Identity);
         r.register("GaussianNoise", identity::Identity);
         r.register("GaussianDropout", identity::Identity);
+        r.register("SpatialDropout1D", identity::Identity);
+        r.register("AlphaDropout", identity::Identity);
+        r.register("ActivityRegularization", identity::Identity);
+        r.register("Identity", identity::Identity);
+        r.register("Permute", permute::Permute);
+        r.register("RepeatVector", repeat_vector::RepeatVector);
+        r.register("Rescaling", rescaling::Rescaling);
         r.register(
             "BatchNormalization",
             batch_normalization::BatchNormalization,

@@ -1,4 +1,5 @@
-//! `Dropout`, `GaussianNoise` and `GaussianDropout`: identities at inference. No node is
+//! `Dropout`, `SpatialDropout1D`, `AlphaDropout`, `GaussianNoise`, `GaussianDropout`,
+//! `ActivityRegularization` and `Identity`: identities at inference. No node is
 //! emitted; consumers read the input value directly (an `Identity` appears only when the
 //! layer is itself a graph output).
 

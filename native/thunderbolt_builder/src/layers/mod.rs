@@ -18,13 +18,17 @@ pub mod interleaved_rope;
 pub mod layer_normalization;
 pub mod merge;
 pub mod normalization;
+pub mod permute;
 pub mod pooling1d;
 pub mod prelu;
 pub mod recurrent;
+pub mod repeat_vector;
+pub mod rescaling;
 pub mod reshape;
 pub mod softmax;
 
 use crate::error::BuildError;
+use crate::graph::GraphBuilder;
 use crate::shape::{format_shape, TensorInfo};
 use crate::spec::Layer;
 use crate::tensor::DType;
@@ -50,6 +54,26 @@ pub fn generated_len(layer: &Layer, shape: &[usize]) -> Result<usize, BuildError
                 "would compute a constant of shape {shape:?}, more than {MAX_GENERATED_ELEMENTS} elements"
             ))
         })
+}
+
+/// The type a layer that computes in Keras' compute dtype gives for an input of `dtype`:
+/// float inputs keep their type, integer inputs become float32 (as Keras casts them).
+/// Bool inputs are refused.
+pub fn float_output(layer: &Layer, dtype: DType) -> Result<DType, BuildError> {
+    match dtype {
+        DType::Bool => Err(layer.dtype_error("input", dtype, "a number type")),
+        d if d.is_float() => Ok(d),
+        _ => Ok(DType::F32),
+    }
+}
+
+/// `x` (typed `from`) as a value of type `to`: itself, or a `Cast` named after `layer`.
+pub fn cast_to(g: &mut GraphBuilder, layer: &Layer, x: &str, from: DType, to: DType) -> String {
+    if from == to {
+        return x.to_string();
+    }
+    let attr = crate::graph::attr_int("to", to.onnx() as i64);
+    g.node("Cast", &[x], &format!("{}/Cast", layer.name), vec![attr])
 }
 
 /// Checks that `layer` has exactly `n` inbound values.
@@ -248,6 +272,12 @@ mod tests {
             (reject(&s3, "MaxPooling1D", json!({"pool_size": 4}), vec![], 1), "a pool of 4 steps does not fit"),
             (reject(&s3, "AveragePooling1D", json!({"padding": "causal"}), vec![], 1), "padding \"causal\" is not supported"),
             (reject(&s2, "MaxPooling1D", json!({}), vec![], 1), "expects an input of rank 3 (batch, steps, channels)"),
+            (reject(&s3, "Permute", json!({"dims": [2, 2]}), vec![], 1), "dims [2, 2] must order the axes 1..2"),
+            (reject(&s3, "Permute", json!({"dims": [0, 1]}), vec![], 1), "dims [0, 1] must order the axes 1..2"),
+            (reject(&s3, "RepeatVector", json!({"n": 2}), vec![], 1), "expects an input of rank 2 (batch, features)"),
+            (reject(&s2, "RepeatVector", json!({"n": 0}), vec![], 1), "\"n\" must be a positive integer"),
+            (reject(&s3, "Rescaling", json!({"scale": [1, 2, 3]}), vec![], 1), "scale of shape [3] does not broadcast to the input shape (None, 3, 4)"),
+            (reject(&s3, "Rescaling", json!({"offset": 1}), vec![], 1), "\"scale\" is required"),
             // Constants computed from declared shapes are bounded: these
             // once asked for petabytes and aborted the process.
             (reject(&[None, Some(1 << 30), Some(1 << 20)], "InterleavedRoPE", json!({}), vec![], 1), "more than 67108864 elements"),

@@ -9,14 +9,16 @@
 //! divisor is computed in f64 and rounded once. Integer inputs are cast to float32, as
 //! Keras casts them to its compute dtype.
 
-use super::{expect_weight_shape, expect_weights, single_input, weight_shape_error};
+use super::{
+    cast_to, expect_weight_shape, expect_weights, float_output, single_input, weight_shape_error,
+};
 use crate::config::Config;
 use crate::error::BuildError;
-use crate::graph::{attr_int, GraphBuilder};
+use crate::graph::GraphBuilder;
 use crate::registry::{LayerConverter, ValueRef};
 use crate::shape::{format_shape, normalize_axis, TensorInfo};
 use crate::spec::Layer;
-use crate::tensor::{DType, Tensor};
+use crate::tensor::Tensor;
 use serde_json::Value;
 
 pub struct Normalization;
@@ -67,7 +69,11 @@ fn params(layer: &Layer, rank: usize) -> Result<Params, BuildError> {
 }
 
 /// A number or rectangular nested lists of numbers, as (shape, values in row-major order).
-fn numbers(layer: &Layer, key: &str, value: &Value) -> Result<(Vec<usize>, Vec<f64>), BuildError> {
+pub(crate) fn numbers(
+    layer: &Layer,
+    key: &str,
+    value: &Value,
+) -> Result<(Vec<usize>, Vec<f64>), BuildError> {
     fn walk(v: &Value, depth: usize, shape: &mut Vec<usize>, out: &mut Vec<f64>) -> bool {
         match v {
             Value::Number(n) => {
@@ -179,20 +185,10 @@ fn statistics(layer: &Layer, x: &TensorInfo, p: &Params) -> Result<Statistics, B
     })
 }
 
-fn output_dtype(x: &TensorInfo) -> DType {
-    if x.dtype.is_float() {
-        x.dtype
-    } else {
-        DType::F32
-    }
-}
-
 impl LayerConverter for Normalization {
     fn infer(&self, layer: &Layer, inputs: &[TensorInfo]) -> Result<TensorInfo, BuildError> {
         let x = single_input(layer, inputs)?;
-        if x.dtype == DType::Bool {
-            return Err(layer.dtype_error("input", x.dtype, "a number type"));
-        }
+        let dtype = float_output(layer, x.dtype)?;
         let p = params(layer, x.rank())?;
         if p.given.is_some() {
             expect_weights(layer, &[])?;
@@ -215,7 +211,7 @@ impl LayerConverter for Normalization {
             }
         }
         statistics(layer, x, &p)?;
-        Ok(TensorInfo::new(output_dtype(x), x.shape.clone()))
+        Ok(TensorInfo::new(dtype, x.shape.clone()))
     }
 
     fn emit(
@@ -232,24 +228,14 @@ impl LayerConverter for Normalization {
             mean,
             divisor,
         } = statistics(layer, x, &p)?;
-        let dt = output_dtype(x);
+        let dt = float_output(layer, x.dtype)?;
         let constant = |values: &[f64]| {
             Tensor::from_f64_as(dt, shape.clone(), values)
                 .ok_or_else(|| layer.dtype_error("output", dt, super::FLOAT_TYPES))
         };
         let mean = g.initializer_owned(&format!("{}/mean", layer.name), constant(&mean)?);
         let divisor = g.initializer_owned(&format!("{}/divisor", layer.name), constant(&divisor)?);
-        let input = if x.dtype == dt {
-            inputs[0].name.to_string()
-        } else {
-            let to = attr_int("to", dt.onnx() as i64);
-            g.node(
-                "Cast",
-                &[inputs[0].name],
-                &format!("{}/Cast", layer.name),
-                vec![to],
-            )
-        };
+        let input = cast_to(g, layer, inputs[0].name, x.dtype, dt);
         if p.invert {
             let scaled = g.node(
                 "Mul",
