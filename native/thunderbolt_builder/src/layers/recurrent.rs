@@ -24,6 +24,9 @@ use crate::spec::Layer;
 use crate::tensor::{DType, Tensor};
 use serde_json::Value;
 
+/// The most units a recurrent layer may have (far above any real model).
+const MAX_UNITS: usize = 1 << 24;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recurrent {
     Lstm,
@@ -140,10 +143,15 @@ impl Cell {
         config: &Value,
     ) -> Result<Self, BuildError> {
         let cfg = Config::within(layer, config)?;
+        // Bounded so that `gates * units` cannot overflow on a hostile config.
         let units = cfg
             .opt_usize("units")?
-            .filter(|&u| u > 0)
-            .ok_or_else(|| layer.error("config key \"units\" must be a positive integer"))?;
+            .filter(|&u| u > 0 && u <= MAX_UNITS)
+            .ok_or_else(|| {
+                layer.error(format!(
+                    "config key \"units\" must be a positive integer up to {MAX_UNITS}"
+                ))
+            })?;
         for flag in ["return_state", "stateful", "time_major"] {
             if cfg.bool_or(flag, false)? {
                 return Err(layer.error(format!("{flag}=true is not supported")));
@@ -460,6 +468,10 @@ mod tests {
             (
                 serde_json::json!({"units": 0}),
                 "\"units\" must be a positive integer",
+            ),
+            (
+                serde_json::json!({"units": 1u64 << 62}),
+                "\"units\" must be a positive integer up to 16777216",
             ),
             (
                 serde_json::json!({"units": 2, "activation": "gelu"}),
