@@ -305,10 +305,11 @@ defmodule Thunderbolt.BuilderTest do
 
     # Seeded mutations of the fixture specs: whatever a caller passes, the
     # answer is a model or an error, never a raise or a dead VM.
+    # THUNDERBOLT_MUTATIONS=200000 runs a longer search (about 15 s).
     test "random mutations of real specs build or fail cleanly" do
       specs = for path <- @fixtures, do: spec(:erlang.binary_to_term(File.read!(path))["spec"])
 
-      for seed <- 1..300 do
+      for seed <- 1..String.to_integer(System.get_env("THUNDERBOLT_MUTATIONS", "600")) do
         :rand.seed(:exsss, {seed, 11, 17})
         spec = Enum.reduce(1..:rand.uniform(3), Enum.random(specs), fn _, s -> mutate(s) end)
 
@@ -333,7 +334,11 @@ defmodule Thunderbolt.BuilderTest do
         update_layer(spec, &%{&1 | weights: Enum.map(&1.weights, fn w -> odd_tensor(w) end)})
 
       4 ->
-        update_layer(spec, &%{&1 | class_name: Enum.random(["Dense", "Reshape", "Nope"])})
+        classes =
+          ~w(Dense Reshape Nope LSTM GRU Bidirectional Conv1D MaxPooling1D Normalization) ++
+            ~w(ReLU PReLU Rescaling Permute RepeatVector)
+
+        update_layer(spec, &%{&1 | class_name: Enum.random(classes)})
 
       5 ->
         %{spec | inputs: Enum.map(spec.inputs, &%{&1 | shape: odd_shape(&1.shape)})}
@@ -352,7 +357,13 @@ defmodule Thunderbolt.BuilderTest do
     do: %{spec | layers: List.update_at(spec.layers, :rand.uniform(length(spec.layers)) - 1, fun)}
 
   defp random_key,
-    do: Enum.random(~w(units axis epsilon target_shape activation input_dim output_dim rate))
+    do:
+      Enum.random(
+        ~w(units axis epsilon target_shape activation input_dim output_dim rate) ++
+          ~w(filters kernel_size strides dilation_rate groups padding pool_size n dims scale) ++
+          ~w(offset mean variance invert max_value threshold negative_slope alpha layer) ++
+          ~w(merge_mode return_sequences go_backwards reset_after use_bias data_format)
+      )
 
   defp random_value,
     do:
@@ -370,7 +381,13 @@ defmodule Thunderbolt.BuilderTest do
         [1, -1],
         [2 | 3],
         {4, 2},
-        %{"name" => "gelu"}
+        %{"name" => "gelu"},
+        true,
+        "same",
+        "causal",
+        "channels_first",
+        [[1], [2, 3]],
+        %{"class_name" => "LSTM", "config" => %{"units" => 2}}
       ])
 
   defp odd_shape(shape) do
