@@ -768,6 +768,61 @@ def case_misc_layers():
     return c
 
 
+def mha(query, value, key, w, heads, key_dim, value_dim, use_bias=True, causal=False):
+    # Keras 3 MultiHeadAttention on [batch, steps, features] (float64): project, scale the
+    # query, softmax over the key steps (masked above the diagonal with -1e9), join heads.
+    def project(x, kernel, bias):
+        y = np.einsum("btd,dhe->bthe", x, kernel)
+        return y + bias if bias is not None else y
+    it = iter(w)
+    take = lambda: (next(it), next(it) if use_bias else None)
+    q = project(query, *take()) / math.sqrt(key_dim)
+    k = project(key, *take())
+    v = project(value, *take())
+    scores = np.einsum("bshe,bthe->bhts", k, q)
+    if causal:
+        t, s = query.shape[1], value.shape[1]
+        scores = scores + (np.tril(np.ones((t, s))) - 1.0) * 1e9
+    attention = softmax(scores, axis=-1)
+    context = np.einsum("bhts,bshe->bthe", attention, v)
+    out_kernel, out_bias = take()
+    y = np.einsum("bthe,hed->btd", context, out_kernel)
+    return y + out_bias if out_bias is not None else y
+
+
+def case_multi_head_attention():
+    c = Case("multi_head_attention", "MultiHeadAttention: self, causal, cross with a key, value_dim, no bias", 24)
+    x = c.input("x", "float32", [None, 4, 6], c.uniform(-2, 2, 2, 4, 6))
+    ctx = c.input("ctx", "float32", [None, None, 5], c.uniform(-2, 2, 2, 6, 5))
+    key = c.input("key", "float32", [None, None, 3], c.uniform(-2, 2, 2, 6, 3))
+    variants = [
+        ("self_attention", ["x", "x"], 2, 3, 3, True, False),
+        ("causal", ["x", "x"], 2, 3, 3, True, True),
+        ("cross_value_dim", ["x", "ctx", "key"], 3, 2, 4, True, False),
+        ("no_bias_causal", ["x", "ctx"], 1, 4, 4, False, True),
+    ]
+    feeds = {"x": x, "ctx": ctx, "key": key}
+    for name, inbound, heads, key_dim, value_dim, use_bias, causal in variants:
+        q_in, v_in = feeds[inbound[0]], feeds[inbound[1]]
+        k_in = feeds[inbound[2]] if len(inbound) == 3 else v_in
+        dims = [(q_in.shape[-1], key_dim), (k_in.shape[-1], key_dim), (v_in.shape[-1], value_dim)]
+        weights = []
+        for features, dim in dims:
+            weights.append(c.normal(features, heads, dim, scale=0.5))
+            if use_bias:
+                weights.append(c.normal(heads, dim, scale=0.3))
+        weights.append(c.normal(heads, value_dim, q_in.shape[-1], scale=0.5))
+        if use_bias:
+            weights.append(c.normal(q_in.shape[-1], scale=0.3))
+        config = {"num_heads": heads, "key_dim": key_dim, "value_dim": value_dim, "use_bias": use_bias,
+                  "attention_axes": [1], "use_causal_mask": causal}
+        c.layer(name, "MultiHeadAttention", config, inbound, weights)
+        expected = mha(q_in.astype(np.float64), v_in.astype(np.float64), k_in.astype(np.float64),
+                       [w.astype(np.float64) for w in weights], heads, key_dim, value_dim, use_bias, causal)
+        c.output(f"out_{name}", name, expected)
+    return c
+
+
 CASES = [
     case_embedding,
     case_dense_activations,
@@ -792,6 +847,7 @@ CASES = [
     case_recurrent,
     case_conv1d,
     case_misc_layers,
+    case_multi_head_attention,
 ]
 
 

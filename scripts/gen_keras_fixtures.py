@@ -598,6 +598,37 @@ def misc_layers(rng):
     return keras.Model([x, v, pixels], outs, name="misc_layers"), [floats(rng, 4, 3), floats(rng, 5), ids(rng, 256, 6).reshape(BATCH, 2, 3)]
 
 
+def attention_layers(rng):
+    """MultiHeadAttention: self, causal, cross with a separate key, no bias. (Keras 3.12 on
+    JAX fails when value_dim differs from key_dim; the NumPy fixture covers that.)"""
+    x = keras.Input((5, 8), name="x")
+    ctx = keras.Input((7, 6), name="ctx")
+    key = keras.Input((7, 4), name="key")
+    outs = [
+        layers.MultiHeadAttention(2, 3, name="self_attention")(x, x),
+        layers.MultiHeadAttention(2, 4, name="causal")(x, x, use_causal_mask=True),
+        layers.MultiHeadAttention(3, 2, name="cross")(x, ctx, key),
+        layers.MultiHeadAttention(1, 4, use_bias=False, name="no_bias")(x, ctx),
+        layers.MultiHeadAttention(2, 3, name="cross_causal")(x, ctx, use_causal_mask=True),
+    ]
+    model = keras.Model([x, ctx, key], outs, name="attention_layers")
+    return model, [floats(rng, 5, 8), floats(rng, 7, 6), floats(rng, 7, 4)]
+
+
+def text_transformer(rng):
+    """A small Transformer encoder over token ids: attention, residuals, LayerNormalization."""
+    ids_in = keras.Input((10,), dtype="int32", name="input_ids")
+    h = layers.Embedding(40, 8, name="embedding")(ids_in)
+    a = layers.MultiHeadAttention(2, 4, name="attention")(h, h)
+    h = layers.LayerNormalization(epsilon=1e-6, name="norm_1")(layers.Add(name="residual_1")([h, a]))
+    f = layers.Dense(16, activation="relu", name="ffn_1")(h)
+    f = layers.Dense(8, name="ffn_2")(f)
+    h = layers.LayerNormalization(epsilon=1e-6, name="norm_2")(layers.Add(name="residual_2")([h, f]))
+    h = layers.GlobalAveragePooling1D(name="pool")(h)
+    out = layers.Dense(3, activation="softmax", name="probs")(h)
+    return keras.Model(ids_in, out, name="text_transformer"), [ids(rng, 40, 10)]
+
+
 def main():
     keras.utils.set_random_seed(SEED)
     rng = np.random.default_rng(SEED)
@@ -645,6 +676,9 @@ def main():
     model, inputs = legacy_h5_rnn(rng)
     save_fixture(manifest, "legacy_h5_rnn", model, inputs, rng, legacy=True)
     for name, build in [("conv_layers", conv_layers), ("text_cnn", text_cnn), ("misc_layers", misc_layers)]:
+        model, inputs = build(rng)
+        save_fixture(manifest, name, model, inputs, rng)
+    for name, build in [("attention_layers", attention_layers), ("text_transformer", text_transformer)]:
         model, inputs = build(rng)
         save_fixture(manifest, name, model, inputs, rng)
 

@@ -336,7 +336,7 @@ defmodule Thunderbolt.BuilderTest do
       4 ->
         classes =
           ~w(Dense Reshape Nope LSTM GRU Bidirectional Conv1D MaxPooling1D Normalization) ++
-            ~w(ReLU PReLU Rescaling Permute RepeatVector)
+            ~w(ReLU PReLU Rescaling Permute RepeatVector MultiHeadAttention)
 
         update_layer(spec, &%{&1 | class_name: Enum.random(classes)})
 
@@ -362,7 +362,8 @@ defmodule Thunderbolt.BuilderTest do
         ~w(units axis epsilon target_shape activation input_dim output_dim rate) ++
           ~w(filters kernel_size strides dilation_rate groups padding pool_size n dims scale) ++
           ~w(offset mean variance invert max_value threshold negative_slope alpha layer) ++
-          ~w(merge_mode return_sequences go_backwards reset_after use_bias data_format)
+          ~w(merge_mode return_sequences go_backwards reset_after use_bias data_format) ++
+          ~w(num_heads key_dim value_dim use_causal_mask attention_axes output_shape)
       )
 
   defp random_value,

@@ -127,6 +127,10 @@ impl Default for LayerRegistry {
         r.register("GRU", recurrent::Recurrent::Gru);
         r.register("SimpleRNN", recurrent::Recurrent::SimpleRnn);
         r.register("Bidirectional", bidirectional::Bidirectional);
+        r.register(
+            "MultiHeadAttention",
+            multi_head_attention::MultiHeadAttention,
+        );
         r.register("AddConstant", add_constant::AddConstant);
         r.register("InterleavedRoPE", interleaved_rope::InterleavedRoPE);
         r

@@ -34,10 +34,12 @@ pub enum Arg {
     Scalar(f64),
 }
 
-/// One call of a layer: its positional arguments, flattened in order.
+/// One call of a layer: its positional arguments, flattened in order, and its keyword
+/// arguments that are not tensors (`{"use_causal_mask": true}`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Node {
     pub args: Vec<Arg>,
+    pub kwargs: Map<String, Value>,
 }
 
 impl Node {
@@ -223,6 +225,7 @@ fn parse_sequential(config: &Map<String, Value>, depth: usize) -> Result<ModelCo
         };
         layers[i].nodes = vec![Node {
             args: vec![Arg::Tensor(previous)],
+            kwargs: Map::new(),
         }];
     }
     let first = TensorRef {
@@ -331,6 +334,7 @@ fn parse_layer(value: &Value, depth: usize, functional: bool) -> Result<LayerCon
 /// One entry of `inbound_nodes`, in either serialization.
 fn parse_node(value: &Value, what: &str) -> Result<Node> {
     let mut args = Vec::new();
+    let mut plain_kwargs = Map::new();
     match value {
         // Keras 3: {"args": [...], "kwargs": {...}}
         Value::Object(obj) => {
@@ -346,6 +350,7 @@ fn parse_node(value: &Value, what: &str) -> Result<Node> {
                             "{what}: a tensor passed as keyword argument {key:?} is not supported"
                         )));
                     }
+                    plain_kwargs.insert(key.clone(), v.clone());
                 }
             }
         }
@@ -361,7 +366,10 @@ fn parse_node(value: &Value, what: &str) -> Result<Node> {
             )))
         }
     }
-    Ok(Node { args })
+    Ok(Node {
+        args,
+        kwargs: plain_kwargs,
+    })
 }
 
 /// Walks call arguments depth first, collecting tensors and constants in order.

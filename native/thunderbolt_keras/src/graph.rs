@@ -477,7 +477,7 @@ impl<'a> Flattener<'a> {
             Layer {
                 name: name.clone(),
                 class_name,
-                config: layer.config.clone(),
+                config: with_call_options(&layer.class_name, &layer.config, node),
                 inbound,
                 weights,
             }
@@ -563,4 +563,26 @@ fn constant_tensor(arg: &Arg, negate: bool) -> Result<Tensor> {
         }
         Arg::Tensor(_) => Err(ImportError::config("expected a constant argument")),
     }
+}
+
+/// The layer's config with the call arguments its converter reads added: Keras keeps
+/// options such as `MultiHeadAttention`'s `use_causal_mask` with the call, not the layer.
+fn with_call_options(
+    class_name: &str,
+    config: &serde_json::Value,
+    node: &Node,
+) -> serde_json::Value {
+    let keys: &[&str] = match class_name {
+        "MultiHeadAttention" => &["use_causal_mask", "return_attention_scores"],
+        _ => &[],
+    };
+    let mut config = config.clone();
+    if let serde_json::Value::Object(map) = &mut config {
+        for key in keys {
+            if let Some(v) = node.kwargs.get(*key) {
+                map.insert((*key).to_string(), v.clone());
+            }
+        }
+    }
+    config
 }

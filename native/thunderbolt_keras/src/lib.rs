@@ -22,6 +22,8 @@
 //!   in layer order (not by layer names), a recurrent layer's below its `cell` and a
 //!   `Bidirectional`'s below its forward and backward layers; legacy files by
 //!   `layer_names`/`weight_names`.
+//! - Call options a converter needs from the call rather than the layer's config
+//!   (`MultiHeadAttention`'s `use_causal_mask`) are copied into the builder layer's config.
 //! - Every layer the builder converts, Cerebros's `cerebrosllmutils>InterleavedRoPE`, and any
 //!   custom layer mapped with [`ImportOptions::custom_layers`] onto a converter registered in
 //!   a [`LayerRegistry`] (see [`convert_with`]).

@@ -17,6 +17,7 @@ pub mod identity;
 pub mod interleaved_rope;
 pub mod layer_normalization;
 pub mod merge;
+pub mod multi_head_attention;
 pub mod normalization;
 pub mod permute;
 pub mod pooling1d;
@@ -278,6 +279,12 @@ mod tests {
             (reject(&s2, "RepeatVector", json!({"n": 0}), vec![], 1), "\"n\" must be a positive integer"),
             (reject(&s3, "Rescaling", json!({"scale": [1, 2, 3]}), vec![], 1), "scale of shape [3] does not broadcast to the input shape (None, 3, 4)"),
             (reject(&s3, "Rescaling", json!({"offset": 1}), vec![], 1), "\"scale\" is required"),
+            (reject(&s3, "MultiHeadAttention", json!({"num_heads": 2, "key_dim": 2}), vec![], 1), "expects 3 input(s), got 1"),
+            (reject(&s3, "MultiHeadAttention", json!({"num_heads": 2, "key_dim": 2, "output_shape": 5}), vec![], 2), "output_shape is not supported"),
+            (reject(&s3, "MultiHeadAttention", json!({"num_heads": 2, "key_dim": 2, "attention_axes": [2]}), vec![], 2), "attention_axes other than the steps axis"),
+            (reject(&s3, "MultiHeadAttention", json!({"num_heads": 0, "key_dim": 2}), vec![], 2), "\"num_heads\" must be a positive integer"),
+            (reject(&s3, "MultiHeadAttention", json!({"num_heads": 1, "key_dim": 2, "use_bias": false}), vec![f32s(&[4, 1, 2]), f32s(&[4, 1, 2]), f32s(&[4, 1, 3]), f32s(&[1, 2, 4])], 2), "weight \"value/kernel\" has shape [4, 1, 3], expected (4, 1, 2)"),
+            (reject(&s2, "MultiHeadAttention", json!({"num_heads": 1, "key_dim": 2}), vec![], 2), "the query must have rank 3"),
             // Constants computed from declared shapes are bounded: these
             // once asked for petabytes and aborted the process.
             (reject(&[None, Some(1 << 30), Some(1 << 20)], "InterleavedRoPE", json!({}), vec![], 1), "more than 67108864 elements"),
