@@ -823,6 +823,27 @@ def case_multi_head_attention():
     return c
 
 
+def case_time_distributed():
+    c = Case("time_distributed", "TimeDistributed around Dense (rank 3 and 4), Activation, ReLU and Dropout", 25)
+    x = c.input("x", "float32", [None, 4, 3], c.uniform(-2, 2, 2, 4, 3))
+    grid = c.input("grid", "float32", [None, 2, 3, 3], c.uniform(-2, 2, 2, 2, 3, 3))
+    x64, grid64 = x.astype(np.float64), grid.astype(np.float64)
+    kernel, bias = c.normal(3, 2), c.normal(2)
+    wrap = lambda cls, config: {"layer": {"class_name": cls, "config": config}}
+    c.layer("td_dense", "TimeDistributed", wrap("Dense", {"units": 2, "activation": "relu"}), ["x"], [kernel, bias])
+    c.output("out_td_dense", "td_dense", dense(x64, kernel, bias, ACTIVATIONS["relu"]))
+    c.layer("td_dense_grid", "TimeDistributed", wrap("Dense", {"units": 2}), ["grid"], [kernel, bias])
+    c.output("out_td_dense_grid", "td_dense_grid", dense(grid64, kernel, bias))
+    c.layer("td_sigmoid", "TimeDistributed", wrap("Activation", {"activation": "sigmoid"}), ["x"])
+    c.output("out_td_sigmoid", "td_sigmoid", sigmoid(x64))
+    c.layer("td_relu", "TimeDistributed", wrap("ReLU", {"max_value": 1.0}), ["x"])
+    c.output("out_td_relu", "td_relu", np.clip(x64, 0.0, 1.0))
+    c.layer("td_dropout", "TimeDistributed", wrap("Dropout", {"rate": 0.5}), ["x"])
+    c.layer("after_dropout", "Activation", {"activation": "tanh"}, ["td_dropout"])
+    c.output("out_after_dropout", "after_dropout", np.tanh(x64))
+    return c
+
+
 CASES = [
     case_embedding,
     case_dense_activations,
@@ -848,6 +869,7 @@ CASES = [
     case_conv1d,
     case_misc_layers,
     case_multi_head_attention,
+    case_time_distributed,
 ]
 
 

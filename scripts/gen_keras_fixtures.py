@@ -629,6 +629,18 @@ def text_transformer(rng):
     return keras.Model(ids_in, out, name="text_transformer"), [ids(rng, 40, 10)]
 
 
+def sequence_tagger(rng):
+    """A token tagger: Embedding, a Bidirectional LSTM, TimeDistributed Dense softmax per step."""
+    ids_in = keras.Input((9,), dtype="int32", name="input_ids")
+    h = layers.Embedding(30, 6, name="embedding")(ids_in)
+    h = layers.Bidirectional(layers.LSTM(4, return_sequences=True), name="bi_lstm")(h)
+    h = layers.TimeDistributed(layers.Dropout(0.3), name="td_dropout")(h)
+    h = layers.TimeDistributed(layers.Dense(6, name="hidden"), name="td_hidden")(h)
+    h = layers.TimeDistributed(layers.Activation("tanh"), name="td_tanh")(h)
+    out = layers.TimeDistributed(layers.Dense(5, activation="softmax"), name="tags")(h)
+    return keras.Model(ids_in, out, name="sequence_tagger"), [ids(rng, 30, 9)]
+
+
 def main():
     keras.utils.set_random_seed(SEED)
     rng = np.random.default_rng(SEED)
@@ -678,7 +690,11 @@ def main():
     for name, build in [("conv_layers", conv_layers), ("text_cnn", text_cnn), ("misc_layers", misc_layers)]:
         model, inputs = build(rng)
         save_fixture(manifest, name, model, inputs, rng)
-    for name, build in [("attention_layers", attention_layers), ("text_transformer", text_transformer)]:
+    for name, build in [
+        ("attention_layers", attention_layers),
+        ("text_transformer", text_transformer),
+        ("sequence_tagger", sequence_tagger),
+    ]:
         model, inputs = build(rng)
         save_fixture(manifest, name, model, inputs, rng)
 

@@ -336,7 +336,7 @@ defmodule Thunderbolt.BuilderTest do
       4 ->
         classes =
           ~w(Dense Reshape Nope LSTM GRU Bidirectional Conv1D MaxPooling1D Normalization) ++
-            ~w(ReLU PReLU Rescaling Permute RepeatVector MultiHeadAttention)
+            ~w(ReLU PReLU Rescaling Permute RepeatVector MultiHeadAttention TimeDistributed)
 
         update_layer(spec, &%{&1 | class_name: Enum.random(classes)})
 

@@ -127,6 +127,7 @@ impl Default for LayerRegistry {
         r.register("GRU", recurrent::Recurrent::Gru);
         r.register("SimpleRNN", recurrent::Recurrent::SimpleRnn);
         r.register("Bidirectional", bidirectional::Bidirectional);
+        r.register("TimeDistributed", time_distributed::TimeDistributed);
         r.register(
             "MultiHeadAttention",
             multi_head_attention::MultiHeadAttention,

@@ -98,12 +98,13 @@ impl WeightScope {
 /// The sublayers whose variables Keras 3 saves below a layer's own group, in the order of
 /// the layer's `weights`: a recurrent layer keeps them in its `cell`, `Bidirectional` in
 /// its two wrapped layers (forward first, as its `weights` list them), and
-/// `MultiHeadAttention` in its four projections.
+/// `MultiHeadAttention` in its four projections, `TimeDistributed` in its wrapped layer.
 fn sublayers(class_name: &str) -> &'static [&'static str] {
     match class_name {
         "LSTM" | "GRU" | "SimpleRNN" => &["cell"],
         "Bidirectional" => &["forward_layer/cell", "backward_layer/cell"],
         "MultiHeadAttention" => &["query_dense", "key_dense", "value_dense", "output_dense"],
+        "TimeDistributed" => &["layer"],
         _ => &[],
     }
 }

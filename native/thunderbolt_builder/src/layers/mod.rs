@@ -27,6 +27,7 @@ pub mod repeat_vector;
 pub mod rescaling;
 pub mod reshape;
 pub mod softmax;
+pub mod time_distributed;
 
 use crate::error::BuildError;
 use crate::graph::GraphBuilder;
@@ -285,6 +286,10 @@ mod tests {
             (reject(&s3, "MultiHeadAttention", json!({"num_heads": 0, "key_dim": 2}), vec![], 2), "\"num_heads\" must be a positive integer"),
             (reject(&s3, "MultiHeadAttention", json!({"num_heads": 1, "key_dim": 2, "use_bias": false}), vec![f32s(&[4, 1, 2]), f32s(&[4, 1, 2]), f32s(&[4, 1, 3]), f32s(&[1, 2, 4])], 2), "weight \"value/kernel\" has shape [4, 1, 3], expected (4, 1, 2)"),
             (reject(&s2, "MultiHeadAttention", json!({"num_heads": 1, "key_dim": 2}), vec![], 2), "the query must have rank 3"),
+            (reject(&s3, "TimeDistributed", json!({"layer": {"class_name": "LSTM", "config": {"units": 2}}}), vec![], 1), "wrapping LSTM is not supported"),
+            (reject(&s3, "TimeDistributed", json!({}), vec![], 1), "\"layer\" (the wrapped layer) is required"),
+            (reject(&s2, "TimeDistributed", json!({"layer": {"class_name": "Dense", "config": {"units": 2}}}), vec![f32s(&[4, 2]), f32s(&[2])], 1), "expects an input of rank 3 or more"),
+            (reject(&s3, "TimeDistributed", json!({"layer": {"class_name": "Dense", "config": {"units": 2}}}), vec![f32s(&[3, 2]), f32s(&[2])], 1), "weight \"kernel\" has shape [3, 2]"),
             // Constants computed from declared shapes are bounded: these
             // once asked for petabytes and aborted the process.
             (reject(&[None, Some(1 << 30), Some(1 << 20)], "InterleavedRoPE", json!({}), vec![], 1), "more than 67108864 elements"),
