@@ -99,6 +99,38 @@ impl<'a> Config<'a> {
             .map(Some)
     }
 
+    /// A window size, stride or count that Keras may give as one integer or a list of
+    /// one (`kernel_size: [3]`): positive and at most 2^24.
+    pub fn one_usize(&self, key: &str, default: Option<usize>) -> Result<usize, BuildError> {
+        let value = match self.get(key) {
+            None => default,
+            Some(v) => v
+                .as_u64()
+                .or_else(|| match v.as_array().map(Vec::as_slice) {
+                    Some([one]) => one.as_u64(),
+                    _ => None,
+                })
+                .and_then(|n| usize::try_from(n).ok()),
+        };
+        value.filter(|&n| n > 0 && n <= 1 << 24).ok_or_else(|| {
+            self.layer.error(format!(
+                "config key {key:?} must be a positive integer or a list of one"
+            ))
+        })
+    }
+
+    /// `data_format`: whether the channels come before the steps (`channels_first`) or
+    /// last (`channels_last`, the default).
+    pub fn channels_first(&self) -> Result<bool, BuildError> {
+        match self.str_or("data_format", "channels_last")? {
+            "channels_last" => Ok(false),
+            "channels_first" => Ok(true),
+            other => Err(self.layer.error(format!(
+                "data_format must be \"channels_last\" or \"channels_first\", got {other:?}"
+            ))),
+        }
+    }
+
     /// An axis that Keras accepts either as one integer or as a list of integers.
     pub fn axes_or(&self, key: &str, default: i64) -> Result<Vec<i64>, BuildError> {
         match self.get(key) {

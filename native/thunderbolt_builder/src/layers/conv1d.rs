@@ -64,30 +64,6 @@ impl Window {
     }
 }
 
-/// One integer that Keras may also give as a one-element list (`kernel_size: [3]`).
-pub(crate) fn one_int(
-    layer: &Layer,
-    cfg: &Config<'_>,
-    key: &str,
-    default: Option<usize>,
-) -> Result<usize, BuildError> {
-    let value = match cfg.get(key) {
-        None => default,
-        Some(v) => v
-            .as_u64()
-            .or_else(|| match v.as_array().map(Vec::as_slice) {
-                Some([one]) => one.as_u64(),
-                _ => None,
-            })
-            .and_then(|n| usize::try_from(n).ok()),
-    };
-    value.filter(|&n| n > 0 && n <= 1 << 24).ok_or_else(|| {
-        layer.error(format!(
-            "config key {key:?} must be a positive integer or a list of one"
-        ))
-    })
-}
-
 pub(crate) fn padding(
     layer: &Layer,
     cfg: &Config<'_>,
@@ -98,17 +74,6 @@ pub(crate) fn padding(
         "same" => Ok(Padding::Same),
         "causal" if causal_allowed => Ok(Padding::Causal),
         other => Err(layer.error(format!("padding {other:?} is not supported"))),
-    }
-}
-
-/// Whether the layer is `channels_first` (else `channels_last`).
-pub(crate) fn channels_first(layer: &Layer, cfg: &Config<'_>) -> Result<bool, BuildError> {
-    match cfg.str_or("data_format", "channels_last")? {
-        "channels_last" => Ok(false),
-        "channels_first" => Ok(true),
-        other => Err(layer.error(format!(
-            "data_format must be \"channels_last\" or \"channels_first\", got {other:?}"
-        ))),
     }
 }
 
@@ -144,19 +109,19 @@ struct Params {
 fn params(layer: &Layer) -> Result<Params, BuildError> {
     let cfg = Config::of(layer)?;
     let padding = padding(layer, &cfg, true)?;
-    let first = channels_first(layer, &cfg)?;
+    let first = cfg.channels_first()?;
     if first && padding == Padding::Causal {
         return Err(layer.error("causal padding needs data_format=\"channels_last\""));
     }
     Ok(Params {
-        filters: one_int(layer, &cfg, "filters", None)?,
+        filters: cfg.one_usize("filters", None)?,
         window: Window {
-            size: one_int(layer, &cfg, "kernel_size", None)?,
-            stride: one_int(layer, &cfg, "strides", Some(1))?,
-            dilation: one_int(layer, &cfg, "dilation_rate", Some(1))?,
+            size: cfg.one_usize("kernel_size", None)?,
+            stride: cfg.one_usize("strides", Some(1))?,
+            dilation: cfg.one_usize("dilation_rate", Some(1))?,
             padding,
         },
-        groups: one_int(layer, &cfg, "groups", Some(1))?,
+        groups: cfg.one_usize("groups", Some(1))?,
         first,
         use_bias: cfg.bool_or("use_bias", true)?,
         activation: Activation::parse(layer, cfg.get("activation"))?,

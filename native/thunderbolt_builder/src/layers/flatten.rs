@@ -13,21 +13,11 @@ use crate::spec::Layer;
 
 pub struct Flatten;
 
-fn channels_first(layer: &Layer) -> Result<bool, BuildError> {
-    match Config::of(layer)?.str_or("data_format", "channels_last")? {
-        "channels_last" => Ok(false),
-        "channels_first" => Ok(true),
-        other => Err(layer.error(format!(
-            "data_format must be \"channels_last\" or \"channels_first\", got {other:?}"
-        ))),
-    }
-}
-
 impl LayerConverter for Flatten {
     fn infer(&self, layer: &Layer, inputs: &[TensorInfo]) -> Result<TensorInfo, BuildError> {
         let x = single_input(layer, inputs)?;
         expect_weights(layer, &[])?;
-        channels_first(layer)?;
+        Config::of(layer)?.channels_first()?;
         if x.rank() == 0 {
             return Err(layer.error("cannot flatten a scalar input"));
         }
@@ -44,7 +34,7 @@ impl LayerConverter for Flatten {
     ) -> Result<String, BuildError> {
         let rank = inputs[0].info.rank();
         let mut x = inputs[0].name.to_string();
-        if channels_first(layer)? && rank > 2 {
+        if Config::of(layer)?.channels_first()? && rank > 2 {
             let perm: Vec<i64> = std::iter::once(0)
                 .chain(2..rank as i64)
                 .chain(std::iter::once(1))

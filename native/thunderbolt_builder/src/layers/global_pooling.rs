@@ -26,15 +26,7 @@ struct Params {
 
 fn params(layer: &Layer) -> Result<Params, BuildError> {
     let cfg = Config::of(layer)?;
-    let axis = match cfg.str_or("data_format", "channels_last")? {
-        "channels_last" => 1,
-        "channels_first" => 2,
-        other => {
-            return Err(layer.error(format!(
-                "data_format must be \"channels_last\" or \"channels_first\", got {other:?}"
-            )))
-        }
-    };
+    let axis = if cfg.channels_first()? { 2 } else { 1 };
     Ok(Params {
         axis,
         keepdims: cfg.bool_or("keepdims", false)?,

@@ -2,7 +2,7 @@
 //! `Transpose`s for `channels_last`. `same` padding is `SAME_UPPER`; the average leaves the
 //! padded steps out of its count, as Keras does.
 
-use super::conv1d::{channels_first, one_int, padding, steps_and_channels, swap_last_axes, Window};
+use super::conv1d::{padding, steps_and_channels, swap_last_axes, Window};
 use super::{expect_weights, require_float, single_input};
 use crate::config::Config;
 use crate::error::BuildError;
@@ -18,15 +18,15 @@ pub enum Pooling1D {
 
 fn params(layer: &Layer) -> Result<(Window, bool), BuildError> {
     let cfg = Config::of(layer)?;
-    let size = one_int(layer, &cfg, "pool_size", Some(2))?;
+    let size = cfg.one_usize("pool_size", Some(2))?;
     let window = Window {
         size,
         // Keras: strides default to the pool size.
-        stride: one_int(layer, &cfg, "strides", Some(size))?,
+        stride: cfg.one_usize("strides", Some(size))?,
         dilation: 1,
         padding: padding(layer, &cfg, false)?,
     };
-    Ok((window, channels_first(layer, &cfg)?))
+    Ok((window, cfg.channels_first()?))
 }
 
 impl LayerConverter for Pooling1D {
