@@ -77,13 +77,7 @@ impl GraphBuilder {
         output: &str,
         attrs: Vec<AttributeProto>,
     ) {
-        let mut node = NodeProto::new();
-        node.op_type = op_type.to_string();
-        node.name = Self::unique(&mut self.node_names, output);
-        node.input = inputs.iter().map(|s| s.to_string()).collect();
-        node.output = vec![output.to_string()];
-        node.attribute = attrs;
-        self.nodes.push(node);
+        self.node_outputs(op_type, inputs, &[output], attrs);
     }
 
     /// Emits a node with several outputs, each a name the caller owns or `""` for an

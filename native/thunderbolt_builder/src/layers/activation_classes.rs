@@ -8,7 +8,7 @@
 //! subtracted. The common cases are single ops: plain `Relu`, `Clip` for a
 //! `max_value` alone, `LeakyRelu` for a slope alone.
 
-use super::{expect_weights, require_float, single_input};
+use super::{cast_to, expect_weights, require_float, single_input};
 use crate::activation::Activation;
 use crate::config::Config;
 use crate::error::BuildError;
@@ -16,6 +16,7 @@ use crate::graph::GraphBuilder;
 use crate::registry::{LayerConverter, ValueRef};
 use crate::shape::TensorInfo;
 use crate::spec::Layer;
+use crate::tensor::DType;
 
 pub enum ActivationClass {
     ReLU,
@@ -153,12 +154,7 @@ fn emit_relu(
     let mut y = if p.threshold != 0.0 {
         let t = g.scalar(&format!("{prefix}/threshold"), dt, p.threshold);
         let above = g.node("Greater", &[x, &t], &format!("{prefix}/Greater"), vec![]);
-        let mask = g.node(
-            "Cast",
-            &[&above],
-            &format!("{prefix}/Cast"),
-            vec![crate::graph::attr_int("to", dt.onnx() as i64)],
-        );
+        let mask = cast_to(g, layer, &above, DType::Bool, dt);
         let out = positive_out(g, "Mul");
         g.node_into("Mul", &[x, &mask], &out, vec![]);
         out

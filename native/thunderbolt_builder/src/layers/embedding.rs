@@ -71,12 +71,7 @@ impl LayerConverter for Embedding {
         let ids = inputs[0];
         let ids_name = match ids.info.dtype {
             DType::I32 | DType::I64 => ids.name.to_string(),
-            _ => g.node(
-                "Cast",
-                &[ids.name],
-                &format!("{}/Cast", layer.name),
-                vec![attr_int("to", DType::I64.onnx() as i64)],
-            ),
+            other => super::cast_to(g, layer, ids.name, other, DType::I64),
         };
         g.node_into(
             "Gather",
