@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::error::BuildError;
 use crate::graph::GraphBuilder;
 use crate::registry::{LayerConverter, ValueRef};
-use crate::shape::{format_shape, normalize_axis, TensorInfo};
+use crate::shape::{format_shape, TensorInfo};
 use crate::spec::Layer;
 use crate::tensor::Tensor;
 
@@ -32,11 +32,7 @@ struct Params {
 fn params(layer: &Layer, rank: usize) -> Result<Params, BuildError> {
     let cfg = Config::of(layer)?;
     let raw = cfg.i64_or("axis", -1)?;
-    let axis = normalize_axis(raw, rank).ok_or_else(|| {
-        layer.error(format!(
-            "axis {raw} is out of range for an input of rank {rank}"
-        ))
-    })?;
+    let axis = super::checked_axis(layer, raw, rank)?;
     Ok(Params {
         axis,
         epsilon: cfg.f64_or("epsilon", 1e-3)?,

@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::error::BuildError;
 use crate::graph::{attr_float, attr_int, GraphBuilder};
 use crate::registry::{LayerConverter, ValueRef};
-use crate::shape::{format_shape, normalize_axis, TensorInfo};
+use crate::shape::{format_shape, TensorInfo};
 use crate::spec::Layer;
 use crate::tensor::Tensor;
 
@@ -38,11 +38,7 @@ fn params(layer: &Layer, rank: usize) -> Result<Params, BuildError> {
     }
     let mut axes = Vec::with_capacity(raw.len());
     for a in &raw {
-        let n = normalize_axis(*a, rank).ok_or_else(|| {
-            layer.error(format!(
-                "axis {a} is out of range for an input of rank {rank}"
-            ))
-        })?;
+        let n = super::checked_axis(layer, *a, rank)?;
         if axes.last().is_some_and(|&prev| prev >= n) {
             return Err(layer.error(format!(
                 "axis {raw:?} must list distinct axes in increasing order"

@@ -78,6 +78,16 @@ pub fn cast_to(g: &mut GraphBuilder, layer: &Layer, x: &str, from: DType, to: DT
     g.node("Cast", &[x], &format!("{}/Cast", layer.name), vec![attr])
 }
 
+/// `axis` (negative counts from the end) as an index into a shape of `rank`, or the
+/// error that names the layer.
+pub fn checked_axis(layer: &Layer, axis: i64, rank: usize) -> Result<usize, BuildError> {
+    crate::shape::normalize_axis(axis, rank).ok_or_else(|| {
+        layer.error(format!(
+            "axis {axis} is out of range for an input of rank {rank}"
+        ))
+    })
+}
+
 /// Checks that `layer` has exactly `n` inbound values.
 pub fn expect_inputs<'a>(
     layer: &Layer,

@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::error::BuildError;
 use crate::graph::GraphBuilder;
 use crate::registry::{LayerConverter, ValueRef};
-use crate::shape::{format_shape, normalize_axis, TensorInfo};
+use crate::shape::{format_shape, TensorInfo};
 use crate::spec::Layer;
 use crate::tensor::Tensor;
 use serde_json::Value;
@@ -43,13 +43,7 @@ fn params(layer: &Layer, rank: usize) -> Result<Params, BuildError> {
     };
     let mut keep = raw
         .iter()
-        .map(|&a| {
-            normalize_axis(a, rank).ok_or_else(|| {
-                layer.error(format!(
-                    "axis {a} is out of range for an input of rank {rank}"
-                ))
-            })
-        })
+        .map(|&a| super::checked_axis(layer, a, rank))
         .collect::<Result<Vec<_>, _>>()?;
     keep.sort_unstable();
     keep.dedup();

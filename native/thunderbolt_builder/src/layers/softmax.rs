@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::error::BuildError;
 use crate::graph::{attr_int, GraphBuilder};
 use crate::registry::{LayerConverter, ValueRef};
-use crate::shape::{normalize_axis, TensorInfo};
+use crate::shape::TensorInfo;
 use crate::spec::Layer;
 
 pub struct Softmax;
@@ -20,11 +20,7 @@ fn axes(layer: &Layer, rank: usize) -> Result<Vec<i64>, BuildError> {
     }
     let mut axes = Vec::with_capacity(raw.len());
     for a in raw {
-        let n = normalize_axis(a, rank).ok_or_else(|| {
-            layer.error(format!(
-                "axis {a} is out of range for an input of rank {rank}"
-            ))
-        })?;
+        let n = super::checked_axis(layer, a, rank)?;
         if axes.contains(&(n as i64)) {
             return Err(layer.error(format!("axis {a} is listed twice")));
         }
