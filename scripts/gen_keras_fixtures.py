@@ -649,6 +649,9 @@ def main():
     OUT.mkdir(parents=True)
     manifest = Manifest()
 
+    # In generation order: each draws from the one seeded generator, so fixtures are only
+    # ever appended, and every earlier one keeps its values.
+    legacy, int64_ids = {"legacy": True}, {"options": {"input_dtype": "s64"}}
     fixtures = [
         ("dense_activations", dense_activations, {}),
         ("activation_layers", activation_layers, {}),
@@ -664,39 +667,26 @@ def main():
         ("shared_layers", shared_layers, {}),
         ("sequential", sequential, {}),
         ("interleaved_rope", interleaved_rope, {}),
+        # The same text classifier imported with int64 token ids, like the original tooling.
+        ("text_classifier_int64", text_classifier, int64_ids),
+        ("legacy_h5", legacy_h5, legacy),
+        ("legacy_h5_sequential", legacy_h5_sequential, legacy),
+        ("activation_classes", activation_classes, {}),
+        ("preprocessing_layers", preprocessing_layers, {}),
+        ("recurrent_layers", recurrent_layers, {}),
+        ("text_rnn", text_rnn, {}),
+        ("nested_outputs", nested_outputs, {}),
+        ("legacy_h5_rnn", legacy_h5_rnn, legacy),
+        ("conv_layers", conv_layers, {}),
+        ("text_cnn", text_cnn, {}),
+        ("misc_layers", misc_layers, {}),
+        ("attention_layers", attention_layers, {}),
+        ("text_transformer", text_transformer, {}),
+        ("sequence_tagger", sequence_tagger, {}),
     ]
-    for name, build, options in fixtures:
+    for name, build, how in fixtures:
         model, inputs = build(rng)
-        save_fixture(manifest, name, model, inputs, rng, options=options)
-    # The same text classifier imported with int64 token ids, like the original tooling.
-    model, inputs = text_classifier(rng)
-    save_fixture(manifest, "text_classifier_int64", model, inputs, rng, options={"input_dtype": "s64"})
-    for name, build in [("legacy_h5", legacy_h5), ("legacy_h5_sequential", legacy_h5_sequential)]:
-        model, inputs = build(rng)
-        save_fixture(manifest, name, model, inputs, rng, legacy=True)
-
-    # Added after the fixtures above, so that their seeded values stay as they were.
-    for name, build in [
-        ("activation_classes", activation_classes),
-        ("preprocessing_layers", preprocessing_layers),
-        ("recurrent_layers", recurrent_layers),
-        ("text_rnn", text_rnn),
-        ("nested_outputs", nested_outputs),
-    ]:
-        model, inputs = build(rng)
-        save_fixture(manifest, name, model, inputs, rng)
-    model, inputs = legacy_h5_rnn(rng)
-    save_fixture(manifest, "legacy_h5_rnn", model, inputs, rng, legacy=True)
-    for name, build in [("conv_layers", conv_layers), ("text_cnn", text_cnn), ("misc_layers", misc_layers)]:
-        model, inputs = build(rng)
-        save_fixture(manifest, name, model, inputs, rng)
-    for name, build in [
-        ("attention_layers", attention_layers),
-        ("text_transformer", text_transformer),
-        ("sequence_tagger", sequence_tagger),
-    ]:
-        model, inputs = build(rng)
-        save_fixture(manifest, name, model, inputs, rng)
+        save_fixture(manifest, name, model, inputs, rng, **how)
 
     manifest.write()
     print(f"wrote {len(manifest.rows)} manifest rows to {OUT}")
