@@ -50,7 +50,24 @@ defmodule Thunderbolt.ModelDir do
     # System.get_env/1, which converts the name on every call.
     case :os.getenv(~c"THUNDERBOLT_MODEL_DIR") do
       false -> expand(Application.get_env(:thunderbolt, :model_dir, "priv/models"))
-      value -> value |> List.to_string() |> expand()
+      value -> from_env(value)
+    end
+  end
+
+  # The variable's value as an expanded string. Converting the charlist
+  # costs more than reading it (0.2 us for a short path), and the value
+  # rarely changes: the last one seen is remembered with its expansion.
+  defp from_env(chars) do
+    key = {__MODULE__, :from_env}
+
+    case :persistent_term.get(key, nil) do
+      {^chars, dir} ->
+        dir
+
+      _ ->
+        dir = chars |> List.to_string() |> expand()
+        :persistent_term.put(key, {chars, dir})
+        dir
     end
   end
 

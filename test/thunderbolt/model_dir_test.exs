@@ -221,6 +221,10 @@ defmodule Thunderbolt.ModelDir.DirTest do
 
       System.put_env("THUNDERBOLT_MODEL_DIR", "/srv/from_env/")
       assert ModelDir.dir() == "/srv/from_env"
+      assert ModelDir.dir() == "/srv/from_env"
+
+      System.put_env("THUNDERBOLT_MODEL_DIR", "/srv/changed")
+      assert ModelDir.dir() == "/srv/changed"
 
       Application.put_env(:thunderbolt, :model_dir, "relative/models")
       System.delete_env("THUNDERBOLT_MODEL_DIR")
@@ -235,6 +239,10 @@ defmodule Thunderbolt.ModelDir.DirTest do
                / /srv/.models /srv/models. /srv/... /srv/..x /.a/b models ./models) do
         Application.put_env(:thunderbolt, :model_dir, dir)
         assert ModelDir.dir() == Path.expand(dir), "for #{dir}"
+
+        System.put_env("THUNDERBOLT_MODEL_DIR", dir)
+        assert ModelDir.dir() == Path.expand(dir), "for THUNDERBOLT_MODEL_DIR=#{dir}"
+        System.delete_env("THUNDERBOLT_MODEL_DIR")
       end
     end
   end
