@@ -844,6 +844,45 @@ def case_time_distributed():
     return c
 
 
+def masked_mean(x, mask):
+    weights = mask.astype(x.dtype)[..., None]
+    return (x * weights).sum(axis=1) / weights.sum(axis=1)
+
+
+def case_masking():
+    c = Case("masking", "Embedding(mask_zero=True): the mask through Dropout, Dense and Add (OR), "
+             "a masked GlobalAveragePooling1D, dropped by GlobalMaxPooling1D and Flatten", 26)
+    ids = c.rng.integers(1, 9, size=(4, 6))
+    ids[0, 4:] = 0  # padding after
+    ids[1, :3] = 0  # padding before
+    ids[2, 2] = 0  # a padding id inside
+    other = c.rng.uniform(1, 9, size=(4, 6))
+    other[:, 0] = 0.0
+    other[3, 5] = 0.5  # not masked (ids != 0), yet looks up row 0, as in Keras
+    x = c.input("ids", "int32", [None, 6], ids.astype("int32"))
+    y = c.input("ids_f", "float32", [None, 6], other.astype("float32"))
+    table, table_f = c.normal(9, 4), c.normal(9, 4)
+    c.layer("emb", "Embedding", {"input_dim": 9, "output_dim": 4, "mask_zero": True}, ["ids"], [table])
+    c.layer("emb_f", "Embedding", {"input_dim": 9, "output_dim": 4, "mask_zero": True}, ["ids_f"], [table_f])
+    e = table[x.astype(np.int64)].astype(np.float64)
+    e_f = table_f[y.astype(np.int64)].astype(np.float64)
+    mask, mask_f = x != 0, y != 0
+    c.layer("drop", "Dropout", {"rate": 0.5}, ["emb"])
+    h = dense_layer(c, "dense", ["drop"], e, 3, "tanh")
+    c.layer("avg", "GlobalAveragePooling1D", {}, ["dense"])
+    c.output("out_avg", "avg", masked_mean(h, mask))
+    c.layer("avg_keep", "GlobalAveragePooling1D", {"keepdims": True}, ["dense"])
+    c.output("out_avg_keep", "avg_keep", masked_mean(h, mask)[:, None, :])
+    c.layer("max", "GlobalMaxPooling1D", {}, ["dense"])
+    c.output("out_max", "max", h.max(axis=1))
+    c.layer("sum", "Add", {}, ["emb", "emb_f"])
+    c.layer("sum_avg", "GlobalAveragePooling1D", {}, ["sum"])
+    c.output("out_sum_avg", "sum_avg", masked_mean(e + e_f, mask | mask_f))
+    c.layer("flat", "Flatten", {}, ["emb"])
+    c.output("out_flat", "flat", e.reshape(4, 24))
+    return c
+
+
 CASES = [
     case_embedding,
     case_dense_activations,
@@ -870,6 +909,7 @@ CASES = [
     case_misc_layers,
     case_multi_head_attention,
     case_time_distributed,
+    case_masking,
 ]
 
 

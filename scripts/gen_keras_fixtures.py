@@ -641,6 +641,32 @@ def sequence_tagger(rng):
     return keras.Model(ids_in, out, name="sequence_tagger"), [ids(rng, 30, 9)]
 
 
+def masked_text(rng):
+    """Embedding(mask_zero=True) over padded ids: the mask passes Dropout, Dense,
+    LayerNormalization, TimeDistributed and Add, makes GlobalAveragePooling1D average the
+    unpadded steps only, and ends at GlobalMaxPooling1D."""
+    ids_in = keras.Input((8,), dtype="int32", name="input_ids")
+    e = layers.Embedding(30, 6, mask_zero=True, name="embedding")(ids_in)
+    h = layers.Dropout(0.2, name="dropout")(e)
+    h = layers.Dense(6, activation="relu", name="dense")(h)
+    h = layers.LayerNormalization(name="norm")(h)
+    h = layers.Add(name="residual")([e, h])
+    h = layers.TimeDistributed(layers.Dense(4), name="td_dense")(h)
+    avg = layers.GlobalAveragePooling1D(name="average")(h)
+    top = layers.GlobalMaxPooling1D(name="max")(h)
+    probs = layers.Dense(3, activation="softmax", name="probs")(layers.Concatenate(name="concat")([avg, top]))
+    padded = rng.integers(1, 30, (BATCH, 8))
+    lengths = rng.integers(1, 8, BATCH)
+    for row, n in enumerate(lengths):
+        # Alternately padded after and before the tokens, as pad_sequences does either way.
+        if row % 2:
+            padded[row, n:] = 0
+        else:
+            padded[row, : 8 - n] = 0
+    padded[0, 3] = 0  # and a padding id between tokens
+    return keras.Model(ids_in, [probs, avg, top], name="masked_text"), [padded.astype("int32")]
+
+
 def main():
     keras.utils.set_random_seed(SEED)
     rng = np.random.default_rng(SEED)
@@ -683,6 +709,7 @@ def main():
         ("attention_layers", attention_layers, {}),
         ("text_transformer", text_transformer, {}),
         ("sequence_tagger", sequence_tagger, {}),
+        ("masked_text", masked_text, {}),
     ]
     for name, build, how in fixtures:
         model, inputs = build(rng)

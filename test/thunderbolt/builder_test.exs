@@ -363,7 +363,8 @@ defmodule Thunderbolt.BuilderTest do
           ~w(filters kernel_size strides dilation_rate groups padding pool_size n dims scale) ++
           ~w(offset mean variance invert max_value threshold negative_slope alpha layer) ++
           ~w(merge_mode return_sequences go_backwards reset_after use_bias data_format) ++
-          ~w(num_heads key_dim value_dim use_causal_mask attention_axes output_shape)
+          ~w(num_heads key_dim value_dim use_causal_mask attention_axes output_shape) ++
+          ~w(mask_zero keras_mask)
       )
 
   defp random_value,
@@ -388,6 +389,7 @@ defmodule Thunderbolt.BuilderTest do
         "causal",
         "channels_first",
         [[1], [2, 3]],
+        ["x", "ids"],
         %{"class_name" => "LSTM", "config" => %{"units" => 2}}
       ])
 

@@ -4,7 +4,7 @@
 
 use crate::error::BuildError;
 use crate::graph::{GraphBuilder, WeightSlot};
-use crate::registry::{LayerConverter, LayerRegistry, ValueRef};
+use crate::registry::{LayerConverter, LayerRegistry, Masking, ValueRef};
 use crate::shape::{Dim, TensorInfo};
 use crate::spec::{Layer, ModelSpec};
 use crate::tensor::DType;
@@ -14,7 +14,7 @@ use onnx_protobuf::{
     ValueInfoProto,
 };
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
 
 /// The opset used when [`ModelSpec::opset`] is `None`.
 pub const DEFAULT_OPSET: i64 = 18;
@@ -154,16 +154,39 @@ fn build_graph(
 
     // The value each layer's result ends up in; identity layers forward their input's.
     let mut values: Vec<String> = spec.layers.iter().map(|l| l.name.clone()).collect();
+    // The Keras mask travelling with each layer's result, if any.
+    let mut masks: Vec<Option<Mask>> = vec![None; spec.layers.len()];
     for &i in &order {
         let layer = &spec.layers[i];
         let input_infos = inbound_infos(spec, &sources, &infos, layer);
+        let input_masks: Vec<Option<&Mask>> = layer
+            .inbound
+            .iter()
+            .map(|r| match sources[r.as_str()] {
+                Source::Input(_) => None,
+                Source::Layer(j) => masks[j].as_ref(),
+            })
+            .collect();
+        check_keras_mask(layer, input_masks.first().copied().flatten())?;
+        let masking = converters[i].masking(layer);
+        if masking == Masking::Unsupported {
+            if let Some(mask) = input_masks.iter().flatten().next() {
+                return Err(layer.error(format!(
+                    "receives the mask of {:?} (an Embedding with mask_zero=True), and the \
+                     mask is not converted for this layer type",
+                    mask.origin
+                )));
+            }
+        }
         let inputs: Vec<ValueRef<'_>> = layer
             .inbound
             .iter()
             .zip(&input_infos)
-            .map(|(r, info)| ValueRef {
+            .zip(&input_masks)
+            .map(|((r, info), mask)| ValueRef {
                 name: value_name(spec, &sources, &values, r),
                 info,
+                mask: mask.map(|m| m.value.as_str()),
             })
             .collect();
         let planned = output_owner
@@ -172,9 +195,23 @@ fn build_graph(
         let output = ValueRef {
             name: planned,
             info: &infos[i],
+            mask: None,
         };
         let result = converters[i].emit(layer, &inputs, output, &mut g)?;
+        let mask = match converters[i].emit_mask(layer, &inputs, &mut g)? {
+            Some(value) => Some(Mask {
+                value,
+                origin: layer.name.clone(),
+                ids: inputs.iter().map(|v| v.name.to_string()).collect(),
+            }),
+            None => match masking {
+                Masking::Propagates => input_masks.first().copied().flatten().cloned(),
+                Masking::MergesWithOr => merged_mask(&mut g, layer, &input_masks),
+                Masking::Drops | Masking::Consumes | Masking::Unsupported => None,
+            },
+        };
         values[i] = result;
+        masks[i] = mask;
     }
 
     let mut outputs = Vec::with_capacity(spec.outputs.len());
@@ -203,6 +240,70 @@ fn build_graph(
     graph.initializer = std::mem::take(&mut g.initializers);
 
     Ok((graph, std::mem::take(&mut g.deferred)))
+}
+
+/// A Keras mask in the graph: its bool value, the layer that made it (for errors), and the
+/// id values whose `!= 0` it ORs together.
+#[derive(Debug, Clone)]
+struct Mask {
+    value: String,
+    origin: String,
+    ids: BTreeSet<String>,
+}
+
+/// A layer's config may hold `"keras_mask"`: the id values (graph value names) whose masks
+/// Keras itself ORs into the mask this layer gets, as a Keras 3 file records it, with `[]`
+/// for none. The Keras importer writes it; the mask that propagation brings must be the
+/// same, or the model would compute over other steps than Keras does.
+fn check_keras_mask(layer: &Layer, mask: Option<&Mask>) -> Result<(), BuildError> {
+    let Some(recorded) = layer.config.get("keras_mask") else {
+        return Ok(());
+    };
+    let expected: BTreeSet<String> = recorded
+        .as_array()
+        .and_then(|ids| ids.iter().map(|v| v.as_str().map(str::to_string)).collect())
+        .ok_or_else(|| {
+            layer.error(format!(
+                "config key \"keras_mask\" must be a list of value names, got {recorded}"
+            ))
+        })?;
+    let empty = BTreeSet::new();
+    let actual = mask.map_or(&empty, |m| &m.ids);
+    if *actual == expected {
+        return Ok(());
+    }
+    let describe = |ids: &BTreeSet<String>| {
+        if ids.is_empty() {
+            "no mask".to_string()
+        } else {
+            format!("the mask of the ids {ids:?}")
+        }
+    };
+    Err(layer.error(format!(
+        "Keras computes this layer with {}, but the mask propagated to it is {}",
+        describe(&expected),
+        describe(actual)
+    )))
+}
+
+/// Keras' `Merge.compute_mask`: the OR of the inputs' masks when every input has one.
+fn merged_mask(g: &mut GraphBuilder, layer: &Layer, masks: &[Option<&Mask>]) -> Option<Mask> {
+    let masks: Vec<&Mask> = masks.iter().copied().collect::<Option<_>>()?;
+    let (first, rest) = masks.split_first()?;
+    let mut value = first.value.clone();
+    for mask in rest {
+        value = g.node(
+            "Or",
+            &[&value, &mask.value],
+            &format!("{}/mask", layer.name),
+            vec![],
+        );
+    }
+    Some(Mask {
+        value,
+        origin: first.origin.clone(),
+        ids: masks.iter().flat_map(|m| m.ids.iter().cloned()).collect(),
+    })
 }
 
 fn assemble(graph: GraphProto, opset: i64) -> ModelProto {
@@ -876,5 +977,129 @@ mod tests {
         let model = build_model_with(&spec.0, &registry).unwrap();
         assert_eq!(graph(&model).node[0].op_type, "Add");
         assert!(spec.error().contains("unknown layer type \"Double\""));
+
+        // A converter that says nothing about masks refuses a masked input.
+        let spec = masked("twice", "Double", json!({}), vec![]);
+        let err = build_model_with(&spec.0, &registry)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("layer \"twice\" (Double): receives the mask of \"emb\""),
+            "{err}"
+        );
+    }
+
+    /// Int64 ids `(None, 5)`, an `Embedding(mask_zero=True)` of width 4 named `emb`, then
+    /// `class` reading it (twice for a merge or attention), as the output.
+    fn masked(name: &str, class: &str, config: Value, weights: Vec<Tensor>) -> Spec {
+        let merge = [
+            "Add",
+            "Subtract",
+            "Multiply",
+            "Average",
+            "Maximum",
+            "Minimum",
+            "Concatenate",
+            "MultiHeadAttention",
+        ];
+        let inbound: &[&str] = if merge.contains(&class) {
+            &["emb", "emb"]
+        } else {
+            &["emb"]
+        };
+        let mut spec = Spec::new()
+            .layer(
+                "emb",
+                "Embedding",
+                json!({"mask_zero": true}),
+                &["ids"],
+                vec![Tensor::from_f32(vec![10, 4], &[0.25; 40])],
+            )
+            .layer(name, class, config, inbound, weights)
+            .output("y", name);
+        spec.0.inputs = vec![Input {
+            name: "ids".into(),
+            dtype: DType::I64,
+            shape: vec![None, Some(5)],
+        }];
+        spec
+    }
+
+    fn op_types(model: &ModelProto) -> Vec<&str> {
+        graph(model)
+            .node
+            .iter()
+            .map(|n| n.op_type.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn masks_reach_only_layers_that_convert_them() {
+        let f32s =
+            |shape: &[usize]| Tensor::from_f32(shape.to_vec(), &vec![0.5; shape.iter().product()]);
+        let refused = [
+            masked(
+                "r",
+                "LSTM",
+                json!({"units": 2}),
+                vec![f32s(&[4, 8]), f32s(&[2, 8]), f32s(&[8])],
+            ),
+            masked("r", "Softmax", json!({}), vec![]),
+            masked("r", "Concatenate", json!({}), vec![]),
+            masked("r", "Maximum", json!({}), vec![]),
+            masked(
+                "r",
+                "MultiHeadAttention",
+                json!({"num_heads": 1, "key_dim": 2}),
+                [
+                    &[4, 1, 2][..],
+                    &[1, 2],
+                    &[4, 1, 2],
+                    &[1, 2],
+                    &[4, 1, 2],
+                    &[1, 2],
+                ]
+                .into_iter()
+                .map(f32s)
+                .chain([f32s(&[1, 2, 4]), f32s(&[4])])
+                .collect(),
+            ),
+        ];
+        for spec in refused {
+            let class = spec.0.layers[1].class_name.clone();
+            let err = spec.error();
+            let expected = format!(
+                "layer \"r\" ({class}): receives the mask of \"emb\" (an Embedding with \
+                 mask_zero=True), and the mask is not converted for this layer type"
+            );
+            assert_eq!(err, expected);
+        }
+
+        // Layers Keras drops the mask at compute as without one, and so does what follows.
+        let model = masked("flat", "Flatten", json!({}), vec![])
+            .layer("soft", "Softmax", json!({}), &["flat"], vec![])
+            .output("z", "soft")
+            .build()
+            .unwrap();
+        assert!(!op_types(&model).contains(&"ReduceSum"));
+
+        // Passed on through Dense and a merge (OR of the two masks), it changes the average.
+        let model = masked("sum", "Add", json!({}), vec![])
+            .dense("d", "sum", 4, 3)
+            .layer("avg", "GlobalAveragePooling1D", json!({}), &["d"], vec![])
+            .output("z", "avg")
+            .build()
+            .unwrap();
+        let ops = op_types(&model);
+        for op in ["Equal", "Not", "Or", "Mul", "ReduceSum", "Div"] {
+            assert!(ops.contains(&op), "{op} missing from {ops:?}");
+        }
+        assert!(!ops.contains(&"ReduceMean"), "{ops:?}");
+
+        // Without mask_zero, nothing of the kind.
+        let mut spec = masked("avg", "GlobalAveragePooling1D", json!({}), vec![]);
+        spec.0.layers[0].config = json!({"mask_zero": false});
+        let ops = spec.build().unwrap();
+        assert_eq!(op_types(&ops), ["Gather", "ReduceMean"]);
     }
 }

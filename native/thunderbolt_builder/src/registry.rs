@@ -15,6 +15,31 @@ use std::sync::Arc;
 pub struct ValueRef<'a> {
     pub name: &'a str,
     pub info: &'a TensorInfo,
+    /// The Keras mask travelling with an input (a bool value over its leading axes, false at
+    /// the masked steps), as `Embedding(mask_zero=True)` makes one; `None` for outputs and
+    /// unmasked values. See [`Masking`].
+    pub mask: Option<&'a str>,
+}
+
+/// What a layer does with a Keras mask on its inputs, as Keras 3 does it. A mask changes
+/// what some layers compute (an average over the unmasked steps only), so a layer whose use
+/// of it is not converted must refuse a masked input rather than compute over padding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Masking {
+    /// Computes as without a mask and hands the first input's mask on (Keras:
+    /// `supports_masking`, no `mask` in `call`): `Dense`, dropouts, activations,
+    /// normalizations.
+    Propagates,
+    /// Computes as without a mask and drops it (Keras: no `supports_masking`, so Keras warns
+    /// and the mask ends): `Flatten`, `Conv1D`, `GlobalMaxPooling1D`.
+    Drops,
+    /// Reads the mask in `emit` (`inputs[0].mask`) and ends it: `GlobalAveragePooling1D`.
+    Consumes,
+    /// A merge that computes as without masks; its output mask is the OR of the inputs'
+    /// masks when every input has one, else none (Keras' `Merge.compute_mask`).
+    MergesWithOr,
+    /// Uses masks in a way that is not converted: a masked input is an error.
+    Unsupported,
 }
 
 /// Converts one Keras layer class into ONNX nodes, in two steps:
@@ -36,6 +61,24 @@ pub trait LayerConverter: Send + Sync {
         output: ValueRef<'_>,
         graph: &mut GraphBuilder,
     ) -> Result<String, BuildError>;
+
+    /// How the layer treats a mask on its inputs. The default refuses one, so a converter
+    /// that does not say never computes over steps that Keras would skip.
+    fn masking(&self, _layer: &Layer) -> Masking {
+        Masking::Unsupported
+    }
+
+    /// A mask this layer makes for its output itself (`Embedding(mask_zero=True)`), emitted
+    /// after [`emit`](LayerConverter::emit), or `None`. It replaces whatever
+    /// [`masking`](LayerConverter::masking) would hand on.
+    fn emit_mask(
+        &self,
+        _layer: &Layer,
+        _inputs: &[ValueRef<'_>],
+        _graph: &mut GraphBuilder,
+    ) -> Result<Option<String>, BuildError> {
+        Ok(None)
+    }
 }
 
 /// Keras class name to converter.

@@ -34,12 +34,25 @@ pub enum Arg {
     Scalar(f64),
 }
 
-/// One call of a layer: its positional arguments, flattened in order, and its keyword
-/// arguments that are not tensors (`{"use_causal_mask": true}`).
+/// One call of a layer: its positional arguments, flattened in order, its keyword
+/// arguments that are not tensors (`{"use_causal_mask": true}`), and its mask.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Node {
     pub args: Vec<Arg>,
     pub kwargs: Map<String, Value>,
+    pub mask: CallMask,
+}
+
+/// The `mask` a call was given. Keras 3's functional graphs record it for layers whose
+/// `call` takes one: the mask that `Embedding(mask_zero=True)` starts, as the graph
+/// computes it (`NotEqual`, `LogicalOr`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum CallMask {
+    /// Not recorded (a `Sequential` model, a Keras 2 config): masks follow from the layers.
+    Implicit,
+    /// Recorded, and the call had none.
+    Absent,
+    Given(TensorRef),
 }
 
 impl Node {
@@ -226,6 +239,7 @@ fn parse_sequential(config: &Map<String, Value>, depth: usize) -> Result<ModelCo
         layers[i].nodes = vec![Node {
             args: vec![Arg::Tensor(previous)],
             kwargs: Map::new(),
+            mask: CallMask::Implicit,
         }];
     }
     let first = TensorRef {
@@ -335,9 +349,11 @@ fn parse_layer(value: &Value, depth: usize, functional: bool) -> Result<LayerCon
 fn parse_node(value: &Value, what: &str) -> Result<Node> {
     let mut args = Vec::new();
     let mut plain_kwargs = Map::new();
+    let mut mask = CallMask::Implicit;
     match value {
         // Keras 3: {"args": [...], "kwargs": {...}}
         Value::Object(obj) => {
+            mask = CallMask::Absent;
             if let Some(a) = obj.get("args") {
                 collect_args(a, &mut args, what, 0)?;
             }
@@ -345,6 +361,10 @@ fn parse_node(value: &Value, what: &str) -> Result<Node> {
                 for (key, v) in kwargs {
                     let mut found = Vec::new();
                     collect_args(v, &mut found, what, 0)?;
+                    if let (&"mask", [Arg::Tensor(reference)]) = (&key.as_str(), &found[..]) {
+                        mask = CallMask::Given(reference.clone());
+                        continue;
+                    }
                     if found.iter().any(|a| matches!(a, Arg::Tensor(_))) {
                         return Err(ImportError::config(format!(
                             "{what}: a tensor passed as keyword argument {key:?} is not supported"
@@ -369,6 +389,7 @@ fn parse_node(value: &Value, what: &str) -> Result<Node> {
     Ok(Node {
         args,
         kwargs: plain_kwargs,
+        mask,
     })
 }
 

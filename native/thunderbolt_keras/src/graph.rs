@@ -9,14 +9,14 @@
 //! The walk is an explicit depth-first search (no recursion, so deep graphs cannot
 //! overflow the small stacks of BEAM dirty schedulers), which also finds cycles.
 
-use crate::config::{Arg, LayerConfig, LayerKind, ModelConfig, Node, TensorRef};
+use crate::config::{Arg, CallMask, LayerConfig, LayerKind, ModelConfig, Node, TensorRef};
 use crate::custom::CustomLayers;
 use crate::error::{ImportError, Result};
 use crate::weights::{WeightFile, WeightLocation, WeightScope};
 use crate::ImportOptions;
 use serde_json::json;
-use std::collections::{HashMap, HashSet};
-use thunderbolt_builder::{DType, Input, Layer, LayerRegistry, ModelSpec, Output, Tensor};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use thunderbolt_builder::{DType, Input, Layer, LayerRegistry, Masking, ModelSpec, Output, Tensor};
 
 /// One inlined instance of a model: the top-level model, or a nested model at one call.
 struct Scope<'m> {
@@ -482,8 +482,85 @@ impl<'a> Flattener<'a> {
                 weights,
             }
         };
+        let built = self.with_recorded_mask(key, built)?;
         self.layers.push(built);
         Ok(name)
+    }
+
+    /// Adds `"keras_mask"` (see the builder's mask check) to a layer Keras recorded a `mask`
+    /// for, and `[]` to a layer whose converter would apply a mask Keras did not give it.
+    fn with_recorded_mask(&self, key: NodeKey, mut built: Layer) -> Result<Layer> {
+        let ids = match &self.node_of(key).mask {
+            CallMask::Implicit => return Ok(built),
+            CallMask::Absent => {
+                let consumes = self
+                    .registry
+                    .get(&built.class_name)
+                    .is_some_and(|c| c.masking(&built) == Masking::Consumes);
+                if !consumes {
+                    return Ok(built);
+                }
+                Vec::new()
+            }
+            CallMask::Given(reference) => self.mask_ids(key, reference)?,
+        };
+        if let serde_json::Value::Object(map) = &mut built.config {
+            map.insert("keras_mask".to_string(), json!(ids));
+        }
+        Ok(built)
+    }
+
+    /// The id values whose `!= 0` a recorded mask ORs together. Keras records the mask that
+    /// `Embedding(mask_zero=True)` starts as `NotEqual(ids, 0)`, and merges as `LogicalOr`;
+    /// a mask computed any other way is refused.
+    fn mask_ids(&self, key: NodeKey, reference: &TensorRef) -> Result<Vec<String>> {
+        let refuse = |why: String| {
+            ImportError::config(format!(
+                "layer {:?} is given a mask {why}; only the masks of Embedding(mask_zero=True), \
+                 as Keras propagates them, are supported",
+                self.display_name(key)
+            ))
+        };
+        let mut ids = BTreeSet::new();
+        let mut pending = vec![reference];
+        let mut seen = HashSet::new();
+        while let Some(reference) = pending.pop() {
+            let Resolved::Node(op, _) = self.resolve(key.0, reference)? else {
+                return Err(refuse("that is a model input".into()));
+            };
+            if !seen.insert(op) {
+                continue;
+            }
+            let layer = self.layer_of(op);
+            let node = self.node_of(op);
+            let tensors: Vec<&TensorRef> = node.tensors().collect();
+            let operation = matches!(layer.kind, LayerKind::Operation);
+            match (operation, layer.class_name.as_str(), &node.args[..]) {
+                (true, "NotEqual", [Arg::Tensor(t), Arg::Scalar(zero)]) if *zero == 0.0 => {
+                    let value = match self.resolve(key.0, t)? {
+                        Resolved::Value(name) => Some(name),
+                        Resolved::Node(dep, tensor) => self
+                            .done
+                            .get(&dep)
+                            .and_then(|outputs| outputs.get(tensor).cloned()),
+                    };
+                    // Ids this layer does not depend on cannot be the ones its mask
+                    // propagates from.
+                    ids.insert(value.ok_or_else(|| {
+                        refuse(format!("computed from {:?}", self.display_name(op)))
+                    })?);
+                }
+                (true, "LogicalOr", [Arg::Tensor(_), Arg::Tensor(_)]) => pending.extend(tensors),
+                _ => {
+                    return Err(refuse(format!(
+                        "computed by {} {:?}",
+                        layer.class_name,
+                        self.display_name(op)
+                    )))
+                }
+            }
+        }
+        Ok(ids.into_iter().collect())
     }
 
     /// A `keras.ops` operation recorded in the graph, such as `x + positional_encoding`.

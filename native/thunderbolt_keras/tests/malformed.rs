@@ -366,3 +366,61 @@ fn options_rename_outputs_and_retype_inputs() {
         ["embedding", "pooling", "dense1", "dense2", "logits"]
     );
 }
+
+/// `masked_text.keras`: Embedding(mask_zero=True), whose mask Keras records as
+/// `NotEqual(input_ids, 0)`, OR'd by the residual `Add`, and passes to `td_dense` and the
+/// `average` pooling as their `mask` argument.
+fn masked() -> KerasParts {
+    KerasParts::read(&fixture_dir().join("masked_text.keras"))
+}
+
+#[test]
+fn masks_other_than_keras_own_are_refused() {
+    // A mask argument that is not computed from token ids.
+    let mut parts = masked();
+    parts.layer_mut("average")["inbound_nodes"][0]["kwargs"]["mask"]["config"]["keras_history"] =
+        json!(["dense", 0, 0]);
+    assert_contains(
+        &error_of(parts.to_keras()),
+        &[
+            "layer \"average\" is given a mask computed by Dense \"dense\"",
+            "only the masks of Embedding(mask_zero=True)",
+        ],
+    );
+
+    // Padding id 5 instead of 0.
+    let mut parts = masked();
+    parts.layer_mut("not_equal")["inbound_nodes"][0]["args"][1] = json!(5);
+    assert_contains(
+        &error_of(parts.to_keras()),
+        &["is given a mask computed by NotEqual \"not_equal\""],
+    );
+
+    // Keras recorded no mask for the pooling, though propagation brings one: averaging
+    // over the unpadded steps would differ from what Keras computes.
+    let mut parts = masked();
+    parts.layer_mut("average")["inbound_nodes"][0]["kwargs"]
+        .as_object_mut()
+        .expect("kwargs")
+        .remove("mask");
+    assert_contains(
+        &error_of(parts.to_keras()),
+        &[
+            "layer \"average\" (GlobalAveragePooling1D): Keras computes this layer with no mask, \
+             but the mask propagated to it is the mask of the ids {\"input_ids\"}",
+        ],
+    );
+}
+
+#[test]
+fn a_mask_reaching_a_layer_that_cannot_apply_it_is_refused() {
+    let mut parts = masked();
+    parts.layer_mut("dropout")["class_name"] = json!("Softmax");
+    assert_contains(
+        &error_of(parts.to_keras()),
+        &[
+            "layer \"dropout\" (Softmax): receives the mask of \"embedding\" (an Embedding \
+             with mask_zero=True), and the mask is not converted for this layer type",
+        ],
+    );
+}

@@ -6,7 +6,7 @@ use crate::activation::Activation;
 use crate::config::Config;
 use crate::error::BuildError;
 use crate::graph::GraphBuilder;
-use crate::registry::{LayerConverter, ValueRef};
+use crate::registry::{LayerConverter, Masking, ValueRef};
 use crate::shape::TensorInfo;
 use crate::spec::Layer;
 
@@ -21,6 +21,11 @@ fn parse(layer: &Layer) -> Result<Activation, BuildError> {
 }
 
 impl LayerConverter for ActivationLayer {
+    // Keras: `supports_masking`, and `call` ignores the mask.
+    fn masking(&self, _layer: &Layer) -> Masking {
+        Masking::Propagates
+    }
+
     fn infer(&self, layer: &Layer, inputs: &[TensorInfo]) -> Result<TensorInfo, BuildError> {
         let x = single_input(layer, inputs)?;
         super::expect_weights(layer, &[])?;

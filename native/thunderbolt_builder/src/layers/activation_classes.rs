@@ -13,7 +13,7 @@ use crate::activation::Activation;
 use crate::config::Config;
 use crate::error::BuildError;
 use crate::graph::GraphBuilder;
-use crate::registry::{LayerConverter, ValueRef};
+use crate::registry::{LayerConverter, Masking, ValueRef};
 use crate::shape::TensorInfo;
 use crate::spec::Layer;
 use crate::tensor::DType;
@@ -89,6 +89,11 @@ impl ActivationClass {
 }
 
 impl LayerConverter for ActivationClass {
+    // Keras: `supports_masking`, and `call` ignores the mask.
+    fn masking(&self, _layer: &Layer) -> Masking {
+        Masking::Propagates
+    }
+
     fn infer(&self, layer: &Layer, inputs: &[TensorInfo]) -> Result<TensorInfo, BuildError> {
         let x = single_input(layer, inputs)?;
         expect_weights(layer, &[])?;

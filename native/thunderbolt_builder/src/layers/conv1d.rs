@@ -11,7 +11,7 @@ use crate::activation::Activation;
 use crate::config::Config;
 use crate::error::BuildError;
 use crate::graph::{attr_int, attr_ints, attr_string, GraphBuilder};
-use crate::registry::{LayerConverter, ValueRef};
+use crate::registry::{LayerConverter, Masking, ValueRef};
 use crate::shape::{format_shape, Dim, TensorInfo};
 use crate::spec::Layer;
 use crate::tensor::{DType, Tensor};
@@ -129,6 +129,11 @@ fn params(layer: &Layer) -> Result<Params, BuildError> {
 }
 
 impl LayerConverter for Conv1D {
+    // Keras: no `supports_masking`, so the mask ends here (Keras warns).
+    fn masking(&self, _layer: &Layer) -> Masking {
+        Masking::Drops
+    }
+
     fn infer(&self, layer: &Layer, inputs: &[TensorInfo]) -> Result<TensorInfo, BuildError> {
         let x = single_input(layer, inputs)?;
         if x.dtype != DType::F32 {

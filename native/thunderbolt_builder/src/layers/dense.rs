@@ -13,13 +13,18 @@ use crate::activation::Activation;
 use crate::config::Config;
 use crate::error::BuildError;
 use crate::graph::GraphBuilder;
-use crate::registry::{LayerConverter, ValueRef};
+use crate::registry::{LayerConverter, Masking, ValueRef};
 use crate::shape::{format_shape, TensorInfo};
 use crate::spec::Layer;
 
 pub struct Dense;
 
 impl LayerConverter for Dense {
+    // Keras: `supports_masking`, and `call` ignores the mask.
+    fn masking(&self, _layer: &Layer) -> Masking {
+        Masking::Propagates
+    }
+
     fn infer(&self, layer: &Layer, inputs: &[TensorInfo]) -> Result<TensorInfo, BuildError> {
         let x = single_input(layer, inputs)?;
         let cfg = Config::of(layer)?;

@@ -7,13 +7,18 @@ use super::{expect_weights, single_input};
 use crate::config::Config;
 use crate::error::BuildError;
 use crate::graph::{attr_int, attr_ints, GraphBuilder};
-use crate::registry::{LayerConverter, ValueRef};
+use crate::registry::{LayerConverter, Masking, ValueRef};
 use crate::shape::{static_product, TensorInfo};
 use crate::spec::Layer;
 
 pub struct Flatten;
 
 impl LayerConverter for Flatten {
+    // Keras: no `supports_masking`, so the mask ends here (Keras warns).
+    fn masking(&self, _layer: &Layer) -> Masking {
+        Masking::Drops
+    }
+
     fn infer(&self, layer: &Layer, inputs: &[TensorInfo]) -> Result<TensorInfo, BuildError> {
         let x = single_input(layer, inputs)?;
         expect_weights(layer, &[])?;

@@ -6,13 +6,18 @@
 use super::{expect_weights, single_input};
 use crate::error::BuildError;
 use crate::graph::GraphBuilder;
-use crate::registry::{LayerConverter, ValueRef};
+use crate::registry::{LayerConverter, Masking, ValueRef};
 use crate::shape::TensorInfo;
 use crate::spec::Layer;
 
 pub struct Identity;
 
 impl LayerConverter for Identity {
+    // Keras: `supports_masking`, and `call` ignores the mask.
+    fn masking(&self, _layer: &Layer) -> Masking {
+        Masking::Propagates
+    }
+
     fn infer(&self, layer: &Layer, inputs: &[TensorInfo]) -> Result<TensorInfo, BuildError> {
         expect_weights(layer, &[])?;
         Ok(single_input(layer, inputs)?.clone())

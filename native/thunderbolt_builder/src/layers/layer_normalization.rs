@@ -13,7 +13,7 @@ use super::{
 use crate::config::Config;
 use crate::error::BuildError;
 use crate::graph::{attr_float, attr_int, GraphBuilder};
-use crate::registry::{LayerConverter, ValueRef};
+use crate::registry::{LayerConverter, Masking, ValueRef};
 use crate::shape::{format_shape, TensorInfo};
 use crate::spec::Layer;
 use crate::tensor::Tensor;
@@ -55,6 +55,11 @@ fn params(layer: &Layer, rank: usize) -> Result<Params, BuildError> {
 }
 
 impl LayerConverter for LayerNormalization {
+    // Keras: `supports_masking`, and `call` ignores the mask.
+    fn masking(&self, _layer: &Layer) -> Masking {
+        Masking::Propagates
+    }
+
     fn infer(&self, layer: &Layer, inputs: &[TensorInfo]) -> Result<TensorInfo, BuildError> {
         let x = single_input(layer, inputs)?;
         require_float(layer, "input", x.dtype)?;

@@ -4,11 +4,15 @@
 //!
 //! Inputs must share element type and rank; dimensions broadcast NumPy-style (equal or 1).
 //! Keras reshapes inputs of different ranks in its own way, which is rejected here.
+//!
+//! Masks: the output's is the OR of the inputs' when all have one (Keras'
+//! `Merge.compute_mask`). `Maximum` and `Minimum` refuse masked inputs, since Keras lets the
+//! masked steps of each input lose.
 
 use super::{expect_weights, require_float};
 use crate::error::BuildError;
 use crate::graph::GraphBuilder;
-use crate::registry::{LayerConverter, ValueRef};
+use crate::registry::{LayerConverter, Masking, ValueRef};
 use crate::shape::{broadcast, format_shape, TensorInfo};
 use crate::spec::Layer;
 use crate::tensor::DType;
@@ -24,6 +28,15 @@ pub enum Merge {
 }
 
 impl LayerConverter for Merge {
+    // Keras 3's `Maximum` and `Minimum` let masked steps lose (`_apply_merge_op_and_or_mask`);
+    // the others compute as without masks.
+    fn masking(&self, _layer: &Layer) -> Masking {
+        match self {
+            Merge::Maximum | Merge::Minimum => Masking::Unsupported,
+            _ => Masking::MergesWithOr,
+        }
+    }
+
     fn infer(&self, layer: &Layer, inputs: &[TensorInfo]) -> Result<TensorInfo, BuildError> {
         expect_weights(layer, &[])?;
         let first = inputs

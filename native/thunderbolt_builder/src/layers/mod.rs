@@ -234,7 +234,7 @@ mod tests {
         let s3 = [None, Some(3), Some(4)];
         let s2 = [None, Some(4)];
         let cases: Vec<(String, &str)> = vec![
-            (reject(&s2, "Embedding", json!({"mask_zero": true}), vec![f32s(&[5, 2])], 1), "mask_zero=true is not supported"),
+            (reject(&s2, "Embedding", json!({"mask_zero": "yes"}), vec![f32s(&[5, 2])], 1), "\"mask_zero\" must be a boolean"),
             (reject(&s2, "Embedding", json!({"input_dim": 6}), vec![f32s(&[5, 2])], 1), "weight \"embeddings\" has shape [5, 2], expected (input_dim, output_dim) = (6, ?)"),
             (reject(&s2, "Dense", json!({"units": 3, "activation": "nope"}), vec![f32s(&[4, 3]), f32s(&[3])], 1), "unknown activation \"nope\""),
             (reject(&s2, "Dense", json!({"units": 3}), vec![f32s(&[4, 3]), f32s(&[2])], 1), "weight \"bias\" has shape [2], expected (3,)"),

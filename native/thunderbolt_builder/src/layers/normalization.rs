@@ -15,7 +15,7 @@ use super::{
 use crate::config::Config;
 use crate::error::BuildError;
 use crate::graph::GraphBuilder;
-use crate::registry::{LayerConverter, ValueRef};
+use crate::registry::{LayerConverter, Masking, ValueRef};
 use crate::shape::{format_shape, TensorInfo};
 use crate::spec::Layer;
 use crate::tensor::Tensor;
@@ -180,6 +180,11 @@ fn statistics(layer: &Layer, x: &TensorInfo, p: &Params) -> Result<Statistics, B
 }
 
 impl LayerConverter for Normalization {
+    // Keras: `supports_masking`, and `call` ignores the mask.
+    fn masking(&self, _layer: &Layer) -> Masking {
+        Masking::Propagates
+    }
+
     fn infer(&self, layer: &Layer, inputs: &[TensorInfo]) -> Result<TensorInfo, BuildError> {
         let x = single_input(layer, inputs)?;
         let dtype = float_output(layer, x.dtype)?;

@@ -5,7 +5,7 @@ use super::{expect_weights, single_input};
 use crate::config::Config;
 use crate::error::BuildError;
 use crate::graph::{attr_ints, GraphBuilder};
-use crate::registry::{LayerConverter, ValueRef};
+use crate::registry::{LayerConverter, Masking, ValueRef};
 use crate::shape::TensorInfo;
 use crate::spec::Layer;
 
@@ -32,6 +32,11 @@ fn perm(layer: &Layer, rank: usize) -> Result<Vec<usize>, BuildError> {
 }
 
 impl LayerConverter for Permute {
+    // Keras: no `supports_masking`, so the mask ends here (Keras warns).
+    fn masking(&self, _layer: &Layer) -> Masking {
+        Masking::Drops
+    }
+
     fn infer(&self, layer: &Layer, inputs: &[TensorInfo]) -> Result<TensorInfo, BuildError> {
         let x = single_input(layer, inputs)?;
         expect_weights(layer, &[])?;

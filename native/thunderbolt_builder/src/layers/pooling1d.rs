@@ -7,7 +7,7 @@ use super::{expect_weights, require_float, single_input};
 use crate::config::Config;
 use crate::error::BuildError;
 use crate::graph::{attr_ints, GraphBuilder};
-use crate::registry::{LayerConverter, ValueRef};
+use crate::registry::{LayerConverter, Masking, ValueRef};
 use crate::shape::{format_shape, TensorInfo};
 use crate::spec::Layer;
 
@@ -30,6 +30,11 @@ fn params(layer: &Layer) -> Result<(Window, bool), BuildError> {
 }
 
 impl LayerConverter for Pooling1D {
+    // Keras: no `supports_masking`, so the mask ends here (Keras warns).
+    fn masking(&self, _layer: &Layer) -> Masking {
+        Masking::Drops
+    }
+
     fn infer(&self, layer: &Layer, inputs: &[TensorInfo]) -> Result<TensorInfo, BuildError> {
         let x = single_input(layer, inputs)?;
         require_float(layer, "input", x.dtype)?;

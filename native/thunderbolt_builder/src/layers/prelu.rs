@@ -5,13 +5,18 @@
 use super::{expect_weights, require_float, require_weight_dtype, single_input};
 use crate::error::BuildError;
 use crate::graph::GraphBuilder;
-use crate::registry::{LayerConverter, ValueRef};
+use crate::registry::{LayerConverter, Masking, ValueRef};
 use crate::shape::{format_shape, TensorInfo};
 use crate::spec::Layer;
 
 pub struct PReLU;
 
 impl LayerConverter for PReLU {
+    // Keras: `supports_masking`, and `call` ignores the mask.
+    fn masking(&self, _layer: &Layer) -> Masking {
+        Masking::Propagates
+    }
+
     fn infer(&self, layer: &Layer, inputs: &[TensorInfo]) -> Result<TensorInfo, BuildError> {
         let x = single_input(layer, inputs)?;
         require_float(layer, "input", x.dtype)?;

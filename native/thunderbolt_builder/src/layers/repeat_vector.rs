@@ -5,7 +5,7 @@ use super::{expect_weights, single_input};
 use crate::config::Config;
 use crate::error::BuildError;
 use crate::graph::GraphBuilder;
-use crate::registry::{LayerConverter, ValueRef};
+use crate::registry::{LayerConverter, Masking, ValueRef};
 use crate::shape::{format_shape, TensorInfo};
 use crate::spec::Layer;
 
@@ -19,6 +19,11 @@ fn times(layer: &Layer) -> Result<usize, BuildError> {
 }
 
 impl LayerConverter for RepeatVector {
+    // Keras: no `supports_masking`, so the mask ends here (Keras warns).
+    fn masking(&self, _layer: &Layer) -> Masking {
+        Masking::Drops
+    }
+
     fn infer(&self, layer: &Layer, inputs: &[TensorInfo]) -> Result<TensorInfo, BuildError> {
         let x = single_input(layer, inputs)?;
         expect_weights(layer, &[])?;

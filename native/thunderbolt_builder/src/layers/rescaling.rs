@@ -7,7 +7,7 @@ use super::{cast_to, expect_weights, float_output, single_input};
 use crate::config::Config;
 use crate::error::BuildError;
 use crate::graph::GraphBuilder;
-use crate::registry::{LayerConverter, ValueRef};
+use crate::registry::{LayerConverter, Masking, ValueRef};
 use crate::shape::{broadcast, format_shape, TensorInfo};
 use crate::spec::Layer;
 use crate::tensor::Tensor;
@@ -31,6 +31,11 @@ fn constants(layer: &Layer) -> Result<(Constant, Constant), BuildError> {
 }
 
 impl LayerConverter for Rescaling {
+    // Keras: `supports_masking`, and `call` ignores the mask.
+    fn masking(&self, _layer: &Layer) -> Masking {
+        Masking::Propagates
+    }
+
     fn infer(&self, layer: &Layer, inputs: &[TensorInfo]) -> Result<TensorInfo, BuildError> {
         let x = single_input(layer, inputs)?;
         expect_weights(layer, &[])?;

@@ -6,7 +6,7 @@
 use super::{activation, activation_classes, dense, identity, single_input};
 use crate::error::BuildError;
 use crate::graph::GraphBuilder;
-use crate::registry::{LayerConverter, ValueRef};
+use crate::registry::{LayerConverter, Masking, ValueRef};
 use crate::shape::{format_shape, TensorInfo};
 use crate::spec::Layer;
 use serde_json::Value;
@@ -50,6 +50,11 @@ fn wrapped(layer: &Layer) -> Result<(Layer, &'static dyn LayerConverter), BuildE
 }
 
 impl LayerConverter for TimeDistributed {
+    // Keras: `supports_masking`, and `call` ignores the mask.
+    fn masking(&self, _layer: &Layer) -> Masking {
+        Masking::Propagates
+    }
+
     fn infer(&self, layer: &Layer, inputs: &[TensorInfo]) -> Result<TensorInfo, BuildError> {
         let x = single_input(layer, inputs)?;
         if x.rank() < 3 {
