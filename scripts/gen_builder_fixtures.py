@@ -625,18 +625,20 @@ def rnn(kind, x, kernel, rec, bias, units, act=np.tanh, rec_act=sigmoid, go_back
     return np.stack(outputs, axis=1) if return_sequences else h
 
 
+def rnn_weights(c, kind, units, use_bias=True, reset_after=True):
+    # Keras' kernel, recurrent kernel and bias for 3 input features, and the bias alone.
+    gates = {"LSTM": 4, "GRU": 3, "SimpleRNN": 1}[kind]
+    kernel, rec = c.normal(3, gates * units, scale=0.6), c.normal(units, gates * units, scale=0.6)
+    if not use_bias:
+        return [kernel, rec], None
+    bias = c.normal(2, gates * units, scale=0.5) if kind == "GRU" and reset_after else c.normal(gates * units, scale=0.5)
+    return [kernel, rec, bias], bias
+
+
 def case_recurrent():
     c = Case("recurrent", "LSTM, GRU (reset_after on and off) and SimpleRNN, forwards and backwards, and Bidirectional", 21)
     x = c.input("x", "float32", [None, None, 3], c.uniform(-2, 2, 2, 4, 3))
     x64 = x.astype(np.float64)
-
-    def weights(kind, units, use_bias=True, reset_after=True):
-        gates = {"LSTM": 4, "GRU": 3, "SimpleRNN": 1}[kind]
-        kernel, rec = c.normal(3, gates * units, scale=0.6), c.normal(units, gates * units, scale=0.6)
-        if not use_bias:
-            return [kernel, rec], None
-        bias = c.normal(2, gates * units, scale=0.5) if kind == "GRU" and reset_after else c.normal(gates * units, scale=0.5)
-        return [kernel, rec, bias], bias
 
     variants = [
         ("lstm", "LSTM", 3, {}),
@@ -647,7 +649,7 @@ def case_recurrent():
         ("rnn", "SimpleRNN", 3, {"return_sequences": True, "activation": "softsign"}),
     ]
     for name, kind, units, config in variants:
-        ws, bias = weights(kind, units, config.get("use_bias", True), config.get("reset_after", True))
+        ws, bias = rnn_weights(c, kind, units, config.get("use_bias", True), config.get("reset_after", True))
         c.layer(name, kind, {"units": units, **config}, ["x"], ws)
         act = ACTIVATIONS[config.get("activation", "tanh")]
         rec_act = ACTIVATIONS[config.get("recurrent_activation", "sigmoid")]
@@ -655,8 +657,8 @@ def case_recurrent():
                        config.get("return_sequences", False), config.get("reset_after", True))
         c.output(f"out_{name}", name, expected)
     for name, kind, units, merge, seq in [("bi_concat", "LSTM", 2, "concat", True), ("bi_mul", "GRU", 2, "mul", False)]:
-        fw, fb = weights(kind, units)
-        bw, bb = weights(kind, units)
+        fw, fb = rnn_weights(c, kind, units)
+        bw, bb = rnn_weights(c, kind, units)
         inner = {"class_name": kind, "config": {"units": units, "return_sequences": seq}}
         c.layer(name, "Bidirectional", {"layer": inner, "merge_mode": merge}, ["x"], fw + bw)
         y = rnn(kind, x64, fw[0], fw[1], fb, units, return_sequences=seq)
@@ -883,6 +885,40 @@ def case_masking():
     return c
 
 
+def case_masked_recurrent():
+    c = Case("masked_recurrent", "LSTM, GRU, SimpleRNN and Bidirectional after Embedding(mask_zero=True): "
+             "the last state over the unmasked steps only, forwards and backwards", 27)
+    ids = c.rng.integers(1, 7, size=(4, 5))
+    ids[0, 3:] = 0  # padding after
+    ids[1, :2] = 0  # padding before
+    ids[1, 3] = 0  # and between
+    ids[2, :] = 0  # nothing but padding: the initial state, zeros
+    x = c.input("ids", "int64", [None, 5], ids.astype("int64"))
+    table = c.normal(7, 3)
+    c.layer("emb", "Embedding", {"input_dim": 7, "output_dim": 3, "mask_zero": True}, ["ids"], [table])
+    e = table[x].astype(np.float64)
+    mask = x != 0
+
+    def last_states(kind, ws, bias, units, **options):
+        # Keras skips the masked steps: each sample runs over its unmasked steps alone.
+        rows = [rnn(kind, e[i:i + 1, mask[i]], ws[0], ws[1], bias, units, **options)[0]
+                if mask[i].any() else np.zeros(units) for i in range(len(e))]
+        return np.stack(rows)
+
+    for name, kind, units, config in [("lstm", "LSTM", 3, {}), ("gru_back", "GRU", 2, {"go_backwards": True}),
+                                      ("rnn", "SimpleRNN", 2, {})]:
+        ws, bias = rnn_weights(c, kind, units)
+        c.layer(name, kind, {"units": units, **config}, ["emb"], ws)
+        c.output(f"out_{name}", name, last_states(kind, ws, bias, units, go_backwards=config.get("go_backwards", False)))
+    fw, fb = rnn_weights(c, "LSTM", 2)
+    bw, bb = rnn_weights(c, "LSTM", 2)
+    c.layer("bi", "Bidirectional", {"layer": {"class_name": "LSTM", "config": {"units": 2}}, "merge_mode": "concat"},
+            ["emb"], fw + bw)
+    c.output("out_bi", "bi", np.concatenate([last_states("LSTM", fw, fb, 2),
+                                             last_states("LSTM", bw, bb, 2, go_backwards=True)], axis=-1))
+    return c
+
+
 CASES = [
     case_embedding,
     case_dense_activations,
@@ -910,6 +946,7 @@ CASES = [
     case_multi_head_attention,
     case_time_distributed,
     case_masking,
+    case_masked_recurrent,
 ]
 
 

@@ -667,6 +667,24 @@ def masked_text(rng):
     return keras.Model(ids_in, [probs, avg, top], name="masked_text"), [padded.astype("int32")]
 
 
+def masked_rnn(rng):
+    """Embedding(mask_zero=True) into an LSTM, a backwards GRU and a Bidirectional LSTM, each
+    returning its last state: Keras skips the padded steps (a row of padding alone keeps the
+    initial zeros)."""
+    ids_in = keras.Input((7,), dtype="int32", name="input_ids")
+    e = layers.Embedding(20, 4, mask_zero=True, name="embedding")(ids_in)
+    lstm = layers.LSTM(3, name="lstm")(e)
+    gru = layers.GRU(2, go_backwards=True, name="gru_back")(e)
+    bi = layers.Bidirectional(layers.LSTM(2), name="bi_lstm")(e)
+    probs = layers.Dense(3, activation="softmax", name="probs")(layers.Concatenate(name="concat")([lstm, gru, bi]))
+    padded = rng.integers(1, 20, (BATCH, 7))
+    padded[0, 5:] = 0
+    padded[1, :3] = 0
+    padded[1, 4] = 0
+    padded[2, :] = 0
+    return keras.Model(ids_in, [probs, lstm, gru, bi], name="masked_rnn"), [padded.astype("int32")]
+
+
 def main():
     keras.utils.set_random_seed(SEED)
     rng = np.random.default_rng(SEED)
@@ -710,6 +728,7 @@ def main():
         ("text_transformer", text_transformer, {}),
         ("sequence_tagger", sequence_tagger, {}),
         ("masked_text", masked_text, {}),
+        ("masked_rnn", masked_rnn, {}),
     ]
     for name, build, how in fixtures:
         model, inputs = build(rng)

@@ -1041,7 +1041,7 @@ mod tests {
             masked(
                 "r",
                 "LSTM",
-                json!({"units": 2}),
+                json!({"units": 2, "return_sequences": true}),
                 vec![f32s(&[4, 8]), f32s(&[2, 8]), f32s(&[8])],
             ),
             masked("r", "Softmax", json!({}), vec![]),

@@ -12,7 +12,7 @@ use super::{expect_weights, single_input};
 use crate::config::Config;
 use crate::error::BuildError;
 use crate::graph::{attr_int, GraphBuilder};
-use crate::registry::{LayerConverter, ValueRef};
+use crate::registry::{LayerConverter, Masking, ValueRef};
 use crate::shape::TensorInfo;
 use crate::spec::Layer;
 use crate::tensor::DType;
@@ -88,6 +88,14 @@ fn params(layer: &Layer) -> Result<Params, BuildError> {
 }
 
 impl LayerConverter for Bidirectional {
+    // As for the wrapped layer (see `recurrent`): a mask is applied to the last states.
+    fn masking(&self, layer: &Layer) -> Masking {
+        match params(layer) {
+            Ok(p) if !p.forward.return_sequences => Masking::Consumes,
+            _ => Masking::Unsupported,
+        }
+    }
+
     fn infer(&self, layer: &Layer, inputs: &[TensorInfo]) -> Result<TensorInfo, BuildError> {
         let x = single_input(layer, inputs)?;
         let p = params(layer)?;
@@ -122,7 +130,7 @@ impl LayerConverter for Bidirectional {
         let y = emit_op(
             g,
             layer,
-            inputs[0].name,
+            inputs[0],
             features,
             &[(&p.forward, fw), (&p.backward, bw)],
             "bidirectional",

@@ -12,13 +12,20 @@
 //! runs the op in reverse; Keras then returns the sequence in the order it was processed,
 //! so the time axis is flipped back. `return_state` and `stateful` are not supported;
 //! dropout does nothing at inference.
+//!
+//! With a mask (`Embedding(mask_zero=True)` upstream), Keras skips the masked steps and
+//! carries the state over them. ONNX's ops skip only the steps past each sample's
+//! `sequence_lens`, so each sample's unmasked steps are first moved to the front, in order,
+//! and counted; the last state is then Keras' (zeros for a sample with every step masked).
+//! Only the last state is converted this way: a masked layer with `return_sequences`, whose
+//! outputs Keras fills in at the masked steps, is refused.
 
 use super::{expect_weight_shape, expect_weights, single_input};
 use crate::activation::Activation;
 use crate::config::Config;
 use crate::error::BuildError;
 use crate::graph::{attr_floats, attr_int, attr_ints, attr_string, attr_strings, GraphBuilder};
-use crate::registry::{LayerConverter, ValueRef};
+use crate::registry::{LayerConverter, Masking, ValueRef};
 use crate::shape::{format_shape, TensorInfo};
 use crate::spec::Layer;
 use crate::tensor::{DType, Tensor};
@@ -276,7 +283,7 @@ fn onnx_vector(b: &[f64], units: usize, order: &[usize]) -> Vec<f64> {
 pub(crate) fn emit_op(
     g: &mut GraphBuilder,
     layer: &Layer,
-    x: &str,
+    x: ValueRef<'_>,
     features: usize,
     cells: &[(&Cell, &[Tensor])],
     direction: &str,
@@ -318,9 +325,16 @@ pub(crate) fn emit_op(
         &format!("{prefix}/R"),
         tensor(vec![dirs, width, units], &r)?,
     );
+    let (steps, lengths) = match x.mask {
+        Some(mask) => {
+            let (steps, lengths) = unmasked_steps_first(g, prefix, x.name, mask);
+            (steps, Some(lengths))
+        }
+        None => (x.name.to_string(), None),
+    };
     let mut inputs = vec![g.node(
         "Transpose",
-        &[x],
+        &[&steps],
         &format!("{prefix}/time_major"),
         vec![attr_ints("perm", &[1, 0, 2])],
     )];
@@ -328,6 +342,12 @@ pub(crate) fn emit_op(
     if cell.use_bias {
         let b = tensor(vec![dirs, 2 * width], &b)?;
         inputs.push(g.initializer_owned(&format!("{prefix}/B"), b));
+    }
+    if let Some(lengths) = lengths {
+        if !cell.use_bias {
+            inputs.push(String::new());
+        }
+        inputs.push(lengths);
     }
     let activations: Vec<OpActivation> = cells.iter().flat_map(|(c, _)| c.activations()).collect();
     let mut attrs = vec![
@@ -364,6 +384,103 @@ pub(crate) fn emit_op(
     ))
 }
 
+/// Each sample of `x` (`[batch, steps, features]`) with its unmasked steps first, in order,
+/// and how many there are (int32 `[batch]`, ONNX's `sequence_lens`): a stable sort of the
+/// steps by `masked · steps + step`, then `GatherElements`.
+fn unmasked_steps_first(
+    g: &mut GraphBuilder,
+    prefix: &str,
+    x: &str,
+    mask: &str,
+) -> (String, String) {
+    let kept = g.node(
+        "Cast",
+        &[mask],
+        &format!("{prefix}/kept"),
+        vec![attr_int("to", DType::I64.onnx() as i64)],
+    );
+    let shape = g.node("Shape", &[x], &format!("{prefix}/x_shape"), vec![]);
+    let steps = g.node(
+        "Shape",
+        &[x],
+        &format!("{prefix}/steps"),
+        vec![attr_int("start", 1), attr_int("end", 2)],
+    );
+    let first = g.int64s(&format!("{prefix}/first_axis"), &[0]);
+    let count = g.node(
+        "Squeeze",
+        &[&steps, &first],
+        &format!("{prefix}/step_count"),
+        vec![],
+    );
+    let zero = g.scalar(&format!("{prefix}/zero"), DType::I64, 0.0);
+    let one = g.scalar(&format!("{prefix}/one"), DType::I64, 1.0);
+    let step = g.node(
+        "Range",
+        &[&zero, &count, &one],
+        &format!("{prefix}/step"),
+        vec![],
+    );
+    let masked = g.node("Sub", &[&one, &kept], &format!("{prefix}/masked"), vec![]);
+    let late = g.node(
+        "Mul",
+        &[&masked, &count],
+        &format!("{prefix}/masked_late"),
+        vec![],
+    );
+    let key = g.node(
+        "Add",
+        &[&late, &step],
+        &format!("{prefix}/order_key"),
+        vec![],
+    );
+    let sorted = g.fresh(&format!("{prefix}/sorted_keys"));
+    let order = g.fresh(&format!("{prefix}/order"));
+    g.node_outputs(
+        "TopK",
+        &[&key, &steps],
+        &[&sorted, &order],
+        vec![
+            attr_int("axis", 1),
+            attr_int("largest", 0),
+            attr_int("sorted", 1),
+        ],
+    );
+    let features_axis = g.int64s(&format!("{prefix}/features_axis"), &[2]);
+    let order = g.node(
+        "Unsqueeze",
+        &[&order, &features_axis],
+        &format!("{prefix}/order_3d"),
+        vec![],
+    );
+    let order = g.node(
+        "Expand",
+        &[&order, &shape],
+        &format!("{prefix}/gather_index"),
+        vec![],
+    );
+    let front = g.node(
+        "GatherElements",
+        &[x, &order],
+        &format!("{prefix}/unmasked_first"),
+        vec![attr_int("axis", 1)],
+    );
+    let axis = g.int64s(&format!("{prefix}/steps_axis"), &[1]);
+    let total = g.node(
+        "ReduceSum",
+        &[&kept, &axis],
+        &format!("{prefix}/unmasked"),
+        vec![attr_int("keepdims", 0)],
+    );
+    let lengths = g.node(
+        "Cast",
+        &[&total],
+        &format!("{prefix}/sequence_lens"),
+        vec![attr_int("to", DType::I32.onnx() as i64)],
+    );
+    (front, lengths)
+}
+
 /// `[batch, (steps,) directions, units]` → `[batch, (steps,) directions·units]`.
 pub(crate) fn merge_directions(
     g: &mut GraphBuilder,
@@ -378,6 +495,13 @@ pub(crate) fn merge_directions(
 }
 
 impl LayerConverter for Recurrent {
+    fn masking(&self, layer: &Layer) -> Masking {
+        match Cell::parse(layer, *self, &layer.config) {
+            Ok(cell) if !cell.return_sequences => Masking::Consumes,
+            _ => Masking::Unsupported,
+        }
+    }
+
     fn infer(&self, layer: &Layer, inputs: &[TensorInfo]) -> Result<TensorInfo, BuildError> {
         let x = single_input(layer, inputs)?;
         let cell = Cell::parse(layer, *self, &layer.config)?;
@@ -405,7 +529,7 @@ impl LayerConverter for Recurrent {
         let y = emit_op(
             g,
             layer,
-            inputs[0].name,
+            inputs[0],
             features,
             &[(&cell, &layer.weights)],
             direction,
