@@ -685,6 +685,21 @@ def masked_rnn(rng):
     return keras.Model(ids_in, [probs, lstm, gru, bi], name="masked_rnn"), [padded.astype("int32")]
 
 
+def masked_positional(rng):
+    """Embedding(mask_zero=True) plus positional terms added with keras.ops: Keras' operations
+    drop the mask, so the pooling after them averages every step, padding included."""
+    ids_in = keras.Input((5,), dtype="int32", name="input_ids")
+    e = layers.Embedding(12, 4, mask_zero=True, name="embedding")(ids_in)
+    shifted = e + rng.normal(size=(5, 4)).astype("float32")
+    both = e + layers.Embedding(12, 4, name="other")(ids_in)
+    outs = [layers.GlobalAveragePooling1D(name="avg_shifted")(shifted),
+            layers.GlobalAveragePooling1D(name="avg_both")(both)]
+    padded = rng.integers(1, 12, (BATCH, 5))
+    padded[0, 3:] = 0
+    padded[1, :2] = 0
+    return keras.Model(ids_in, outs, name="masked_positional"), [padded.astype("int32")]
+
+
 def main():
     keras.utils.set_random_seed(SEED)
     rng = np.random.default_rng(SEED)
@@ -729,6 +744,7 @@ def main():
         ("sequence_tagger", sequence_tagger, {}),
         ("masked_text", masked_text, {}),
         ("masked_rnn", masked_rnn, {}),
+        ("masked_positional", masked_positional, {}),
     ]
     for name, build, how in fixtures:
         model, inputs = build(rng)

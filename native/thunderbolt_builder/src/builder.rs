@@ -1047,6 +1047,7 @@ mod tests {
             masked("r", "Softmax", json!({}), vec![]),
             masked("r", "Concatenate", json!({}), vec![]),
             masked("r", "Maximum", json!({}), vec![]),
+            masked("r", "Multiply", json!({}), vec![]),
             masked(
                 "r",
                 "MultiHeadAttention",
@@ -1095,6 +1096,26 @@ mod tests {
             assert!(ops.contains(&op), "{op} missing from {ops:?}");
         }
         assert!(!ops.contains(&"ReduceMean"), "{ops:?}");
+
+        // keras.ops calls drop masks, as Keras' operations do: a plain mean follows.
+        let constant = Tensor::from_f32(vec![4], &[1.0; 4]);
+        for spec in [
+            masked("shifted", "AddConstant", json!({}), vec![constant]),
+            masked("shifted", "Add", json!({"keras_operation": true}), vec![]),
+        ] {
+            let model = spec
+                .layer(
+                    "avg",
+                    "GlobalAveragePooling1D",
+                    json!({}),
+                    &["shifted"],
+                    vec![],
+                )
+                .output("z", "avg")
+                .build()
+                .unwrap();
+            assert!(op_types(&model).contains(&"ReduceMean"));
+        }
 
         // Without mask_zero, nothing of the kind.
         let mut spec = masked("avg", "GlobalAveragePooling1D", json!({}), vec![]);

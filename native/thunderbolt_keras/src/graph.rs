@@ -581,7 +581,8 @@ impl<'a> Flattener<'a> {
         let merge = |class: &str| Layer {
             name: name.to_string(),
             class_name: class.to_string(),
-            config: config.clone(),
+            // Unlike the merge layers, operations drop masks.
+            config: json!({"name": layer.name, "keras_operation": true}),
             inbound: inbound.clone(),
             weights: vec![],
         };

@@ -6,7 +6,7 @@
 use super::{expect_weights, require_weight_dtype, single_input};
 use crate::error::BuildError;
 use crate::graph::GraphBuilder;
-use crate::registry::{LayerConverter, ValueRef};
+use crate::registry::{LayerConverter, Masking, ValueRef};
 use crate::shape::{broadcast, format_shape, Dim, TensorInfo};
 use crate::spec::Layer;
 use crate::tensor::DType;
@@ -14,6 +14,11 @@ use crate::tensor::DType;
 pub struct AddConstant;
 
 impl LayerConverter for AddConstant {
+    // A `keras.ops` addition, and Keras' operations drop masks.
+    fn masking(&self, _layer: &Layer) -> Masking {
+        Masking::Drops
+    }
+
     fn infer(&self, layer: &Layer, inputs: &[TensorInfo]) -> Result<TensorInfo, BuildError> {
         let x = single_input(layer, inputs)?;
         expect_weights(layer, &["constant"])?;

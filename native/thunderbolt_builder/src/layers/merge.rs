@@ -6,8 +6,10 @@
 //! Keras reshapes inputs of different ranks in its own way, which is rejected here.
 //!
 //! Masks: the output's is the OR of the inputs' when all have one (Keras'
-//! `Merge.compute_mask`). `Maximum` and `Minimum` refuse masked inputs, since Keras lets the
-//! masked steps of each input lose.
+//! `Merge.compute_mask`). `Maximum`, `Minimum` and `Multiply` refuse masked inputs, since
+//! Keras computes them differently at masked steps. The Keras importer also maps
+//! `keras.ops` additions, subtractions and products of two tensors here, marked with
+//! `"keras_operation": true`: those drop masks, as Keras' operations do.
 
 use super::{expect_weights, require_float};
 use crate::error::BuildError;
@@ -28,12 +30,18 @@ pub enum Merge {
 }
 
 impl LayerConverter for Merge {
-    // Keras 3's `Maximum` and `Minimum` let masked steps lose (`_apply_merge_op_and_or_mask`);
-    // the others compute as without masks.
-    fn masking(&self, _layer: &Layer) -> Masking {
+    // Keras 3's `Maximum` and `Minimum` let masked steps lose (`_apply_merge_op_and_or_mask`)
+    // and its `Multiply` takes them as 1 and zeroes the result outside the masks; the others
+    // compute as without masks.
+    // A `keras.ops` call the importer maps here (config `"keras_operation": true`) drops
+    // masks, as Keras' operations do.
+    fn masking(&self, layer: &Layer) -> Masking {
+        if layer.config.get("keras_operation") == Some(&serde_json::Value::Bool(true)) {
+            return Masking::Drops;
+        }
         match self {
-            Merge::Maximum | Merge::Minimum => Masking::Unsupported,
-            _ => Masking::MergesWithOr,
+            Merge::Maximum | Merge::Minimum | Merge::Multiply => Masking::Unsupported,
+            Merge::Add | Merge::Subtract | Merge::Average => Masking::MergesWithOr,
         }
     }
 
