@@ -887,7 +887,8 @@ def case_masking():
 
 def case_masked_recurrent():
     c = Case("masked_recurrent", "LSTM, GRU, SimpleRNN and Bidirectional after Embedding(mask_zero=True): "
-             "the last state over the unmasked steps only, forwards and backwards", 27)
+             "the last state over the unmasked steps only, forwards and backwards, and every step's output "
+             "as Keras fills in the masked steps", 27)
     ids = c.rng.integers(1, 7, size=(4, 5))
     ids[0, 3:] = 0  # padding after
     ids[1, :2] = 0  # padding before
@@ -916,6 +917,39 @@ def case_masked_recurrent():
             ["emb"], fw + bw)
     c.output("out_bi", "bi", np.concatenate([last_states("LSTM", fw, fb, 2),
                                              last_states("LSTM", bw, bb, 2, go_backwards=True)], axis=-1))
+
+    def sequences(kind, ws, bias, units, go_backwards=False, zero_masked=False):
+        # Keras' outputs in the order it processes the steps: an unmasked step's own; a
+        # masked step's, the last output so far (zeros before any), or zeros.
+        rows = []
+        for i in range(len(e)):
+            xi, mi = (e[i][::-1], mask[i][::-1]) if go_backwards else (e[i], mask[i])
+            out = np.zeros((len(mi), units))
+            if mi.any():
+                own = rnn(kind, xi[None, mi], ws[0], ws[1], bias, units, return_sequences=True)[0]
+                upto = np.cumsum(mi)
+                for t in range(len(mi)):
+                    if mi[t] or (not zero_masked and upto[t] > 0):
+                        out[t] = own[upto[t] - 1]
+            rows.append(out)
+        return np.stack(rows)
+
+    for name, kind, units, config in [
+        ("lstm_seq", "LSTM", 2, {}),
+        ("gru_seq_back", "GRU", 2, {"go_backwards": True}),
+        ("rnn_seq_zero", "SimpleRNN", 3, {"zero_output_for_mask": True}),
+    ]:
+        ws, bias = rnn_weights(c, kind, units)
+        c.layer(name, kind, {"units": units, "return_sequences": True, **config}, ["emb"], ws)
+        c.output(f"out_{name}", name, sequences(kind, ws, bias, units, config.get("go_backwards", False),
+                                                config.get("zero_output_for_mask", False)))
+    fw, fb = rnn_weights(c, "GRU", 2)
+    bw, bb = rnn_weights(c, "GRU", 2)
+    inner = {"class_name": "GRU", "config": {"units": 2, "return_sequences": True}}
+    c.layer("bi_seq", "Bidirectional", {"layer": inner, "merge_mode": "sum"}, ["emb"], fw + bw)
+    # Bidirectional sets zero_output_for_mask; the backward outputs go back into step order.
+    c.output("out_bi_seq", "bi_seq", sequences("GRU", fw, fb, 2, zero_masked=True)
+             + sequences("GRU", bw, bb, 2, go_backwards=True, zero_masked=True)[:, ::-1])
     return c
 
 

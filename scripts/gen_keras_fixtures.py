@@ -700,6 +700,24 @@ def masked_positional(rng):
     return keras.Model(ids_in, outs, name="masked_positional"), [padded.astype("int32")]
 
 
+def masked_tagger(rng):
+    """A token tagger over padded ids: Embedding(mask_zero=True), a Bidirectional LSTM returning
+    sequences (zeros at the padding), a TimeDistributed softmax; and an LSTM and a backwards
+    GRU returning sequences, which repeat the last output at the padding."""
+    ids_in = keras.Input((6,), dtype="int32", name="input_ids")
+    e = layers.Embedding(15, 4, mask_zero=True, name="embedding")(ids_in)
+    h = layers.Bidirectional(layers.LSTM(3, return_sequences=True), name="bi_lstm")(e)
+    tags = layers.TimeDistributed(layers.Dense(4, activation="softmax"), name="tags")(h)
+    lstm = layers.LSTM(2, return_sequences=True, name="lstm")(e)
+    gru = layers.GRU(2, return_sequences=True, go_backwards=True, name="gru_back")(e)
+    padded = rng.integers(1, 15, (BATCH, 6))
+    padded[0, 4:] = 0
+    padded[1, :2] = 0
+    padded[1, 3] = 0
+    padded[2, :] = 0
+    return keras.Model(ids_in, [tags, lstm, gru], name="masked_tagger"), [padded.astype("int32")]
+
+
 def main():
     keras.utils.set_random_seed(SEED)
     rng = np.random.default_rng(SEED)
@@ -745,6 +763,7 @@ def main():
         ("masked_text", masked_text, {}),
         ("masked_rnn", masked_rnn, {}),
         ("masked_positional", masked_positional, {}),
+        ("masked_tagger", masked_tagger, {}),
     ]
     for name, build, how in fixtures:
         model, inputs = build(rng)

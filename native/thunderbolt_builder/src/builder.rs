@@ -205,7 +205,9 @@ fn build_graph(
                 ids: inputs.iter().map(|v| v.name.to_string()).collect(),
             }),
             None => match masking {
-                Masking::Propagates => input_masks.first().copied().flatten().cloned(),
+                Masking::Propagates | Masking::Uses => {
+                    input_masks.first().copied().flatten().cloned()
+                }
                 Masking::MergesWithOr => merged_mask(&mut g, layer, &input_masks),
                 Masking::Drops | Masking::Consumes | Masking::Unsupported => None,
             },
@@ -1038,12 +1040,6 @@ mod tests {
         let f32s =
             |shape: &[usize]| Tensor::from_f32(shape.to_vec(), &vec![0.5; shape.iter().product()]);
         let refused = [
-            masked(
-                "r",
-                "LSTM",
-                json!({"units": 2, "return_sequences": true}),
-                vec![f32s(&[4, 8]), f32s(&[2, 8]), f32s(&[8])],
-            ),
             masked("r", "Softmax", json!({}), vec![]),
             masked("r", "Concatenate", json!({}), vec![]),
             masked("r", "Maximum", json!({}), vec![]),

@@ -33,8 +33,11 @@ pub enum Masking {
     /// Computes as without a mask and drops it (Keras: no `supports_masking`, so Keras warns
     /// and the mask ends): `Flatten`, `Conv1D`, `GlobalMaxPooling1D`.
     Drops,
-    /// Reads the mask in `emit` (`inputs[0].mask`) and ends it: `GlobalAveragePooling1D`.
+    /// Reads the mask in `emit` (`inputs[0].mask`) and ends it: `GlobalAveragePooling1D`, a
+    /// recurrent layer returning its last state.
     Consumes,
+    /// Reads the mask in `emit` and hands it on: a recurrent layer returning sequences.
+    Uses,
     /// A merge that computes as without masks; its output mask is the OR of the inputs'
     /// masks when every input has one, else none (Keras' `Merge.compute_mask`).
     MergesWithOr,

@@ -488,15 +488,15 @@ impl<'a> Flattener<'a> {
     }
 
     /// Adds `"keras_mask"` (see the builder's mask check) to a layer Keras recorded a `mask`
-    /// for, and `[]` to a layer whose converter would apply a mask Keras did not give it.
+    /// for, and `[]` to a layer whose converter would apply a mask Keras did not give it
+    /// (each of those takes Keras' `mask` argument, which Keras 3 records when it is set).
     fn with_recorded_mask(&self, key: NodeKey, mut built: Layer) -> Result<Layer> {
         let ids = match &self.node_of(key).mask {
             CallMask::Implicit => return Ok(built),
             CallMask::Absent => {
-                let consumes = self
-                    .registry
-                    .get(&built.class_name)
-                    .is_some_and(|c| c.masking(&built) == Masking::Consumes);
+                let consumes = self.registry.get(&built.class_name).is_some_and(|c| {
+                    matches!(c.masking(&built), Masking::Consumes | Masking::Uses)
+                });
                 if !consumes {
                     return Ok(built);
                 }

@@ -7,7 +7,7 @@
 //! then the backward layer's. `merge_mode` `concat` (forward first), `sum`, `ave` or
 //! `mul`; `None`, which gives two outputs, is not supported.
 
-use super::recurrent::{check_input, emit_op, merge_directions, Cell, Recurrent};
+use super::recurrent::{check_input, emit_op, merge_directions, Cell, Recurrent, Returns};
 use super::{expect_weights, single_input};
 use crate::config::Config;
 use crate::error::BuildError;
@@ -88,11 +88,13 @@ fn params(layer: &Layer) -> Result<Params, BuildError> {
 }
 
 impl LayerConverter for Bidirectional {
-    // As for the wrapped layer (see `recurrent`): a mask is applied to the last states.
+    // As for the wrapped layer (see `recurrent`); with `return_sequences` Keras forces
+    // `zero_output_for_mask` on both layers, so masked steps give zeros.
     fn masking(&self, layer: &Layer) -> Masking {
         match params(layer) {
-            Ok(p) if !p.forward.return_sequences => Masking::Consumes,
-            _ => Masking::Unsupported,
+            Ok(p) if p.forward.return_sequences => Masking::Uses,
+            Ok(_) => Masking::Consumes,
+            Err(_) => Masking::Unsupported,
         }
     }
 
@@ -134,7 +136,11 @@ impl LayerConverter for Bidirectional {
             features,
             &[(&p.forward, fw), (&p.backward, bw)],
             "bidirectional",
-            seq,
+            if seq {
+                Returns::Sequences { zero_masked: true }
+            } else {
+                Returns::LastState
+            },
         )?;
         let prefix = &layer.name;
         let axis = if seq { 2 } else { 1 };

@@ -17,8 +17,9 @@
 //! carries the state over them. ONNX's ops skip only the steps past each sample's
 //! `sequence_lens`, so each sample's unmasked steps are first moved to the front, in order,
 //! and counted; the last state is then Keras' (zeros for a sample with every step masked).
-//! Only the last state is converted this way: a masked layer with `return_sequences`, whose
-//! outputs Keras fills in at the masked steps, is refused.
+//! With `return_sequences` the outputs are put back at their own steps, and a masked step
+//! gets what Keras gives it: the output of the unmasked step processed just before it
+//! (zeros before any), or zeros with `zero_output_for_mask` (which `Bidirectional` sets).
 
 use super::{expect_weight_shape, expect_weights, single_input};
 use crate::activation::Activation;
@@ -277,6 +278,16 @@ fn onnx_vector(b: &[f64], units: usize, order: &[usize]) -> Vec<f64> {
         .collect()
 }
 
+/// What a recurrent layer returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Returns {
+    /// The last state.
+    LastState,
+    /// Every step's output. At a masked step Keras repeats the output of the step processed
+    /// before it (zeros before any), or gives zeros with `zero_output_for_mask`.
+    Sequences { zero_masked: bool },
+}
+
 /// Emits the ONNX op over `x` (`[batch, steps, features]`) for one or two directions
 /// (`cells[i]` with weights `weights[i]`), and returns the batch-major result:
 /// `[batch, steps, directions, units]` for sequences, else `[batch, directions, units]`.
@@ -287,8 +298,9 @@ pub(crate) fn emit_op(
     features: usize,
     cells: &[(&Cell, &[Tensor])],
     direction: &str,
-    sequences: bool,
+    returns: Returns,
 ) -> Result<String, BuildError> {
+    let sequences = returns != Returns::LastState;
     let prefix = &layer.name;
     let cell = cells[0].0;
     let (units, order) = (cell.units, cell.kind.gate_order());
@@ -325,10 +337,10 @@ pub(crate) fn emit_op(
         &format!("{prefix}/R"),
         tensor(vec![dirs, width, units], &r)?,
     );
-    let (steps, lengths) = match x.mask {
+    let (steps, compacted) = match x.mask {
         Some(mask) => {
-            let (steps, lengths) = unmasked_steps_first(g, prefix, x.name, mask);
-            (steps, Some(lengths))
+            let compacted = unmasked_steps_first(g, prefix, x.name, mask);
+            (compacted.steps.clone(), Some(compacted))
         }
         None => (x.name.to_string(), None),
     };
@@ -343,11 +355,11 @@ pub(crate) fn emit_op(
         let b = tensor(vec![dirs, 2 * width], &b)?;
         inputs.push(g.initializer_owned(&format!("{prefix}/B"), b));
     }
-    if let Some(lengths) = lengths {
+    if let Some(compacted) = &compacted {
         if !cell.use_bias {
             inputs.push(String::new());
         }
-        inputs.push(lengths);
+        inputs.push(compacted.lengths.clone());
     }
     let activations: Vec<OpActivation> = cells.iter().flat_map(|(c, _)| c.activations()).collect();
     let mut attrs = vec![
@@ -376,23 +388,153 @@ pub(crate) fn emit_op(
     g.node_outputs(cell.kind.op(), &inputs, &outputs, attrs);
     // Y is [steps, directions, batch, units]; Y_h is [directions, batch, units].
     let perm: &[i64] = if sequences { &[2, 0, 1, 3] } else { &[1, 0, 2] };
-    Ok(g.node(
+    let y = g.node(
         "Transpose",
         &[&out],
         &format!("{prefix}/batch_major"),
         vec![attr_ints("perm", perm)],
-    ))
+    );
+    match (returns, &compacted) {
+        (Returns::Sequences { zero_masked }, Some(compacted)) => {
+            let reverse: Vec<bool> = match direction {
+                "reverse" => vec![true],
+                "bidirectional" => vec![false, true],
+                _ => vec![false],
+            };
+            Ok(back_in_place(
+                g,
+                prefix,
+                &y,
+                compacted,
+                &reverse,
+                zero_masked,
+            ))
+        }
+        _ => Ok(y),
+    }
+}
+
+/// What [`unmasked_steps_first`] made: the moved steps, `sequence_lens`, and for putting the
+/// outputs back, the mask as int64 `[batch, steps]` and the unmasked count as `[batch, 1]`.
+struct Compacted {
+    steps: String,
+    lengths: String,
+    kept: String,
+    count: String,
+}
+
+/// The outputs `y` (`[batch, steps, directions, units]`, each direction over the moved
+/// steps) back at their own steps, as Keras gives them: an unmasked step's output from its
+/// place among the unmasked steps; a masked step's from the unmasked step processed just
+/// before it (the one before it forwards, after it backwards; zeros when there is none), or
+/// zeros with `zero_masked`. For step `t` with `c` unmasked steps up to and including it,
+/// the place is `c - 1` forwards and `c - kept[t]` backwards.
+fn back_in_place(
+    g: &mut GraphBuilder,
+    prefix: &str,
+    y: &str,
+    compacted: &Compacted,
+    reverse: &[bool],
+    zero_masked: bool,
+) -> String {
+    let steps_axis = g.scalar(&format!("{prefix}/cumsum_axis"), DType::I64, 1.0);
+    let upto = g.node(
+        "CumSum",
+        &[&compacted.kept, &steps_axis],
+        &format!("{prefix}/unmasked_upto"),
+        vec![],
+    );
+    let zero = g.scalar(&format!("{prefix}/place_zero"), DType::I64, 0.0);
+    let one = g.scalar(&format!("{prefix}/place_one"), DType::I64, 1.0);
+    let units_axis = g.int64s(&format!("{prefix}/units_axis"), &[2]);
+    let mut parts = Vec::new();
+    for (d, &backwards) in reverse.iter().enumerate() {
+        let name = |part: &str| format!("{prefix}/direction_{d}/{part}");
+        let shift = if backwards { &compacted.kept } else { &one };
+        let place = g.node("Sub", &[&upto, shift], &name("place"), vec![]);
+        let valid = if zero_masked {
+            compacted.kept.clone()
+        } else {
+            let has = if backwards {
+                g.node(
+                    "Less",
+                    &[&place, &compacted.count],
+                    &name("before_end"),
+                    vec![],
+                )
+            } else {
+                g.node(
+                    "GreaterOrEqual",
+                    &[&place, &zero],
+                    &name("after_start"),
+                    vec![],
+                )
+            };
+            g.node(
+                "Cast",
+                &[&has],
+                &name("valid"),
+                vec![attr_int("to", DType::I64.onnx() as i64)],
+            )
+        };
+        let place = g.node("Max", &[&place, &zero], &name("clamped"), vec![]);
+        let index = g.scalar(&name("index"), DType::I64, d as f64);
+        let outputs = g.node(
+            "Gather",
+            &[y, &index],
+            &name("outputs"),
+            vec![attr_int("axis", 2)],
+        );
+        let shape = g.node("Shape", &[&outputs], &name("shape"), vec![]);
+        let place = g.node(
+            "Unsqueeze",
+            &[&place, &units_axis],
+            &name("place_3d"),
+            vec![],
+        );
+        let place = g.node("Expand", &[&place, &shape], &name("gather_index"), vec![]);
+        let gathered = g.node(
+            "GatherElements",
+            &[&outputs, &place],
+            &name("in_place"),
+            vec![attr_int("axis", 1)],
+        );
+        let valid = g.node(
+            "Cast",
+            &[&valid],
+            &name("valid_f32"),
+            vec![attr_int("to", DType::F32.onnx() as i64)],
+        );
+        let valid = g.node(
+            "Unsqueeze",
+            &[&valid, &units_axis],
+            &name("valid_3d"),
+            vec![],
+        );
+        let kept = g.node("Mul", &[&gathered, &valid], &name("kept"), vec![]);
+        parts.push(g.node(
+            "Unsqueeze",
+            &[&kept, &units_axis],
+            &name("with_axis"),
+            vec![],
+        ));
+    }
+    if parts.len() == 1 {
+        return parts.remove(0);
+    }
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    g.node(
+        "Concat",
+        &parts,
+        &format!("{prefix}/in_place"),
+        vec![attr_int("axis", 2)],
+    )
 }
 
 /// Each sample of `x` (`[batch, steps, features]`) with its unmasked steps first, in order,
 /// and how many there are (int32 `[batch]`, ONNX's `sequence_lens`): a stable sort of the
 /// steps by `masked · steps + step`, then `GatherElements`.
-fn unmasked_steps_first(
-    g: &mut GraphBuilder,
-    prefix: &str,
-    x: &str,
-    mask: &str,
-) -> (String, String) {
+fn unmasked_steps_first(g: &mut GraphBuilder, prefix: &str, x: &str, mask: &str) -> Compacted {
     let kept = g.node(
         "Cast",
         &[mask],
@@ -478,7 +620,18 @@ fn unmasked_steps_first(
         &format!("{prefix}/sequence_lens"),
         vec![attr_int("to", DType::I32.onnx() as i64)],
     );
-    (front, lengths)
+    let count = g.node(
+        "Unsqueeze",
+        &[&total, &axis],
+        &format!("{prefix}/unmasked_count"),
+        vec![],
+    );
+    Compacted {
+        steps: front,
+        lengths,
+        kept,
+        count,
+    }
 }
 
 /// `[batch, (steps,) directions, units]` → `[batch, (steps,) directions·units]`.
@@ -497,8 +650,9 @@ pub(crate) fn merge_directions(
 impl LayerConverter for Recurrent {
     fn masking(&self, layer: &Layer) -> Masking {
         match Cell::parse(layer, *self, &layer.config) {
-            Ok(cell) if !cell.return_sequences => Masking::Consumes,
-            _ => Masking::Unsupported,
+            Ok(cell) if cell.return_sequences => Masking::Uses,
+            Ok(_) => Masking::Consumes,
+            Err(_) => Masking::Unsupported,
         }
     }
 
@@ -526,6 +680,13 @@ impl LayerConverter for Recurrent {
             "forward"
         };
         let seq = cell.return_sequences;
+        let returns = if seq {
+            Returns::Sequences {
+                zero_masked: Config::of(layer)?.bool_or("zero_output_for_mask", false)?,
+            }
+        } else {
+            Returns::LastState
+        };
         let y = emit_op(
             g,
             layer,
@@ -533,7 +694,7 @@ impl LayerConverter for Recurrent {
             features,
             &[(&cell, &layer.weights)],
             direction,
-            seq,
+            returns,
         )?;
         if seq && cell.go_backwards {
             // Keras lists the outputs in the order it processed the steps: last step first.
