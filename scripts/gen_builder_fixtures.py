@@ -953,6 +953,27 @@ def case_masked_recurrent():
     return c
 
 
+def case_masking_layer():
+    c = Case("masking_layer", "Masking(mask_value=-1): zeroed steps, a masked average and an LSTM "
+             "over the steps left", 28)
+    x = c.uniform(-0.9, 0.9, 3, 5, 3)
+    x[0, 3:] = -1.0  # padding after
+    x[1, 0] = -1.0  # before
+    x[1, 2, 1] = -1.0  # one feature at the mask value: the step stays
+    x = c.input("x", "float32", [None, 5, 3], x)
+    x64 = x.astype(np.float64)
+    kept = (x != -1.0).any(axis=-1)
+    c.layer("masking", "Masking", {"mask_value": -1.0}, ["x"])
+    c.output("out_masking", "masking", x64 * kept[..., None])
+    c.layer("avg", "GlobalAveragePooling1D", {}, ["masking"])
+    c.output("out_avg", "avg", masked_mean(x64 * kept[..., None], kept))
+    ws, bias = rnn_weights(c, "LSTM", 2)
+    c.layer("lstm", "LSTM", {"units": 2}, ["masking"], ws)
+    c.output("out_lstm", "lstm", np.stack([rnn("LSTM", x64[i:i + 1, kept[i]], ws[0], ws[1], bias, 2)[0]
+                                            for i in range(len(x64))]))
+    return c
+
+
 CASES = [
     case_embedding,
     case_dense_activations,
@@ -981,6 +1002,7 @@ CASES = [
     case_time_distributed,
     case_masking,
     case_masked_recurrent,
+    case_masking_layer,
 ]
 
 

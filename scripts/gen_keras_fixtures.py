@@ -718,6 +718,21 @@ def masked_tagger(rng):
     return keras.Model(ids_in, [tags, lstm, gru], name="masked_tagger"), [padded.astype("int32")]
 
 
+def masked_sequence(rng):
+    """Masking(mask_value=-1) over float sequences: steps of nothing but -1 are skipped by an
+    LSTM (its last state and its sequence) and left out of the average."""
+    x_in = keras.Input((6, 3), name="x")
+    h = layers.Masking(mask_value=-1.0, name="masking")(x_in)
+    last = layers.LSTM(3, name="lstm")(h)
+    seq = layers.LSTM(2, return_sequences=True, name="lstm_seq")(h)
+    avg = layers.GlobalAveragePooling1D(name="average")(seq)
+    x = rng.uniform(-0.9, 0.9, (BATCH, 6, 3))
+    x[0, 4:] = -1.0
+    x[1, :2] = -1.0
+    x[1, 3, 0] = -1.0
+    return keras.Model(x_in, [h, last, seq, avg], name="masked_sequence"), [x.astype("float32")]
+
+
 def main():
     keras.utils.set_random_seed(SEED)
     rng = np.random.default_rng(SEED)
@@ -764,6 +779,7 @@ def main():
         ("masked_rnn", masked_rnn, {}),
         ("masked_positional", masked_positional, {}),
         ("masked_tagger", masked_tagger, {}),
+        ("masked_sequence", masked_sequence, {}),
     ]
     for name, build, how in fixtures:
         model, inputs = build(rng)

@@ -172,8 +172,8 @@ fn build_graph(
         if masking == Masking::Unsupported {
             if let Some(mask) = input_masks.iter().flatten().next() {
                 return Err(layer.error(format!(
-                    "receives the mask of {:?} (an Embedding with mask_zero=True), and the \
-                     mask is not converted for this layer type",
+                    "receives the Keras mask made by {:?} (padding to skip), and the mask is \
+                     not converted for this layer type",
                     mask.origin
                 )));
             }
@@ -199,10 +199,10 @@ fn build_graph(
         };
         let result = converters[i].emit(layer, &inputs, output, &mut g)?;
         let mask = match converters[i].emit_mask(layer, &inputs, &mut g)? {
-            Some(value) => Some(Mask {
-                value,
+            Some(made) => Some(Mask {
+                value: made.value,
                 origin: layer.name.clone(),
-                ids: inputs.iter().map(|v| v.name.to_string()).collect(),
+                ids: BTreeSet::from([made.source]),
             }),
             None => match masking {
                 Masking::Propagates | Masking::Uses => {
@@ -245,7 +245,7 @@ fn build_graph(
 }
 
 /// A Keras mask in the graph: its bool value, the layer that made it (for errors), and the
-/// id values whose `!= 0` it ORs together.
+/// sources it ORs together (see [`crate::MadeMask::source`]).
 #[derive(Debug, Clone)]
 struct Mask {
     value: String,
@@ -253,7 +253,7 @@ struct Mask {
     ids: BTreeSet<String>,
 }
 
-/// A layer's config may hold `"keras_mask"`: the id values (graph value names) whose masks
+/// A layer's config may hold `"keras_mask"`: the sources (see [`crate::MadeMask::source`])
 /// Keras itself ORs into the mask this layer gets, as a Keras 3 file records it, with `[]`
 /// for none. The Keras importer writes it; the mask that propagation brings must be the
 /// same, or the model would compute over other steps than Keras does.
@@ -266,7 +266,7 @@ fn check_keras_mask(layer: &Layer, mask: Option<&Mask>) -> Result<(), BuildError
         .and_then(|ids| ids.iter().map(|v| v.as_str().map(str::to_string)).collect())
         .ok_or_else(|| {
             layer.error(format!(
-                "config key \"keras_mask\" must be a list of value names, got {recorded}"
+                "config key \"keras_mask\" must be a list of mask sources, got {recorded}"
             ))
         })?;
     let empty = BTreeSet::new();
@@ -278,7 +278,7 @@ fn check_keras_mask(layer: &Layer, mask: Option<&Mask>) -> Result<(), BuildError
         if ids.is_empty() {
             "no mask".to_string()
         } else {
-            format!("the mask of the ids {ids:?}")
+            format!("the mask of {ids:?}")
         }
     };
     Err(layer.error(format!(
@@ -986,7 +986,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("layer \"twice\" (Double): receives the mask of \"emb\""),
+            err.contains("layer \"twice\" (Double): receives the Keras mask made by \"emb\""),
             "{err}"
         );
     }
@@ -1066,8 +1066,8 @@ mod tests {
             let class = spec.0.layers[1].class_name.clone();
             let err = spec.error();
             let expected = format!(
-                "layer \"r\" ({class}): receives the mask of \"emb\" (an Embedding with \
-                 mask_zero=True), and the mask is not converted for this layer type"
+                "layer \"r\" ({class}): receives the Keras mask made by \"emb\" (padding to \
+                 skip), and the mask is not converted for this layer type"
             );
             assert_eq!(err, expected);
         }

@@ -21,6 +21,17 @@ pub struct ValueRef<'a> {
     pub mask: Option<&'a str>,
 }
 
+/// A mask a layer made ([`LayerConverter::emit_mask`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MadeMask {
+    /// The bool value, false at the masked steps.
+    pub value: String,
+    /// What it is computed from, as the Keras importer names the computation a Keras 3 file
+    /// records (the builder's `keras_mask` check compares the two): the ids' value name for
+    /// `ids != 0`, `any(<value> != <mask_value>)` for `Masking`.
+    pub source: String,
+}
+
 /// What a layer does with a Keras mask on its inputs, as Keras 3 does it. A mask changes
 /// what some layers compute (an average over the unmasked steps only), so a layer whose use
 /// of it is not converted must refuse a masked input rather than compute over padding.
@@ -71,15 +82,15 @@ pub trait LayerConverter: Send + Sync {
         Masking::Unsupported
     }
 
-    /// A mask this layer makes for its output itself (`Embedding(mask_zero=True)`), emitted
-    /// after [`emit`](LayerConverter::emit), or `None`. It replaces whatever
-    /// [`masking`](LayerConverter::masking) would hand on.
+    /// A mask this layer makes for its output itself (`Embedding(mask_zero=True)`,
+    /// `Masking`), emitted after [`emit`](LayerConverter::emit), or `None`. It replaces
+    /// whatever [`masking`](LayerConverter::masking) would hand on.
     fn emit_mask(
         &self,
         _layer: &Layer,
         _inputs: &[ValueRef<'_>],
         _graph: &mut GraphBuilder,
-    ) -> Result<Option<String>, BuildError> {
+    ) -> Result<Option<MadeMask>, BuildError> {
         Ok(None)
     }
 }
@@ -169,6 +180,7 @@ impl Default for LayerRegistry {
             layer_normalization::LayerNormalization,
         );
         r.register("Normalization", normalization::Normalization);
+        r.register("Masking", masking::MaskingLayer);
         r.register("LSTM", recurrent::Recurrent::Lstm);
         r.register("GRU", recurrent::Recurrent::Gru);
         r.register("SimpleRNN", recurrent::Recurrent::SimpleRnn);

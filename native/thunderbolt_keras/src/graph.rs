@@ -510,14 +510,15 @@ impl<'a> Flattener<'a> {
         Ok(built)
     }
 
-    /// The id values whose `!= 0` a recorded mask ORs together. Keras records the mask that
-    /// `Embedding(mask_zero=True)` starts as `NotEqual(ids, 0)`, and merges as `LogicalOr`;
-    /// a mask computed any other way is refused.
+    /// The sources a recorded mask ORs together, named as the builder names them
+    /// (`thunderbolt_builder::MadeMask::source`). Keras records `Embedding(mask_zero=True)`'s
+    /// mask as `NotEqual(ids, 0)`, `Masking`'s as `Any(NotEqual(x, mask_value), axis=-1)`, and
+    /// merges as `LogicalOr`; a mask computed any other way is refused.
     fn mask_ids(&self, key: NodeKey, reference: &TensorRef) -> Result<Vec<String>> {
         let refuse = |why: String| {
             ImportError::config(format!(
-                "layer {:?} is given a mask {why}; only the masks of Embedding(mask_zero=True), \
-                 as Keras propagates them, are supported",
+                "layer {:?} is given a mask {why}; only the masks of Embedding(mask_zero=True) \
+                 and Masking, as Keras propagates them, are supported",
                 self.display_name(key)
             ))
         };
@@ -535,29 +536,56 @@ impl<'a> Flattener<'a> {
             let node = self.node_of(op);
             let tensors: Vec<&TensorRef> = node.tensors().collect();
             let operation = matches!(layer.kind, LayerKind::Operation);
+            let unknown = || {
+                refuse(format!(
+                    "computed by {} {:?}",
+                    layer.class_name,
+                    self.display_name(op)
+                ))
+            };
+            // Values this layer does not depend on cannot be the ones its mask propagates
+            // from: they are not emitted yet, and refused.
+            let value_of = |t: &TensorRef| -> Result<String> {
+                let value = match self.resolve(key.0, t)? {
+                    Resolved::Value(name) => Some(name),
+                    Resolved::Node(dep, tensor) => self
+                        .done
+                        .get(&dep)
+                        .and_then(|outputs| outputs.get(tensor).cloned()),
+                };
+                value.ok_or_else(|| refuse(format!("computed from {:?}", self.display_name(op))))
+            };
             match (operation, layer.class_name.as_str(), &node.args[..]) {
+                // Embedding(mask_zero=True): `ids != 0`.
                 (true, "NotEqual", [Arg::Tensor(t), Arg::Scalar(zero)]) if *zero == 0.0 => {
-                    let value = match self.resolve(key.0, t)? {
-                        Resolved::Value(name) => Some(name),
-                        Resolved::Node(dep, tensor) => self
-                            .done
-                            .get(&dep)
-                            .and_then(|outputs| outputs.get(tensor).cloned()),
+                    ids.insert(value_of(t)?);
+                }
+                // Masking: `any(x != mask_value, axis=-1)`.
+                (true, "Any", [Arg::Tensor(t)])
+                    if layer.config.get("axis") == Some(&json!(-1))
+                        && layer.config.get("keepdims") == Some(&json!(false)) =>
+                {
+                    let Resolved::Node(inner, _) = self.resolve(key.0, t)? else {
+                        return Err(unknown());
                     };
-                    // Ids this layer does not depend on cannot be the ones its mask
-                    // propagates from.
-                    ids.insert(value.ok_or_else(|| {
-                        refuse(format!("computed from {:?}", self.display_name(op)))
-                    })?);
+                    let (inner_layer, inner_node) = (self.layer_of(inner), self.node_of(inner));
+                    match (
+                        &inner_layer.kind,
+                        inner_layer.class_name.as_str(),
+                        &inner_node.args[..],
+                    ) {
+                        (
+                            LayerKind::Operation,
+                            "NotEqual",
+                            [Arg::Tensor(x), Arg::Scalar(value)],
+                        ) => {
+                            ids.insert(format!("any({} != {value})", value_of(x)?));
+                        }
+                        _ => return Err(unknown()),
+                    }
                 }
                 (true, "LogicalOr", [Arg::Tensor(_), Arg::Tensor(_)]) => pending.extend(tensors),
-                _ => {
-                    return Err(refuse(format!(
-                        "computed by {} {:?}",
-                        layer.class_name,
-                        self.display_name(op)
-                    )))
-                }
+                _ => return Err(unknown()),
             }
         }
         Ok(ids.into_iter().collect())

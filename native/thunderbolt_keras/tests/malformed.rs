@@ -407,7 +407,7 @@ fn masks_other_than_keras_own_are_refused() {
         &error_of(parts.to_keras()),
         &[
             "layer \"average\" (GlobalAveragePooling1D): Keras computes this layer with no mask, \
-             but the mask propagated to it is the mask of the ids {\"input_ids\"}",
+             but the mask propagated to it is the mask of {\"input_ids\"}",
         ],
     );
 }
@@ -419,8 +419,8 @@ fn a_mask_reaching_a_layer_that_cannot_apply_it_is_refused() {
     assert_contains(
         &error_of(parts.to_keras()),
         &[
-            "layer \"dropout\" (Softmax): receives the mask of \"embedding\" (an Embedding \
-             with mask_zero=True), and the mask is not converted for this layer type",
+            "layer \"dropout\" (Softmax): receives the Keras mask made by \"embedding\" \
+             (padding to skip), and the mask is not converted for this layer type",
         ],
     );
 }

@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::error::BuildError;
 use crate::graph::{attr_int, GraphBuilder};
 use crate::layers::{require_float, FLOAT_TYPES};
-use crate::registry::{LayerConverter, Masking, ValueRef};
+use crate::registry::{LayerConverter, MadeMask, Masking, ValueRef};
 use crate::shape::TensorInfo;
 use crate::spec::Layer;
 use crate::tensor::DType;
@@ -97,7 +97,7 @@ impl LayerConverter for Embedding {
         layer: &Layer,
         inputs: &[ValueRef<'_>],
         g: &mut GraphBuilder,
-    ) -> Result<Option<String>, BuildError> {
+    ) -> Result<Option<MadeMask>, BuildError> {
         if !Config::of(layer)?.bool_or("mask_zero", false)? {
             return Ok(None);
         }
@@ -122,6 +122,9 @@ impl LayerConverter for Embedding {
             vec![],
         );
         let mask = g.node("Not", &[&padding], &format!("{}/mask", layer.name), vec![]);
-        Ok(Some(mask))
+        Ok(Some(MadeMask {
+            value: mask,
+            source: ids.name.to_string(),
+        }))
     }
 }

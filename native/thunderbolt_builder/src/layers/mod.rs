@@ -16,6 +16,7 @@ pub mod global_pooling;
 pub mod identity;
 pub mod interleaved_rope;
 pub mod layer_normalization;
+pub mod masking;
 pub mod merge;
 pub mod multi_head_attention;
 pub mod normalization;
