@@ -882,6 +882,14 @@ def case_masking():
     c.output("out_sum_avg", "sum_avg", masked_mean(e + e_f, mask | mask_f))
     c.layer("flat", "Flatten", {}, ["emb"])
     c.output("out_flat", "flat", e.reshape(4, 24))
+    # Ids of a type compared after a cast (uint8 to int64).
+    for dtype in ["uint8"]:
+        small = c.input(f"ids_{dtype}", dtype, [None, 6], ids.astype(dtype))
+        c.layer(f"emb_{dtype}", "Embedding", {"input_dim": 9, "output_dim": 4, "mask_zero": True},
+                [f"ids_{dtype}"], [table])
+        c.layer(f"avg_{dtype}", "GlobalAveragePooling1D", {}, [f"emb_{dtype}"])
+        c.output(f"out_avg_{dtype}", f"avg_{dtype}",
+                 masked_mean(table[small.astype(np.int64)].astype(np.float64), small != 0))
     return c
 
 
@@ -1012,7 +1020,8 @@ def tensor_parts(value):
     # ascontiguousarray would make a 0-d array (a scalar weight) 1-d.
     a = np.asarray(value)
     a = np.ascontiguousarray(a) if a.ndim else a
-    dtype = {"float32": "float32", "float64": "float64", "int32": "int32", "int64": "int64"}[str(a.dtype)]
+    dtype = {"float32": "float32", "float64": "float64", "int32": "int32", "int64": "int64",
+             "uint8": "uint8"}[str(a.dtype)]
     return {"dtype": dtype, "shape": list(a.shape), "data": a.astype(a.dtype.newbyteorder("<")).tobytes()}
 
 

@@ -10,7 +10,7 @@ defmodule Thunderbolt.BuilderTest do
   # NumPy reference implementations of the Keras layers, in Erlang term format.
   @fixtures "builder/*.etf" |> fixture() |> Path.wildcard() |> Enum.sort()
 
-  @types %{"float32" => :f32, "float64" => :f64, "int32" => :s32, "int64" => :s64}
+  @types %{"float32" => :f32, "float64" => :f64, "int32" => :s32, "int64" => :s64, "uint8" => :u8}
 
   defp tensor(%{"dtype" => dtype, "shape" => shape, "data" => data}) do
     Tensor.from_binary(data, Map.fetch!(@types, dtype), List.to_tuple(shape))
