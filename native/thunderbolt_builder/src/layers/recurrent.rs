@@ -21,7 +21,7 @@
 //! gets what Keras gives it: the output of the unmasked step processed just before it
 //! (zeros before any), or zeros with `zero_output_for_mask` (which `Bidirectional` sets).
 
-use super::{expect_weight_shape, expect_weights, single_input};
+use super::{cast_to, expect_weight_shape, expect_weights, single_input};
 use crate::activation::Activation;
 use crate::config::Config;
 use crate::error::BuildError;
@@ -339,7 +339,7 @@ pub(crate) fn emit_op(
     );
     let (steps, compacted) = match x.mask {
         Some(mask) => {
-            let compacted = unmasked_steps_first(g, prefix, x.name, mask);
+            let compacted = unmasked_steps_first(g, layer, x.name, mask);
             (compacted.steps.clone(), Some(compacted))
         }
         None => (x.name.to_string(), None),
@@ -403,7 +403,7 @@ pub(crate) fn emit_op(
             };
             Ok(back_in_place(
                 g,
-                prefix,
+                layer,
                 &y,
                 compacted,
                 &reverse,
@@ -431,12 +431,13 @@ struct Compacted {
 /// the place is `c - 1` forwards and `c - kept[t]` backwards.
 fn back_in_place(
     g: &mut GraphBuilder,
-    prefix: &str,
+    layer: &Layer,
     y: &str,
     compacted: &Compacted,
     reverse: &[bool],
     zero_masked: bool,
 ) -> String {
+    let prefix = &layer.name;
     let steps_axis = g.scalar(&format!("{prefix}/cumsum_axis"), DType::I64, 1.0);
     let upto = g.node(
         "CumSum",
@@ -452,8 +453,9 @@ fn back_in_place(
         let name = |part: &str| format!("{prefix}/direction_{d}/{part}");
         let shift = if backwards { &compacted.kept } else { &one };
         let place = g.node("Sub", &[&upto, shift], &name("place"), vec![]);
+        // 1 where the step keeps what was gathered for it, 0 where Keras gives zeros.
         let valid = if zero_masked {
-            compacted.kept.clone()
+            cast_to(g, layer, &compacted.kept, DType::I64, DType::F32)
         } else {
             let has = if backwards {
                 g.node(
@@ -470,12 +472,7 @@ fn back_in_place(
                     vec![],
                 )
             };
-            g.node(
-                "Cast",
-                &[&has],
-                &name("valid"),
-                vec![attr_int("to", DType::I64.onnx() as i64)],
-            )
+            cast_to(g, layer, &has, DType::Bool, DType::F32)
         };
         let place = g.node("Max", &[&place, &zero], &name("clamped"), vec![]);
         let index = g.scalar(&name("index"), DType::I64, d as f64);
@@ -485,26 +482,7 @@ fn back_in_place(
             &name("outputs"),
             vec![attr_int("axis", 2)],
         );
-        let shape = g.node("Shape", &[&outputs], &name("shape"), vec![]);
-        let place = g.node(
-            "Unsqueeze",
-            &[&place, &units_axis],
-            &name("place_3d"),
-            vec![],
-        );
-        let place = g.node("Expand", &[&place, &shape], &name("gather_index"), vec![]);
-        let gathered = g.node(
-            "GatherElements",
-            &[&outputs, &place],
-            &name("in_place"),
-            vec![attr_int("axis", 1)],
-        );
-        let valid = g.node(
-            "Cast",
-            &[&valid],
-            &name("valid_f32"),
-            vec![attr_int("to", DType::F32.onnx() as i64)],
-        );
+        let gathered = gather_steps(g, &name("in_place"), &outputs, &place);
         let valid = g.node(
             "Unsqueeze",
             &[&valid, &units_axis],
@@ -531,17 +509,38 @@ fn back_in_place(
     )
 }
 
+/// `x` (`[batch, steps, features]`) with each sample's steps taken in the order `index`
+/// (int64 `[batch, steps]`) gives: `GatherElements` along the steps, the index repeated
+/// over the features.
+fn gather_steps(g: &mut GraphBuilder, name: &str, x: &str, index: &str) -> String {
+    let shape = g.node("Shape", &[x], &format!("{name}/shape"), vec![]);
+    let features_axis = g.int64s(&format!("{name}/features_axis"), &[2]);
+    let index = g.node(
+        "Unsqueeze",
+        &[index, &features_axis],
+        &format!("{name}/index_3d"),
+        vec![],
+    );
+    let index = g.node(
+        "Expand",
+        &[&index, &shape],
+        &format!("{name}/index"),
+        vec![],
+    );
+    g.node(
+        "GatherElements",
+        &[x, &index],
+        name,
+        vec![attr_int("axis", 1)],
+    )
+}
+
 /// Each sample of `x` (`[batch, steps, features]`) with its unmasked steps first, in order,
 /// and how many there are (int32 `[batch]`, ONNX's `sequence_lens`): a stable sort of the
 /// steps by `masked · steps + step`, then `GatherElements`.
-fn unmasked_steps_first(g: &mut GraphBuilder, prefix: &str, x: &str, mask: &str) -> Compacted {
-    let kept = g.node(
-        "Cast",
-        &[mask],
-        &format!("{prefix}/kept"),
-        vec![attr_int("to", DType::I64.onnx() as i64)],
-    );
-    let shape = g.node("Shape", &[x], &format!("{prefix}/x_shape"), vec![]);
+fn unmasked_steps_first(g: &mut GraphBuilder, layer: &Layer, x: &str, mask: &str) -> Compacted {
+    let prefix = &layer.name;
+    let kept = cast_to(g, layer, mask, DType::Bool, DType::I64);
     let steps = g.node(
         "Shape",
         &[x],
@@ -588,25 +587,7 @@ fn unmasked_steps_first(g: &mut GraphBuilder, prefix: &str, x: &str, mask: &str)
             attr_int("sorted", 1),
         ],
     );
-    let features_axis = g.int64s(&format!("{prefix}/features_axis"), &[2]);
-    let order = g.node(
-        "Unsqueeze",
-        &[&order, &features_axis],
-        &format!("{prefix}/order_3d"),
-        vec![],
-    );
-    let order = g.node(
-        "Expand",
-        &[&order, &shape],
-        &format!("{prefix}/gather_index"),
-        vec![],
-    );
-    let front = g.node(
-        "GatherElements",
-        &[x, &order],
-        &format!("{prefix}/unmasked_first"),
-        vec![attr_int("axis", 1)],
-    );
+    let front = gather_steps(g, &format!("{prefix}/unmasked_first"), x, &order);
     let axis = g.int64s(&format!("{prefix}/steps_axis"), &[1]);
     let total = g.node(
         "ReduceSum",
@@ -614,12 +595,7 @@ fn unmasked_steps_first(g: &mut GraphBuilder, prefix: &str, x: &str, mask: &str)
         &format!("{prefix}/unmasked"),
         vec![attr_int("keepdims", 0)],
     );
-    let lengths = g.node(
-        "Cast",
-        &[&total],
-        &format!("{prefix}/sequence_lens"),
-        vec![attr_int("to", DType::I32.onnx() as i64)],
-    );
+    let lengths = cast_to(g, layer, &total, DType::I64, DType::I32);
     let count = g.node(
         "Unsqueeze",
         &[&total, &axis],
