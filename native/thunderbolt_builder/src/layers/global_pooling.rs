@@ -76,15 +76,15 @@ impl LayerConverter for GlobalPooling1D {
     ) -> Result<String, BuildError> {
         let p = params(layer)?;
         let axes = g.int64s(&format!("{}/axes", layer.name), &[p.axis as i64]);
-        let keepdims = attr_int("keepdims", i64::from(p.keepdims));
         if let (GlobalPooling1D::Average, Some(mask)) = (self, inputs[0].mask) {
-            masked_average(g, layer, inputs[0], mask, p.axis, &axes, keepdims, output);
+            masked_average(g, layer, inputs[0], mask, &p, &axes, output);
             return Ok(output.name.to_string());
         }
         let op = match self {
             GlobalPooling1D::Average => "ReduceMean",
             GlobalPooling1D::Max => "ReduceMax",
         };
+        let keepdims = attr_int("keepdims", i64::from(p.keepdims));
         g.node_into(op, &[inputs[0].name, &axes], output.name, vec![keepdims]);
         Ok(output.name.to_string())
     }
@@ -93,21 +93,20 @@ impl LayerConverter for GlobalPooling1D {
 /// Keras' masked `GlobalAveragePooling1D`: the mask, cast to the input's type and given a
 /// features axis, zeroes the masked steps; the sum over the steps is divided by the number
 /// of unmasked ones.
-#[allow(clippy::too_many_arguments)]
 fn masked_average(
     g: &mut GraphBuilder,
     layer: &Layer,
     x: ValueRef<'_>,
     mask: &str,
-    steps_axis: usize,
+    p: &Params,
     axes: &str,
-    keepdims: onnx_protobuf::AttributeProto,
     output: ValueRef<'_>,
 ) {
     let name = &layer.name;
+    let keepdims = attr_int("keepdims", i64::from(p.keepdims));
     let weights = super::cast_to(g, layer, mask, DType::Bool, x.info.dtype);
     // The features axis sits where the steps axis is not.
-    let features_axis = if steps_axis == 1 { 2 } else { 1 };
+    let features_axis = if p.axis == 1 { 2 } else { 1 };
     let features = g.int64s(&format!("{name}/mask_axes"), &[features_axis]);
     let weights = g.node(
         "Unsqueeze",
