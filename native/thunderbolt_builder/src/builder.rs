@@ -167,7 +167,8 @@ fn build_graph(
                 Source::Layer(j) => masks[j].as_ref(),
             })
             .collect();
-        check_keras_mask(layer, input_masks.first().copied().flatten())?;
+        let first_mask = input_masks.first().copied().flatten();
+        check_keras_mask(layer, first_mask)?;
         let masking = converters[i].masking(layer);
         if masking == Masking::Unsupported {
             if let Some(mask) = input_masks.iter().flatten().next() {
@@ -205,9 +206,7 @@ fn build_graph(
                 ids: BTreeSet::from([made.source]),
             }),
             None => match masking {
-                Masking::Propagates | Masking::Uses => {
-                    input_masks.first().copied().flatten().cloned()
-                }
+                Masking::Propagates | Masking::Uses => first_mask.cloned(),
                 Masking::MergesWithOr => merged_mask(&mut g, layer, &input_masks),
                 Masking::Drops | Masking::Consumes | Masking::Unsupported => None,
             },
