@@ -105,6 +105,7 @@ cases = [
   {"OnnxInference.infer (:model_dir option)",
    fn -> {:ok, _} = Thunderbolt.OnnxInference.infer("cerebros_trained.onnx", input, %{}, opts) end},
   # Where the difference goes:
+  {"  ModelDir.dir (THUNDERBOLT_MODEL_DIR read)", fn -> Thunderbolt.ModelDir.dir() end},
   {"  ModelDir.resolve (one lstat)",
    fn -> {:ok, _} = Thunderbolt.ModelDir.resolve("cerebros_trained.onnx", models) end},
   {"  ModelServer.fetch_named (remembered)",
