@@ -733,6 +733,46 @@ def masked_sequence(rng):
     return keras.Model(x_in, [h, last, seq, avg], name="masked_sequence"), [x.astype("float32")]
 
 
+def masked_concat(rng):
+    """Concatenate over masked sequences, as a Cerebros lattice joins its branches: along the
+    features the masks are ORed (all steps count once an input has none), along the steps
+    they are joined (all steps for an unmasked input); the results feed masked averages, an
+    LSTM, a merge and a second Concatenate."""
+    ids_in = keras.Input((8,), dtype="int32", name="input_ids")
+    x_in = keras.Input((8, 2), name="x")
+    tail_in = keras.Input((4,), dtype="int32", name="tail_ids")
+    e = layers.Embedding(30, 6, mask_zero=True, name="embedding")(ids_in)
+    tail = layers.Embedding(30, 6, mask_zero=True, name="tail_embedding")(tail_in)
+    a = layers.Dense(4, activation="relu", name="branch_a")(e)
+    b = layers.Dense(3, name="branch_b")(e)
+    features = layers.Concatenate(name="features")([a, b])
+    mixed = layers.Concatenate(name="mixed")([features, x_in])
+    deeper = layers.Concatenate(name="deeper")([features, layers.Dense(2, name="branch_c")(features)])
+    merged = layers.Add(name="merged")([layers.Dense(7, name="branch_d")(e), features])
+    steps = layers.Concatenate(axis=1, name="steps")([e, tail])
+    prefixed = layers.Concatenate(axis=-2, name="prefixed")([layers.Dense(6, name="x_proj")(x_in), e])
+    pools = [
+        layers.GlobalAveragePooling1D(name="avg_features")(features),
+        layers.GlobalAveragePooling1D(name="avg_mixed")(mixed),
+        layers.GlobalAveragePooling1D(name="avg_deeper")(deeper),
+        layers.GlobalAveragePooling1D(name="avg_merged")(merged),
+        layers.GlobalAveragePooling1D(name="avg_steps")(steps),
+        layers.GlobalAveragePooling1D(name="avg_prefixed")(prefixed),
+        layers.LSTM(3, name="lstm_steps")(steps),
+    ]
+    probs = layers.Dense(3, activation="softmax", name="probs")(layers.Concatenate(name="pooled")(pools))
+    ids = rng.integers(1, 30, (BATCH, 8))
+    ids[0, 5:] = 0
+    ids[1, :3] = 0
+    ids[2, 2] = 0
+    tails = rng.integers(1, 30, (BATCH, 4))
+    tails[0, :] = 0
+    tails[1, 1:3] = 0
+    x = rng.normal(size=(BATCH, 8, 2))
+    inputs = [ids.astype("int32"), x.astype("float32"), tails.astype("int32")]
+    return keras.Model([ids_in, x_in, tail_in], [probs, *pools], name="masked_concat"), inputs
+
+
 def main():
     keras.utils.set_random_seed(SEED)
     rng = np.random.default_rng(SEED)
@@ -780,6 +820,7 @@ def main():
         ("masked_positional", masked_positional, {}),
         ("masked_tagger", masked_tagger, {}),
         ("masked_sequence", masked_sequence, {}),
+        ("masked_concat", masked_concat, {}),
     ]
     for name, build, how in fixtures:
         model, inputs = build(rng)

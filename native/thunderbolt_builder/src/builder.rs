@@ -2,9 +2,11 @@
 //! infer every layer's output type (all validation happens here, before anything is
 //! emitted), then emit nodes and initializers and assemble the model.
 
+use crate::config::Config;
 use crate::error::BuildError;
-use crate::graph::{GraphBuilder, WeightSlot};
-use crate::registry::{LayerConverter, LayerRegistry, Masking, ValueRef};
+use crate::graph::{attr_int, GraphBuilder, WeightSlot};
+use crate::layers::concatenate;
+use crate::registry::{concatenated_mask_source, LayerConverter, LayerRegistry, Masking, ValueRef};
 use crate::shape::{Dim, TensorInfo};
 use crate::spec::{Layer, ModelSpec};
 use crate::tensor::DType;
@@ -208,6 +210,9 @@ fn build_graph(
             None => match masking {
                 Masking::Propagates | Masking::Uses => first_mask.cloned(),
                 Masking::MergesWithOr => merged_mask(&mut g, layer, &input_masks),
+                Masking::Concatenates => {
+                    concatenated_mask(&mut g, layer, &inputs, &input_masks, &infos[i])?
+                }
                 Masking::Drops | Masking::Consumes | Masking::Unsupported => None,
             },
         };
@@ -305,6 +310,68 @@ fn merged_mask(g: &mut GraphBuilder, layer: &Layer, masks: &[Option<&Mask>]) -> 
         origin: first.origin.clone(),
         ids: masks.iter().flat_map(|m| m.ids.iter().cloned()).collect(),
     })
+}
+
+/// Keras' `Concatenate.compute_mask`, when any input has a mask: each input's mask, or all
+/// of its steps for an input without one, joined along the layer's axis. Masks lack the
+/// last axis; along it Keras ORs them (`any` over the axis), so one input without a mask
+/// makes every step count.
+fn concatenated_mask(
+    g: &mut GraphBuilder,
+    layer: &Layer,
+    inputs: &[ValueRef<'_>],
+    masks: &[Option<&Mask>],
+    output: &TensorInfo,
+) -> Result<Option<Mask>, BuildError> {
+    let Some(first) = masks.iter().flatten().next() else {
+        return Ok(None);
+    };
+    let origin = first.origin.clone();
+    let axis = concatenate::axis(layer, output.rank())?;
+    let keras_axis = Config::of(layer)?.i64_or("axis", -1)?;
+    let name = format!("{}/mask", layer.name);
+    let along_last = axis + 1 == output.rank();
+    let value = match masks.iter().position(Option::is_none) {
+        Some(unmasked) if along_last => all_steps(g, inputs[unmasked].name, &name),
+        _ if along_last => {
+            let mut value = first.value.clone();
+            for mask in masks.iter().flatten().skip(1) {
+                value = g.node("Or", &[&value, &mask.value], &name, vec![]);
+            }
+            value
+        }
+        _ => {
+            let parts: Vec<String> = inputs
+                .iter()
+                .zip(masks)
+                .map(|(input, mask)| match mask {
+                    Some(mask) => mask.value.clone(),
+                    None => all_steps(g, input.name, &name),
+                })
+                .collect();
+            let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+            g.node("Concat", &parts, &name, vec![attr_int("axis", axis as i64)])
+        }
+    };
+    let parts: Vec<Option<Vec<String>>> = masks
+        .iter()
+        .map(|mask| mask.map(|m| m.ids.iter().cloned().collect()))
+        .collect();
+    Ok(Some(Mask {
+        value,
+        origin,
+        ids: BTreeSet::from([concatenated_mask_source(keras_axis, &parts)]),
+    }))
+}
+
+/// A mask of `value`'s steps (its shape without the last axis) that skips none.
+fn all_steps(g: &mut GraphBuilder, value: &str, name: &str) -> String {
+    let shape = g.node("Shape", &[value], name, vec![]);
+    let start = g.int64s(&format!("{name}/start"), &[0]);
+    let end = g.int64s(&format!("{name}/end"), &[-1]);
+    let steps = g.node("Slice", &[&shape, &start, &end], name, vec![]);
+    let all = g.scalar(&format!("{name}/all"), DType::Bool, 1.0);
+    g.node("Expand", &[&all, &steps], name, vec![])
 }
 
 fn assemble(graph: GraphProto, opset: i64) -> ModelProto {
@@ -608,6 +675,7 @@ mod tests {
     use serde_json::{json, Value};
 
     /// A small test-graph builder: `f32` input `x` of shape `(None, 4)`.
+    #[derive(Clone)]
     struct Spec(ModelSpec);
 
     impl Spec {
@@ -990,6 +1058,94 @@ mod tests {
         );
     }
 
+    #[test]
+    fn concatenate_joins_masks_as_keras_does() {
+        let dense = |spec: Spec, name: &str, from: &str| spec.dense(name, from, 4, 3);
+        let average = |spec: Spec, from: &str, recorded: Value| {
+            spec.layer(
+                "avg",
+                "GlobalAveragePooling1D",
+                json!({ "keras_mask": recorded }),
+                &[from],
+                vec![],
+            )
+            .output("z", "avg")
+        };
+
+        // The masked `d` (5 steps of 4) concatenated with an unmasked float input `x`.
+        let with_x = |axis: i64, inbound: &[&str], x_shape: [usize; 2]| {
+            let mut spec = masked("d", "Dropout", json!({"rate": 0.5}), vec![]).layer(
+                "cat",
+                "Concatenate",
+                json!({ "axis": axis }),
+                inbound,
+                vec![],
+            );
+            spec.0.inputs.push(Input {
+                name: "x".into(),
+                dtype: DType::F32,
+                shape: vec![None, Some(x_shape[0]), Some(x_shape[1])],
+            });
+            spec
+        };
+
+        // Along the last axis, where masks have no axis, two masks are ORed ...
+        let spec = dense(
+            masked("d", "Dropout", json!({"rate": 0.5}), vec![]),
+            "e",
+            "emb",
+        )
+        .layer("cat", "Concatenate", json!({}), &["d", "e"], vec![]);
+        let source =
+            concatenated_mask_source(-1, &[Some(vec!["ids".into()]), Some(vec!["ids".into()])]);
+        let model = average(spec.clone(), "cat", json!([source]))
+            .build()
+            .unwrap();
+        let ops = op_types(&model);
+        assert!(ops.contains(&"Or") && !ops.contains(&"Expand"), "{ops:?}");
+        assert!(ops.contains(&"ReduceSum"), "a masked average: {ops:?}");
+
+        // ... and Keras' record must name the same mask, not the embedding's alone.
+        let err = average(spec, "cat", json!(["ids"])).error();
+        assert!(
+            err.contains("Keras computes this layer with the mask of"),
+            "{err}"
+        );
+
+        // An input without a mask counts every step.
+        let spec = with_x(2, &["d", "x"], [5, 2]);
+        let source = concatenated_mask_source(2, &[Some(vec!["ids".into()]), None]);
+        let model = average(spec, "cat", json!([source])).build().unwrap();
+        let ops = op_types(&model);
+        assert!(ops.contains(&"Expand") && !ops.contains(&"Or"), "{ops:?}");
+
+        // Along the steps, the masks are joined, with all steps for the unmasked input.
+        let spec = with_x(1, &["x", "d"], [2, 4]);
+        let source = concatenated_mask_source(1, &[None, Some(vec!["ids".into()])]);
+        let model = average(spec, "cat", json!([source])).build().unwrap();
+        let concat = graph(&model)
+            .node
+            .iter()
+            .filter(|n| n.op_type == "Concat")
+            .count();
+        assert_eq!(
+            concat,
+            2,
+            "the values' Concat and the masks': {:?}",
+            op_types(&model)
+        );
+
+        // Without a mask on any input, none.
+        let mut spec = Spec::new().layer("cat", "Concatenate", json!({}), &["x", "x"], vec![]);
+        spec.0.inputs = vec![Input {
+            name: "x".into(),
+            dtype: DType::F32,
+            shape: vec![None, Some(5), Some(2)],
+        }];
+        let model = average(spec, "cat", json!([])).build().unwrap();
+        assert!(op_types(&model).contains(&"ReduceMean"));
+    }
+
     /// Int64 ids `(None, 5)`, an `Embedding(mask_zero=True)` of width 4 named `emb`, then
     /// `class` reading it (twice for a merge or attention), as the output.
     fn masked(name: &str, class: &str, config: Value, weights: Vec<Tensor>) -> Spec {
@@ -1040,7 +1196,6 @@ mod tests {
             |shape: &[usize]| Tensor::from_f32(shape.to_vec(), &vec![0.5; shape.iter().product()]);
         let refused = [
             masked("r", "Softmax", json!({}), vec![]),
-            masked("r", "Concatenate", json!({}), vec![]),
             masked("r", "Maximum", json!({}), vec![]),
             masked("r", "Multiply", json!({}), vec![]),
             masked(

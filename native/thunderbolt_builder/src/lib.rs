@@ -73,7 +73,9 @@ pub use config::Config;
 pub use error::BuildError;
 pub use graph::{attr_float, attr_int, attr_ints, GraphBuilder};
 pub use onnx_protobuf;
-pub use registry::{LayerConverter, LayerRegistry, MadeMask, Masking, ValueRef};
+pub use registry::{
+    concatenated_mask_source, LayerConverter, LayerRegistry, MadeMask, Masking, ValueRef,
+};
 pub use shape::{broadcast, format_shape, normalize_axis, static_product, Dim, TensorInfo};
 pub use spec::{Input, Layer, ModelSpec, Output};
 pub use tensor::{DType, Tensor};

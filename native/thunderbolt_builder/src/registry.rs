@@ -32,6 +32,47 @@ pub struct MadeMask {
     pub source: String,
 }
 
+/// The source (see [`MadeMask::source`]) of the mask `Concatenate` makes along Keras'
+/// `axis` (as configured) from its inputs' masks: for each input, the sources its mask ORs
+/// together, or `None` for an input without one. The Keras importer names the mask a
+/// Keras 3 file records for a `Concatenate` the same way.
+///
+/// A source longer than 256 bytes is named by a digest of itself instead, so that
+/// the names stay short through a lattice of `Concatenate`s, each joining the one before.
+///
+/// ```
+/// use thunderbolt_builder::concatenated_mask_source;
+/// let parts = [Some(vec!["ids".to_string()]), None];
+/// assert_eq!(
+///     concatenated_mask_source(-1, &parts),
+///     "concatenate(axis -1: [ids], [all steps])"
+/// );
+/// ```
+pub fn concatenated_mask_source(axis: i64, parts: &[Option<Vec<String>>]) -> String {
+    let parts: Vec<String> = parts
+        .iter()
+        .map(|part| match part {
+            Some(ids) => format!("[{}]", ids.join(" or ")),
+            None => "[all steps]".to_string(),
+        })
+        .collect();
+    let source = format!("concatenate(axis {axis}: {})", parts.join(", "));
+    if source.len() <= MAX_SOURCE_LEN {
+        return source;
+    }
+    // FNV-1a: the builder and the importer must agree, whatever the build or the run.
+    let digest = source.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    format!(
+        "concatenate(axis {axis}: {} masks, digest {digest:016x})",
+        parts.len()
+    )
+}
+
+/// The longest mask source [`concatenated_mask_source`] spells out.
+const MAX_SOURCE_LEN: usize = 256;
+
 /// What a layer does with a Keras mask on its inputs, as Keras 3 does it. A mask changes
 /// what some layers compute (an average over the unmasked steps only), so a layer whose use
 /// of it is not converted must refuse a masked input rather than compute over padding.
@@ -52,6 +93,11 @@ pub enum Masking {
     /// A merge that computes as without masks; its output mask is the OR of the inputs'
     /// masks when every input has one, else none (Keras' `Merge.compute_mask`).
     MergesWithOr,
+    /// `Concatenate`: computes as without masks; when any input has a mask, its output mask
+    /// is the inputs' masks (all steps for an input without one) joined along its axis, or
+    /// their OR along the last axis, which masks do not have (Keras'
+    /// `Concatenate.compute_mask`).
+    Concatenates,
     /// Uses masks in a way that is not converted: a masked input is an error.
     Unsupported,
 }

@@ -16,7 +16,10 @@ use crate::weights::{WeightFile, WeightLocation, WeightScope};
 use crate::ImportOptions;
 use serde_json::json;
 use std::collections::{BTreeSet, HashMap, HashSet};
-use thunderbolt_builder::{DType, Input, Layer, LayerRegistry, Masking, ModelSpec, Output, Tensor};
+use thunderbolt_builder::{
+    concatenated_mask_source, DType, Input, Layer, LayerRegistry, Masking, ModelSpec, Output,
+    Tensor,
+};
 
 /// One inlined instance of a model: the top-level model, or a nested model at one call.
 struct Scope<'m> {
@@ -30,6 +33,10 @@ struct Scope<'m> {
     index: HashMap<&'m str, usize>,
     depth: usize,
 }
+
+/// How many `Concatenate` layers a recorded mask may pass through: far more than a model
+/// nests, and a bound on the importer's recursion for a hostile file.
+const MAX_MASK_NESTING: usize = 64;
 
 /// A call of a layer within a scope.
 type NodeKey = (usize, usize, usize);
@@ -502,7 +509,7 @@ impl<'a> Flattener<'a> {
                 }
                 Vec::new()
             }
-            CallMask::Given(reference) => self.mask_ids(key, reference)?,
+            CallMask::Given(reference) => self.mask_ids(key, reference, 0, &mut HashMap::new())?,
         };
         if let serde_json::Value::Object(map) = &mut built.config {
             map.insert("keras_mask".to_string(), json!(ids));
@@ -512,16 +519,31 @@ impl<'a> Flattener<'a> {
 
     /// The sources a recorded mask ORs together, named as the builder names them
     /// (`thunderbolt_builder::MadeMask::source`). Keras records `Embedding(mask_zero=True)`'s
-    /// mask as `NotEqual(ids, 0)`, `Masking`'s as `Any(NotEqual(x, mask_value), axis=-1)`, and
-    /// merges as `LogicalOr`; a mask computed any other way is refused.
-    fn mask_ids(&self, key: NodeKey, reference: &TensorRef) -> Result<Vec<String>> {
-        let refuse = |why: String| {
-            ImportError::config(format!(
-                "layer {:?} is given a mask {why}; only the masks of Embedding(mask_zero=True) \
-                 and Masking, as Keras propagates them, are supported",
-                self.display_name(key)
-            ))
+    /// mask as `NotEqual(ids, 0)`, `Masking`'s as `Any(NotEqual(x, mask_value), axis=-1)`,
+    /// merges as `LogicalOr`, and `Concatenate` as `Any(Concatenate(parts), axis=-1)` (see
+    /// [`Self::concatenated_part`]); a mask computed any other way is refused. `depth` counts
+    /// the `Concatenate`s around this mask; `known` holds the masks already named in this
+    /// record, which branches of a lattice share.
+    fn mask_ids(
+        &self,
+        key: NodeKey,
+        reference: &TensorRef,
+        depth: usize,
+        known: &mut HashMap<NodeKey, Vec<String>>,
+    ) -> Result<Vec<String>> {
+        let refuse = |why: String| self.mask_refused(key, why);
+        if depth > MAX_MASK_NESTING {
+            return Err(refuse(format!(
+                "nested in more than {MAX_MASK_NESTING} Concatenate layers"
+            )));
+        }
+        let root = match self.resolve(key.0, reference)? {
+            Resolved::Node(op, _) => Some(op),
+            Resolved::Value(_) => None,
         };
+        if let Some(ids) = root.and_then(|op| known.get(&op)) {
+            return Ok(ids.clone());
+        }
         let mut ids = BTreeSet::new();
         let mut pending = vec![reference];
         let mut seen = HashSet::new();
@@ -581,6 +603,24 @@ impl<'a> Flattener<'a> {
                         ) => {
                             ids.insert(format!("any({} != {value})", value_of(x)?));
                         }
+                        // Concatenate: the masks of its inputs, joined along its axis.
+                        (LayerKind::Operation, "Concatenate", parts) => {
+                            let axis = inner_layer
+                                .config
+                                .get("axis")
+                                .and_then(serde_json::Value::as_i64)
+                                .ok_or_else(unknown)?;
+                            let parts = parts
+                                .iter()
+                                .map(|part| match part {
+                                    Arg::Tensor(part) => {
+                                        self.concatenated_part(key, part, depth, known)
+                                    }
+                                    _ => Err(unknown()),
+                                })
+                                .collect::<Result<Vec<_>>>()?;
+                            ids.insert(concatenated_mask_source(axis, &parts));
+                        }
                         _ => return Err(unknown()),
                     }
                 }
@@ -588,7 +628,68 @@ impl<'a> Flattener<'a> {
                 _ => return Err(unknown()),
             }
         }
-        Ok(ids.into_iter().collect())
+        let ids: Vec<String> = ids.into_iter().collect();
+        if let Some(op) = root {
+            known.insert(op, ids.clone());
+        }
+        Ok(ids)
+    }
+
+    /// One input's part of a recorded `Concatenate` mask: `OnesLike(x)` for an input without
+    /// a mask (`None`), or its mask broadcast over its last axis,
+    /// `LogicalOr(ExpandDims(mask, -1), ZerosLike(x))`.
+    fn concatenated_part(
+        &self,
+        key: NodeKey,
+        part: &TensorRef,
+        depth: usize,
+        known: &mut HashMap<NodeKey, Vec<String>>,
+    ) -> Result<Option<Vec<String>>> {
+        let operation = |reference: &TensorRef| -> Result<Option<(&'a LayerConfig, &'a Node)>> {
+            Ok(match self.resolve(key.0, reference)? {
+                Resolved::Node(op, _) if matches!(self.layer_of(op).kind, LayerKind::Operation) => {
+                    Some((self.layer_of(op), self.node_of(op)))
+                }
+                _ => None,
+            })
+        };
+        let refuse = |layer: &LayerConfig| {
+            self.mask_refused(
+                key,
+                format!(
+                    "joined by Concatenate from {} {:?}",
+                    layer.class_name, layer.name
+                ),
+            )
+        };
+        let Some((layer, node)) = operation(part)? else {
+            return Err(self.mask_refused(key, "joined by Concatenate from a model input".into()));
+        };
+        match (layer.class_name.as_str(), &node.args[..]) {
+            ("OnesLike", [Arg::Tensor(_)]) => Ok(None),
+            ("LogicalOr", [Arg::Tensor(expanded), Arg::Tensor(zeros)]) => {
+                let expand = operation(expanded)?.filter(|(l, _)| {
+                    l.class_name == "ExpandDims" && l.config.get("axis") == Some(&json!(-1))
+                });
+                let zeros = operation(zeros)?.filter(|(l, _)| l.class_name == "ZerosLike");
+                match (expand, zeros) {
+                    (Some((_, expand)), Some(_)) => match &expand.args[..] {
+                        [Arg::Tensor(mask)] => self.mask_ids(key, mask, depth + 1, known).map(Some),
+                        _ => Err(refuse(layer)),
+                    },
+                    _ => Err(refuse(layer)),
+                }
+            }
+            _ => Err(refuse(layer)),
+        }
+    }
+
+    fn mask_refused(&self, key: NodeKey, why: String) -> ImportError {
+        ImportError::config(format!(
+            "layer {:?} is given a mask {why}; only the masks of Embedding(mask_zero=True) and \
+             Masking, as Keras propagates them, are supported",
+            self.display_name(key)
+        ))
     }
 
     /// A `keras.ops` operation recorded in the graph, such as `x + positional_encoding`.

@@ -26,7 +26,7 @@
 //!   (`MultiHeadAttention`'s `use_causal_mask`) are copied into the builder layer's config.
 //! - The `mask` a Keras 3 file records for a call (`Embedding(mask_zero=True)`'s as
 //!   `NotEqual(ids, 0)`, `Masking`'s as `Any(NotEqual(x, mask_value))`, OR'd by
-//!   `LogicalOr`) becomes the builder's `keras_mask` check, so the builder's mask
+//!   `LogicalOr`, joined by `Concatenate` as `Any(Concatenate(...))`) becomes the builder's `keras_mask` check, so the builder's mask
 //!   propagation must agree with Keras' record; other masks are refused.
 //! - Every layer the builder converts, Cerebros's `cerebrosllmutils>InterleavedRoPE`, and any
 //!   custom layer mapped with [`ImportOptions::custom_layers`] onto a converter registered in

@@ -413,6 +413,121 @@ fn masks_other_than_keras_own_are_refused() {
 }
 
 #[test]
+fn concatenated_masks_other_than_keras_own_are_refused() {
+    let concatenated = || KerasParts::read(&fixture_dir().join("masked_concat.keras"));
+
+    // An unmasked input's part must be all steps (OnesLike).
+    let mut parts = concatenated();
+    parts.layer_mut("ones_like")["class_name"] = json!("ZerosLike");
+    assert_contains(
+        &error_of(parts.to_keras()),
+        &[
+            "layer \"avg_mixed\" is given a mask joined by Concatenate from ZerosLike \"ones_like\"",
+            "only the masks of Embedding(mask_zero=True)",
+        ],
+    );
+
+    // A masked input's part must be its mask broadcast over the last axis.
+    let mut parts = concatenated();
+    parts.layer_mut("expand_dims")["config"]["axis"] = json!(0);
+    assert_contains(
+        &error_of(parts.to_keras()),
+        &["is given a mask joined by Concatenate from LogicalOr \"logical_or_2\""],
+    );
+
+    // Joined along another axis than the layer's, the recorded mask is not the one the
+    // layers propagate.
+    let mut parts = concatenated();
+    parts.layer_mut("concatenate")["config"]["axis"] = json!(1);
+    assert_contains(
+        &error_of(parts.to_keras()),
+        &[
+            "Keras computes this layer with the mask of {\"concatenate(axis 1: [input_ids], \
+             [input_ids])\"}, but the mask propagated to it is the mask of \
+             {\"concatenate(axis -1: [input_ids], [input_ids])\"}",
+        ],
+    );
+}
+
+/// `masked_concat`'s `avg_features` given a chain of `levels` Concatenate masks over its own,
+/// each joining the one before with itself, as a lattice's branches share their masks.
+fn chained_concatenate_masks(levels: usize) -> Vec<u8> {
+    let tensor = |layer: &str| {
+        json!({"class_name": "__keras_tensor__",
+               "config": {"shape": [null, 8], "dtype": "bool", "keras_history": [layer, 0, 0]}})
+    };
+    let op = |name: &str, class: &str, config: serde_json::Value, args: serde_json::Value| {
+        let mut config = config;
+        config["name"] = json!(name);
+        json!({"module": "keras.src.ops.numpy", "class_name": class, "config": config,
+               "registered_name": null, "name": name,
+               "inbound_nodes": [{"args": args, "kwargs": {}}]})
+    };
+    let mut parts = KerasParts::read(&fixture_dir().join("masked_concat.keras"));
+    let mut previous = "any_2".to_string();
+    let mut chain = Vec::new();
+    for i in 0..levels {
+        let (expand, or, cat, any) = (
+            format!("chain_expand_{i}"),
+            format!("chain_or_{i}"),
+            format!("chain_concatenate_{i}"),
+            format!("chain_any_{i}"),
+        );
+        chain.push(op(
+            &expand,
+            "ExpandDims",
+            json!({"axis": -1}),
+            json!([tensor(&previous)]),
+        ));
+        chain.push(op(
+            &or,
+            "LogicalOr",
+            json!({}),
+            json!([tensor(&expand), tensor("zeros_like_2")]),
+        ));
+        chain.push(op(
+            &cat,
+            "Concatenate",
+            json!({"axis": -1}),
+            json!([[tensor(&or), tensor(&or)]]),
+        ));
+        chain.push(op(
+            &any,
+            "Any",
+            json!({"axis": -1, "keepdims": false}),
+            json!([tensor(&cat)]),
+        ));
+        previous = any;
+    }
+    parts.config["config"]["layers"]
+        .as_array_mut()
+        .expect("layers")
+        .extend(chain);
+    parts.layer_mut("avg_features")["inbound_nodes"][0]["kwargs"]["mask"]["config"]
+        ["keras_history"] = json!([previous, 0, 0]);
+    parts.to_keras()
+}
+
+#[test]
+fn masks_nested_in_concatenates_are_followed_within_a_bound() {
+    // 40 levels: 2^40 paths, each mask named once; the names stay short (a digest), and
+    // this record is not what the layers propagate.
+    assert_contains(
+        &error_of(chained_concatenate_masks(40)),
+        &[
+            "layer \"avg_features\" (GlobalAveragePooling1D): Keras computes this layer with \
+             the mask of {\"concatenate(axis -1: 2 masks, digest ",
+            "but the mask propagated to it is the mask of {\"concatenate(axis -1: \
+             [input_ids], [input_ids])\"}",
+        ],
+    );
+    assert_contains(
+        &error_of(chained_concatenate_masks(70)),
+        &["layer \"avg_features\" is given a mask nested in more than 64 Concatenate layers"],
+    );
+}
+
+#[test]
 fn a_mask_reaching_a_layer_that_cannot_apply_it_is_refused() {
     let mut parts = masked();
     parts.layer_mut("dropout")["class_name"] = json!("Softmax");

@@ -1,18 +1,19 @@
 //! `Concatenate` → ONNX `Concat` along `axis` (default -1; negative axes count from the
 //! end). All inputs must share element type and rank, and agree on every other dimension.
-//! Opset 13+.
+//! Opset 13+. A Keras mask on any input makes one for the output (see
+//! [`Masking::Concatenates`]).
 
 use super::expect_weights;
 use crate::config::Config;
 use crate::error::BuildError;
 use crate::graph::{attr_int, GraphBuilder};
-use crate::registry::{LayerConverter, ValueRef};
+use crate::registry::{LayerConverter, Masking, ValueRef};
 use crate::shape::{format_shape, normalize_axis, TensorInfo};
 use crate::spec::Layer;
 
 pub struct Concatenate;
 
-fn axis(layer: &Layer, rank: usize) -> Result<usize, BuildError> {
+pub(crate) fn axis(layer: &Layer, rank: usize) -> Result<usize, BuildError> {
     let axis = Config::of(layer)?.i64_or("axis", -1)?;
     normalize_axis(axis, rank).ok_or_else(|| {
         layer.error(format!(
@@ -58,6 +59,10 @@ impl LayerConverter for Concatenate {
             }
         }
         Ok(TensorInfo::new(first.dtype, shape))
+    }
+
+    fn masking(&self, _layer: &Layer) -> Masking {
+        Masking::Concatenates
     }
 
     fn emit(
