@@ -773,6 +773,45 @@ def masked_concat(rng):
     return keras.Model([ids_in, x_in, tail_in], [probs, *pools], name="masked_concat"), inputs
 
 
+def masked_merges(rng):
+    """Maximum, Minimum and Multiply over masked sequences, which Keras 3 computes with the
+    masks: two token inputs padded at different steps (a step padded on one side takes the
+    other side's value; Multiply counts it as 1 and zeroes the steps both pad), and a masked
+    branch merged with an unmasked float input (no mask follows)."""
+    ids_in = keras.Input((6,), dtype="int32", name="input_ids")
+    other_in = keras.Input((6,), dtype="int32", name="other_ids")
+    x_in = keras.Input((6, 4), name="x")
+    e = layers.Embedding(20, 4, mask_zero=True, name="embedding")(ids_in)
+    f = layers.Embedding(20, 4, mask_zero=True, name="other_embedding")(other_in)
+    a = layers.Dense(4, name="branch_a")(e)
+    c = layers.Dense(4, activation="tanh", name="branch_c")(e)
+    both_max = layers.Maximum(name="both_max")([a, f])
+    three_min = layers.Minimum(name="three_min")([a, f, c])
+    both_product = layers.Multiply(name="both_product")([e, f])
+    mixed_max = layers.Maximum(name="mixed_max")([a, x_in])
+    mixed_product = layers.Multiply(name="mixed_product")([x_in, c])
+    outs = [
+        layers.GlobalAveragePooling1D(name="avg_max")(both_max),
+        layers.GlobalAveragePooling1D(name="avg_min")(three_min),
+        layers.GlobalAveragePooling1D(name="avg_product")(both_product),
+        layers.GlobalAveragePooling1D(name="avg_mixed_max")(mixed_max),
+        both_product,
+        mixed_max,
+        mixed_product,
+    ]
+    ids = rng.integers(1, 20, (BATCH, 6))
+    other = rng.integers(1, 20, (BATCH, 6))
+    ids[0, 4:] = 0
+    other[0, :2] = 0
+    ids[1, 1] = 0
+    other[1, 1] = 0
+    other[1, 3:] = 0
+    ids[2, :3] = 0
+    x = rng.normal(size=(BATCH, 6, 4))
+    inputs = [ids.astype("int32"), other.astype("int32"), x.astype("float32")]
+    return keras.Model([ids_in, other_in, x_in], outs, name="masked_merges"), inputs
+
+
 def main():
     keras.utils.set_random_seed(SEED)
     rng = np.random.default_rng(SEED)
@@ -821,6 +860,7 @@ def main():
         ("masked_tagger", masked_tagger, {}),
         ("masked_sequence", masked_sequence, {}),
         ("masked_concat", masked_concat, {}),
+        ("masked_merges", masked_merges, {}),
     ]
     for name, build, how in fixtures:
         model, inputs = build(rng)

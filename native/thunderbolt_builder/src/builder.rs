@@ -1196,8 +1196,6 @@ mod tests {
             |shape: &[usize]| Tensor::from_f32(shape.to_vec(), &vec![0.5; shape.iter().product()]);
         let refused = [
             masked("r", "Softmax", json!({}), vec![]),
-            masked("r", "Maximum", json!({}), vec![]),
-            masked("r", "Multiply", json!({}), vec![]),
             masked(
                 "r",
                 "MultiHeadAttention",
@@ -1246,6 +1244,28 @@ mod tests {
             assert!(ops.contains(&op), "{op} missing from {ops:?}");
         }
         assert!(!ops.contains(&"ReduceMean"), "{ops:?}");
+
+        // Maximum, Minimum and Multiply compute with the masks (a masked step loses, or
+        // counts as 1) and OR them; as keras.ops calls they do neither.
+        let averaged = |class: &str, config: Value| {
+            let model = masked("m", class, config, vec![])
+                .layer("avg", "GlobalAveragePooling1D", json!({}), &["m"], vec![])
+                .output("z", "avg")
+                .build()
+                .unwrap();
+            op_types(&model)
+                .into_iter()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
+        for class in ["Maximum", "Minimum", "Multiply"] {
+            let ops = averaged(class, json!({}));
+            let has = |op: &str| ops.iter().any(|o| o == op);
+            assert!(has("Where") && has("ReduceSum"), "{class}: {ops:?}");
+            let ops = averaged(class, json!({"keras_operation": true}));
+            let has = |op: &str| ops.iter().any(|o| o == op);
+            assert!(!has("Where") && has("ReduceMean"), "{class}: {ops:?}");
+        }
 
         // keras.ops calls drop masks, as Keras' operations do: a plain mean follows.
         let constant = Tensor::from_f32(vec![4], &[1.0; 4]);

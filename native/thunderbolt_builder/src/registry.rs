@@ -90,8 +90,9 @@ pub enum Masking {
     Consumes,
     /// Reads the mask in `emit` and hands it on: a recurrent layer returning sequences.
     Uses,
-    /// A merge that computes as without masks; its output mask is the OR of the inputs'
-    /// masks when every input has one, else none (Keras' `Merge.compute_mask`).
+    /// A merge: its output mask is the OR of the inputs' masks when every input has one,
+    /// else none (Keras' `Merge.compute_mask`). `Add` computes as without masks; `Multiply`,
+    /// `Maximum` and `Minimum` read them in `emit`, as Keras 3 does.
     MergesWithOr,
     /// `Concatenate`: computes as without masks; when any input has a mask, its output mask
     /// is the inputs' masks (all steps for an input without one) joined along its axis, or

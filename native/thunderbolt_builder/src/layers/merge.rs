@@ -6,8 +6,10 @@
 //! Keras reshapes inputs of different ranks in its own way, which is rejected here.
 //!
 //! Masks: the output's is the OR of the inputs' when all have one (Keras'
-//! `Merge.compute_mask`). `Maximum`, `Minimum` and `Multiply` refuse masked inputs, since
-//! Keras computes them differently at masked steps. The Keras importer also maps
+//! `Merge.compute_mask`). `Maximum`, `Minimum` and `Multiply` also compute with them, as
+//! Keras 3 does: a masked step of an input loses to the other inputs' value there
+//! (`Maximum`, `Minimum`), or counts as 1 with the product zeroed where no input has the
+//! step (`Multiply`, when every input has a mask). The Keras importer also maps
 //! `keras.ops` additions, subtractions and products of two tensors here, marked with
 //! `"keras_operation": true`: those drop masks, as Keras' operations do.
 
@@ -29,19 +31,18 @@ pub enum Merge {
     Minimum,
 }
 
+/// A `keras.ops` call the importer maps here (config `"keras_operation": true`): it drops
+/// masks, as Keras' operations do.
+fn keras_operation(layer: &Layer) -> bool {
+    layer.config.get("keras_operation") == Some(&serde_json::Value::Bool(true))
+}
+
 impl LayerConverter for Merge {
-    // Keras 3's `Maximum` and `Minimum` let masked steps lose (`_apply_merge_op_and_or_mask`)
-    // and its `Multiply` takes them as 1 and zeroes the result outside the masks; the others
-    // compute as without masks.
-    // A `keras.ops` call the importer maps here (config `"keras_operation": true`) drops
-    // masks, as Keras' operations do.
     fn masking(&self, layer: &Layer) -> Masking {
-        if layer.config.get("keras_operation") == Some(&serde_json::Value::Bool(true)) {
-            return Masking::Drops;
-        }
-        match self {
-            Merge::Maximum | Merge::Minimum | Merge::Multiply => Masking::Unsupported,
-            Merge::Add | Merge::Subtract | Merge::Average => Masking::MergesWithOr,
+        if keras_operation(layer) {
+            Masking::Drops
+        } else {
+            Masking::MergesWithOr
         }
     }
 
@@ -87,6 +88,13 @@ impl LayerConverter for Merge {
         output: ValueRef<'_>,
         g: &mut GraphBuilder,
     ) -> Result<String, BuildError> {
+        let masked = !keras_operation(layer) && inputs.iter().any(|v| v.mask.is_some());
+        match self {
+            Merge::Multiply if masked => return Ok(masked_product(g, layer, inputs, output)),
+            Merge::Maximum if masked => return Ok(masked_extreme(g, "Max", layer, inputs, output)),
+            Merge::Minimum if masked => return Ok(masked_extreme(g, "Min", layer, inputs, output)),
+            _ => {}
+        }
         let names: Vec<&str> = inputs.iter().map(|v| v.name).collect();
         let op = match self {
             Merge::Add => return Ok(chain(g, "Add", &names, &layer.name, output.name)),
@@ -99,6 +107,109 @@ impl LayerConverter for Merge {
         g.node_into(op, &names, output.name, vec![]);
         Ok(output.name.to_string())
     }
+}
+
+/// Each input's mask over its steps, as a value that broadcasts over its last axis.
+fn expanded_masks(
+    g: &mut GraphBuilder,
+    layer: &Layer,
+    inputs: &[ValueRef<'_>],
+) -> Vec<Option<String>> {
+    inputs
+        .iter()
+        .map(|v| {
+            v.mask.map(|mask| {
+                let axes = g.int64s(&format!("{}/mask_axes", layer.name), &[-1]);
+                g.node(
+                    "Unsqueeze",
+                    &[mask, &axes],
+                    &format!("{}/mask", layer.name),
+                    vec![],
+                )
+            })
+        })
+        .collect()
+}
+
+/// Keras 3's masked `Multiply`: a masked step counts as 1; when every input has a mask, the
+/// product is zeroed where none has the step.
+fn masked_product(
+    g: &mut GraphBuilder,
+    layer: &Layer,
+    inputs: &[ValueRef<'_>],
+    output: ValueRef<'_>,
+) -> String {
+    let masks = expanded_masks(g, layer, inputs);
+    let one = g.scalar(&format!("{}/one", layer.name), output.info.dtype, 1.0);
+    let factors: Vec<String> = inputs
+        .iter()
+        .zip(&masks)
+        .map(|(x, mask)| match mask {
+            Some(mask) => g.node(
+                "Where",
+                &[mask, x.name, &one],
+                &format!("{}/factor", layer.name),
+                vec![],
+            ),
+            None => x.name.to_string(),
+        })
+        .collect();
+    let factors: Vec<&str> = factors.iter().map(String::as_str).collect();
+    let Some(masks) = masks.into_iter().collect::<Option<Vec<String>>>() else {
+        return chain(g, "Mul", &factors, &layer.name, output.name);
+    };
+    let product = g.fresh(&format!("{}/product", layer.name));
+    chain(g, "Mul", &factors, &layer.name, &product);
+    let any = or_all(g, layer, &masks);
+    let zero = g.scalar(&format!("{}/zero", layer.name), output.info.dtype, 0.0);
+    g.node_into("Where", &[&any, &product, &zero], output.name, vec![]);
+    output.name.to_string()
+}
+
+/// Keras 3's masked `Maximum` and `Minimum` (`_apply_merge_op_and_or_mask`): folding from
+/// the left, an input's masked step takes the value so far, and the value so far, where its
+/// mask (the OR of those merged, while every one had a mask) lacks the step, takes the
+/// input's; so a step masked on one side is the other side's value.
+fn masked_extreme(
+    g: &mut GraphBuilder,
+    op: &str,
+    layer: &Layer,
+    inputs: &[ValueRef<'_>],
+    output: ValueRef<'_>,
+) -> String {
+    let masks = expanded_masks(g, layer, inputs);
+    let name = format!("{}/{op}", layer.name);
+    let mut value = inputs[0].name.to_string();
+    let mut value_mask = masks[0].clone();
+    for (i, (x, mask)) in inputs.iter().zip(&masks).enumerate().skip(1) {
+        let x = match mask {
+            Some(mask) => g.node("Where", &[mask, x.name, &value], &name, vec![]),
+            None => x.name.to_string(),
+        };
+        if let Some(value_mask) = &value_mask {
+            value = g.node("Where", &[value_mask, &value, &x], &name, vec![]);
+        }
+        value_mask = match (value_mask, mask) {
+            (Some(a), Some(b)) => Some(g.node("Or", &[&a, b], &name, vec![])),
+            _ => None,
+        };
+        if i + 1 == inputs.len() {
+            g.node_into(op, &[&value, &x], output.name, vec![]);
+            return output.name.to_string();
+        }
+        value = g.node(op, &[&value, &x], &name, vec![]);
+    }
+    g.node_into("Identity", &[&value], output.name, vec![]);
+    output.name.to_string()
+}
+
+fn or_all(g: &mut GraphBuilder, layer: &Layer, masks: &[String]) -> String {
+    let name = format!("{}/mask", layer.name);
+    let mut any = masks[0].clone();
+    for mask in &masks[1..] {
+        any = g.node("Or", &[&any, mask], &name, vec![]);
+    }
+    any
 }
 
 /// Folds the binary `op` over `names` from the left, the last node writing `output`.
