@@ -36,6 +36,8 @@ import numpy as np  # noqa: E402
 import keras  # noqa: E402
 from keras import layers, ops  # noqa: E402
 
+from fixture_manifest import Manifest  # noqa: E402
+
 SEED = 20240611
 BATCH = 3
 OUT = Path(__file__).resolve().parent.parent / "test" / "fixtures" / "keras"
@@ -157,34 +159,6 @@ def randomize_weights(model, rng):
         else:
             value = rng.normal(0.0, 0.5, shape)
         var.assign(value.astype(var.dtype))
-
-
-class Manifest:
-    def __init__(self):
-        self.rows = []
-
-    def tensor(self, fixture, role, name, array):
-        array = np.ascontiguousarray(array)
-        dtype = {
-            np.dtype("float32"): "f32",
-            np.dtype("int32"): "s32",
-            np.dtype("int64"): "s64",
-        }[array.dtype]
-        fname = f"{fixture}.{role}.{name}.bin".replace("/", "_")
-        (OUT / fname).write_bytes(array.astype(array.dtype.newbyteorder("<")).tobytes())
-        shape = ",".join(str(d) for d in array.shape) or "-"
-        self.rows.append((fixture, role, name, dtype, shape, fname))
-
-    def model(self, fixture, fname):
-        self.rows.append((fixture, "model", fixture, "-", "-", fname))
-
-    def option(self, fixture, key, value):
-        self.rows.append((fixture, "option", key, "-", "-", value))
-
-    def write(self):
-        header = "# fixture\trole\tname\tdtype\tshape\tfile (written by scripts/gen_keras_fixtures.py)\n"
-        body = "".join("\t".join(row) + "\n" for row in self.rows)
-        (OUT / "manifest.tsv").write_text(header + body)
 
 
 def as_list(value):
@@ -818,7 +792,7 @@ def main():
     if OUT.exists():
         shutil.rmtree(OUT)
     OUT.mkdir(parents=True)
-    manifest = Manifest()
+    manifest = Manifest(OUT, "scripts/gen_keras_fixtures.py")
 
     # In generation order: each draws from the one seeded generator, so fixtures are only
     # ever appended, and every earlier one keeps its values.

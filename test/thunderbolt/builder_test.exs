@@ -364,7 +364,7 @@ defmodule Thunderbolt.BuilderTest do
           ~w(offset mean variance invert max_value threshold negative_slope alpha layer) ++
           ~w(merge_mode return_sequences go_backwards reset_after use_bias data_format) ++
           ~w(num_heads key_dim value_dim use_causal_mask attention_axes output_shape) ++
-          ~w(mask_zero keras_mask keras_operation mask_value)
+          ~w(mask_zero keras_mask keras_operation keras_2 mask_value)
       )
 
   defp random_value,

@@ -5,7 +5,7 @@
 use crate::config::Config;
 use crate::error::BuildError;
 use crate::graph::{attr_int, GraphBuilder, WeightSlot};
-use crate::layers::concatenate;
+use crate::layers::{concatenate, keras_2_masks};
 use crate::registry::{concatenated_mask_source, LayerConverter, LayerRegistry, Masking, ValueRef};
 use crate::shape::{Dim, TensorInfo};
 use crate::spec::{Layer, ModelSpec};
@@ -210,6 +210,10 @@ fn build_graph(
             None => match masking {
                 Masking::Propagates | Masking::Uses => first_mask.cloned(),
                 Masking::MergesWithOr => merged_mask(&mut g, layer, &input_masks),
+                Masking::MergesWithAnd => {
+                    let present: Vec<&Mask> = input_masks.iter().copied().flatten().collect();
+                    all_of(&mut g, layer, &present)
+                }
                 Masking::Concatenates => {
                     concatenated_mask(&mut g, layer, &inputs, &input_masks, &infos[i])?
                 }
@@ -295,27 +299,43 @@ fn check_keras_mask(layer: &Layer, mask: Option<&Mask>) -> Result<(), BuildError
 /// Keras' `Merge.compute_mask`: the OR of the inputs' masks when every input has one.
 fn merged_mask(g: &mut GraphBuilder, layer: &Layer, masks: &[Option<&Mask>]) -> Option<Mask> {
     let masks: Vec<&Mask> = masks.iter().copied().collect::<Option<_>>()?;
+    let values: Vec<&str> = masks.iter().map(|m| m.value.as_str()).collect();
+    let value = g.fold("Or", &values, &format!("{}/mask", layer.name))?;
+    Some(Mask {
+        value,
+        origin: masks[0].origin.clone(),
+        ids: masks.iter().flat_map(|m| m.ids.iter().cloned()).collect(),
+    })
+}
+
+/// Keras 2's `_Merge.compute_mask`: the AND of the masks there are, or none.
+fn all_of(g: &mut GraphBuilder, layer: &Layer, masks: &[&Mask]) -> Option<Mask> {
     let (first, rest) = masks.split_first()?;
-    let mut value = first.value.clone();
-    for mask in rest {
-        value = g.node(
-            "Or",
-            &[&value, &mask.value],
-            &format!("{}/mask", layer.name),
-            vec![],
-        );
+    if rest.is_empty() {
+        return Some((*first).clone());
     }
+    let values: Vec<&str> = masks.iter().map(|m| m.value.as_str()).collect();
+    let value = g.fold("And", &values, &format!("{}/mask", layer.name))?;
+    let sources: Vec<String> = masks
+        .iter()
+        .map(|m| {
+            format!(
+                "[{}]",
+                m.ids.iter().cloned().collect::<Vec<_>>().join(" or ")
+            )
+        })
+        .collect();
     Some(Mask {
         value,
         origin: first.origin.clone(),
-        ids: masks.iter().flat_map(|m| m.ids.iter().cloned()).collect(),
+        ids: BTreeSet::from([format!("all of {}", sources.join(", "))]),
     })
 }
 
 /// Keras' `Concatenate.compute_mask`, when any input has a mask: each input's mask, or all
 /// of its steps for an input without one, joined along the layer's axis. Masks lack the
-/// last axis; along it Keras ORs them (`any` over the axis), so one input without a mask
-/// makes every step count.
+/// last axis; along it Keras 3 ORs them (`any` over the axis), so one input without a mask
+/// makes every step count, and Keras 2 ANDs them (`all`), so the masks there are.
 fn concatenated_mask(
     g: &mut GraphBuilder,
     layer: &Layer,
@@ -331,14 +351,15 @@ fn concatenated_mask(
     let keras_axis = Config::of(layer)?.i64_or("axis", -1)?;
     let name = format!("{}/mask", layer.name);
     let along_last = axis + 1 == output.rank();
+    if along_last && keras_2_masks(layer) {
+        let present: Vec<&Mask> = masks.iter().copied().flatten().collect();
+        return Ok(all_of(g, layer, &present));
+    }
     let value = match masks.iter().position(Option::is_none) {
         Some(unmasked) if along_last => all_steps(g, inputs[unmasked].name, &name),
         _ if along_last => {
-            let mut value = first.value.clone();
-            for mask in masks.iter().flatten().skip(1) {
-                value = g.node("Or", &[&value, &mask.value], &name, vec![]);
-            }
-            value
+            let values: Vec<&str> = masks.iter().flatten().map(|m| m.value.as_str()).collect();
+            g.fold("Or", &values, &name).unwrap_or_default()
         }
         _ => {
             let parts: Vec<String> = inputs
@@ -1265,6 +1286,13 @@ mod tests {
             let ops = averaged(class, json!({"keras_operation": true}));
             let has = |op: &str| ops.iter().any(|o| o == op);
             assert!(!has("Where") && has("ReduceMean"), "{class}: {ops:?}");
+            // A Keras 2 file's merge computes as without masks and ANDs them.
+            let ops = averaged(class, json!({"keras_2": true}));
+            let has = |op: &str| ops.iter().any(|o| o == op);
+            assert!(
+                !has("Where") && has("And") && !has("Or") && has("ReduceSum"),
+                "{class}: {ops:?}"
+            );
         }
 
         // keras.ops calls drop masks, as Keras' operations do: a plain mean follows.

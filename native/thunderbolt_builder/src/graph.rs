@@ -116,6 +116,17 @@ impl GraphBuilder {
         output
     }
 
+    /// Folds the binary `op_type` over `values` from the left (`Or` over masks), each node
+    /// writing to a fresh name derived from `hint`; returns the last, or the one value.
+    pub fn fold(&mut self, op_type: &str, values: &[&str], hint: &str) -> Option<String> {
+        let (first, rest) = values.split_first()?;
+        let mut acc = first.to_string();
+        for value in rest {
+            acc = self.node(op_type, &[&acc, value], hint, vec![]);
+        }
+        Some(acc)
+    }
+
     /// Stores `tensor` as an initializer under a fresh name derived from `hint`.
     pub fn initializer(&mut self, hint: &str, tensor: &Tensor) -> String {
         self.initializer_reshaped(hint, tensor, &tensor.shape)

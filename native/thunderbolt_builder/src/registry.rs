@@ -94,6 +94,9 @@ pub enum Masking {
     /// else none (Keras' `Merge.compute_mask`). `Add` computes as without masks; `Multiply`,
     /// `Maximum` and `Minimum` read them in `emit`, as Keras 3 does.
     MergesWithOr,
+    /// A merge as Keras 2 (tf.keras) does it: computes as without masks; its output mask is
+    /// the AND of the masks its inputs have (none when none has one).
+    MergesWithAnd,
     /// `Concatenate`: computes as without masks; when any input has a mask, its output mask
     /// is the inputs' masks (all steps for an input without one) joined along its axis, or
     /// their OR along the last axis, which masks do not have (Keras'

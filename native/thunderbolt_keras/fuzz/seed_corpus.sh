@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 fixtures=../../../test/fixtures/keras
 mkdir -p corpus/import_bytes corpus/keras_parts
-cp "$fixtures"/*.keras "$fixtures"/*.h5 corpus/import_bytes/
+cp "$fixtures"/*.keras "$fixtures"/*.h5 "$fixtures"2/*.h5 corpus/import_bytes/
 tmp=$(mktemp -d)
 for model in "$fixtures"/*.keras; do
   name=$(basename "$model" .keras)

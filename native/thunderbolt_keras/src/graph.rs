@@ -497,9 +497,23 @@ impl<'a> Flattener<'a> {
     /// Adds `"keras_mask"` (see the builder's mask check) to a layer Keras recorded a `mask`
     /// for, and `[]` to a layer whose converter would apply a mask Keras did not give it
     /// (each of those takes Keras' `mask` argument, which Keras 3 records when it is set).
+    ///
+    /// A call with no record is from a `Sequential` model or a Keras 2 (tf.keras) file; only
+    /// the latter has merges, which combine masks by Keras 2's rules (`"keras_2": true`).
     fn with_recorded_mask(&self, key: NodeKey, mut built: Layer) -> Result<Layer> {
         let ids = match &self.node_of(key).mask {
-            CallMask::Implicit => return Ok(built),
+            CallMask::Implicit => {
+                let merges = self.registry.get(&built.class_name).is_some_and(|c| {
+                    matches!(
+                        c.masking(&built),
+                        Masking::MergesWithOr | Masking::Concatenates
+                    )
+                });
+                if let (true, serde_json::Value::Object(map)) = (merges, &mut built.config) {
+                    map.insert("keras_2".to_string(), json!(true));
+                }
+                return Ok(built);
+            }
             CallMask::Absent => {
                 let consumes = self.registry.get(&built.class_name).is_some_and(|c| {
                     matches!(c.masking(&built), Masking::Consumes | Masking::Uses)

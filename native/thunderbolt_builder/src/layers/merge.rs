@@ -11,9 +11,11 @@
 //! (`Maximum`, `Minimum`), or counts as 1 with the product zeroed where no input has the
 //! step (`Multiply`, when every input has a mask). The Keras importer also maps
 //! `keras.ops` additions, subtractions and products of two tensors here, marked with
-//! `"keras_operation": true`: those drop masks, as Keras' operations do.
+//! `"keras_operation": true`: those drop masks, as Keras' operations do. A merge of a
+//! Keras 2 file (`"keras_2": true`) computes as without masks and ANDs those it gets, as
+//! tf.keras' `_Merge` does.
 
-use super::{expect_weights, require_float};
+use super::{expect_weights, keras_2_masks, require_float};
 use crate::error::BuildError;
 use crate::graph::GraphBuilder;
 use crate::registry::{LayerConverter, Masking, ValueRef};
@@ -41,6 +43,8 @@ impl LayerConverter for Merge {
     fn masking(&self, layer: &Layer) -> Masking {
         if keras_operation(layer) {
             Masking::Drops
+        } else if keras_2_masks(layer) {
+            Masking::MergesWithAnd
         } else {
             Masking::MergesWithOr
         }
@@ -88,7 +92,9 @@ impl LayerConverter for Merge {
         output: ValueRef<'_>,
         g: &mut GraphBuilder,
     ) -> Result<String, BuildError> {
-        let masked = !keras_operation(layer) && inputs.iter().any(|v| v.mask.is_some());
+        let masked = !keras_operation(layer)
+            && !keras_2_masks(layer)
+            && inputs.iter().any(|v| v.mask.is_some());
         match self {
             Merge::Multiply if masked => return Ok(masked_product(g, layer, inputs, output)),
             Merge::Maximum if masked => return Ok(masked_extreme(g, "Max", layer, inputs, output)),
@@ -160,7 +166,10 @@ fn masked_product(
     };
     let product = g.fresh(&format!("{}/product", layer.name));
     chain(g, "Mul", &factors, &layer.name, &product);
-    let any = or_all(g, layer, &masks);
+    let masks: Vec<&str> = masks.iter().map(String::as_str).collect();
+    let any = g
+        .fold("Or", &masks, &format!("{}/mask", layer.name))
+        .unwrap_or_default();
     let zero = g.scalar(&format!("{}/zero", layer.name), output.info.dtype, 0.0);
     g.node_into("Where", &[&any, &product, &zero], output.name, vec![]);
     output.name.to_string()
@@ -201,15 +210,6 @@ fn masked_extreme(
     }
     g.node_into("Identity", &[&value], output.name, vec![]);
     output.name.to_string()
-}
-
-fn or_all(g: &mut GraphBuilder, layer: &Layer, masks: &[String]) -> String {
-    let name = format!("{}/mask", layer.name);
-    let mut any = masks[0].clone();
-    for mask in &masks[1..] {
-        any = g.node("Or", &[&any, mask], &name, vec![]);
-    }
-    any
 }
 
 /// Folds the binary `op` over `names` from the left, the last node writing `output`.

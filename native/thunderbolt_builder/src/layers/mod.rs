@@ -70,6 +70,13 @@ pub fn float_output(layer: &Layer, dtype: DType) -> Result<DType, BuildError> {
     }
 }
 
+/// Whether a layer combines masks by Keras 2's (tf.keras) rules rather than Keras 3's:
+/// config `"keras_2": true`, which the Keras importer sets on the merges and `Concatenate`
+/// of a Keras 2 file.
+pub fn keras_2_masks(layer: &Layer) -> bool {
+    layer.config.get("keras_2") == Some(&serde_json::Value::Bool(true))
+}
+
 /// `x` (typed `from`) as a value of type `to`: itself, or a `Cast` named after `layer`.
 pub fn cast_to(g: &mut GraphBuilder, layer: &Layer, x: &str, from: DType, to: DType) -> String {
     if from == to {

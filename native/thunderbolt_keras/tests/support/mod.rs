@@ -17,7 +17,13 @@ pub fn fixture_dir() -> PathBuf {
     repo_root().join("test/fixtures/keras")
 }
 
-/// One model of `test/fixtures/keras/manifest.tsv` (written by scripts/gen_keras_fixtures.py).
+/// The Keras 2 (tf.keras) fixtures, written by scripts/gen_keras2_fixtures.py.
+pub fn keras2_fixture_dir() -> PathBuf {
+    repo_root().join("test/fixtures/keras2")
+}
+
+/// One model of `test/fixtures/keras/manifest.tsv` (written by scripts/gen_keras_fixtures.py)
+/// or of `test/fixtures/keras2/manifest.tsv`.
 #[derive(Debug, Default)]
 pub struct Fixture {
     pub name: String,
@@ -37,8 +43,14 @@ impl Fixture {
     }
 }
 
+/// Every fixture: Keras 3's, then Keras 2's.
 pub fn load_fixtures() -> Vec<Fixture> {
-    let dir = fixture_dir();
+    let mut fixtures = load_manifest(&fixture_dir());
+    fixtures.extend(load_manifest(&keras2_fixture_dir()));
+    fixtures
+}
+
+fn load_manifest(dir: &Path) -> Vec<Fixture> {
     let manifest = std::fs::read_to_string(dir.join("manifest.tsv"))
         .unwrap_or_else(|e| panic!("cannot read {}/manifest.tsv: {e}", dir.display()));
     let mut fixtures: Vec<Fixture> = Vec::new();

@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""Generate the Keras 2 import fixtures in test/fixtures/keras2/ with real tf.keras 2.15.
+
+Keras 2 files (tf.keras `.h5`) do not record the masks layers receive, and Keras 2 combines
+masks in merges by other rules than Keras 3 (the AND of those there are, where Keras 3 ORs
+them and applies them inside Maximum, Minimum and Multiply). These fixtures hold the
+importer to Keras 2's own predictions. Same manifest format as test/fixtures/keras/ (see
+scripts/fixture_manifest.py); the Rust fixture tests read both folders.
+
+Run (CI never needs this; the outputs are committed):
+
+    python3 -m venv .venv-keras2
+    .venv-keras2/bin/pip install -r scripts/requirements-keras2.txt
+    .venv-keras2/bin/python scripts/gen_keras2_fixtures.py
+
+The script is seeded and writes the same predictions on every run.
+"""
+
+import os
+import shutil
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from tensorflow import keras  # noqa: E402
+from tensorflow.keras import layers  # noqa: E402
+
+from fixture_manifest import Manifest  # noqa: E402
+
+SEED = 20261128
+BATCH = 3
+OUT = Path(__file__).resolve().parent.parent / "test" / "fixtures" / "keras2"
+
+
+def randomize_weights(model, rng):
+    """Seeded random values for every variable (fresh layers have zero biases)."""
+    for var in model.weights:
+        var.assign(rng.normal(0.0, 0.5, tuple(var.shape)).astype(var.dtype.as_numpy_dtype))
+
+
+def save_fixture(manifest, name, model, inputs, rng):
+    randomize_weights(model, rng)
+    fname = f"{name}.h5"
+    model.save(OUT / fname, save_format="h5")
+    # Predict from the reloaded file, so the reference is what the file holds.
+    reloaded = keras.models.load_model(OUT / fname, compile=False)
+    outputs = reloaded(inputs if len(inputs) > 1 else inputs[0], training=False)
+    outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+    manifest.model(name, fname)
+    for tensor, array in zip(model.inputs, inputs):
+        manifest.tensor(name, "input", tensor.name.split(":")[0], array)
+    for output_name, array in zip(model.output_names, outputs):
+        manifest.tensor(name, "output", output_name, np.asarray(array, dtype="float32"))
+
+
+def padded_ids(rng, vocab, length):
+    ids = rng.integers(1, vocab, (BATCH, length))
+    ids[0, length - 2 :] = 0
+    ids[1, 1] = 0
+    ids[2, :2] = 0
+    return ids.astype("int32")
+
+
+def keras2_masked_merges(rng):
+    """Embedding(mask_zero=True) from two token inputs padded at different steps, through
+    every merge and Concatenate (along the features, with an unmasked input too, and along
+    the steps) into masked averages, plus the merged values themselves."""
+    ids_in = keras.Input((6,), dtype="int32", name="input_ids")
+    other_in = keras.Input((6,), dtype="int32", name="other_ids")
+    x_in = keras.Input((6, 4), name="x")
+    e = layers.Embedding(20, 4, mask_zero=True, name="embedding")(ids_in)
+    f = layers.Embedding(20, 4, mask_zero=True, name="other_embedding")(other_in)
+    a = layers.Dense(4, name="branch_a")(e)
+    merged = {
+        "add": layers.Add(name="add")([a, f]),
+        "subtract": layers.Subtract(name="subtract")([a, f]),
+        "average": layers.Average(name="average")([a, f, e]),
+        "multiply": layers.Multiply(name="multiply")([a, f]),
+        "maximum": layers.Maximum(name="maximum")([a, f]),
+        "minimum": layers.Minimum(name="minimum")([a, f]),
+        "features": layers.Concatenate(name="features")([a, f]),
+        "mixed": layers.Concatenate(name="mixed")([a, x_in]),
+        "steps": layers.Concatenate(axis=1, name="steps")([a, f]),
+        "mixed_add": layers.Add(name="mixed_add")([a, x_in]),
+    }
+    pools = [layers.GlobalAveragePooling1D(name=f"avg_{k}")(v) for k, v in merged.items()]
+    outs = pools + [merged["multiply"], merged["maximum"]]
+    other = padded_ids(rng, 20, 6)
+    other[0, :3] = 0
+    other[0, 4:] = rng.integers(1, 20, 2)
+    inputs = [padded_ids(rng, 20, 6), other, rng.normal(size=(BATCH, 6, 4)).astype("float32")]
+    return keras.Model([ids_in, other_in, x_in], outs, name="keras2_masked_merges"), inputs
+
+
+def keras2_masked_text(rng):
+    """A Keras 2 text model over padded ids: the mask passes Dropout and Dense, skips the
+    padding in an LSTM, a backwards GRU and a Bidirectional LSTM returning sequences, and
+    shapes the averages; a Masking layer over float steps likewise."""
+    ids_in = keras.Input((7,), dtype="int32", name="input_ids")
+    steps_in = keras.Input((5, 3), name="steps")
+    e = layers.Embedding(30, 6, mask_zero=True, name="embedding")(ids_in)
+    h = layers.Dense(6, activation="relu", name="dense")(layers.Dropout(0.3, name="dropout")(e))
+    lstm = layers.LSTM(3, name="lstm")(h)
+    gru = layers.GRU(2, go_backwards=True, name="gru_back")(h)
+    bi = layers.Bidirectional(layers.LSTM(2, return_sequences=True), name="bi_lstm")(h)
+    avg = layers.GlobalAveragePooling1D(name="average")(bi)
+    m = layers.Masking(mask_value=-1.0, name="masking")(steps_in)
+    seq_avg = layers.GlobalAveragePooling1D(name="steps_average")(layers.Dense(2, name="steps_dense")(m))
+    joined = layers.Concatenate(name="joined")([lstm, gru, avg, seq_avg])
+    probs = layers.Dense(3, activation="softmax", name="probs")(joined)
+    steps = rng.uniform(-0.9, 0.9, (BATCH, 5, 3))
+    steps[0, 3:] = -1.0
+    steps[1, :1] = -1.0
+    inputs = [padded_ids(rng, 30, 7), steps.astype("float32")]
+    return keras.Model([ids_in, steps_in], [probs, lstm, gru, bi, avg, seq_avg], name="keras2_masked_text"), inputs
+
+
+def main():
+    tf.keras.utils.set_random_seed(SEED)
+    rng = np.random.default_rng(SEED)
+    if OUT.exists():
+        shutil.rmtree(OUT)
+    OUT.mkdir(parents=True)
+    manifest = Manifest(OUT, "scripts/gen_keras2_fixtures.py")
+    # In generation order: append new fixtures so that earlier ones keep their values.
+    for name, build in [
+        ("keras2_masked_merges", keras2_masked_merges),
+        ("keras2_masked_text", keras2_masked_text),
+    ]:
+        model, inputs = build(rng)
+        save_fixture(manifest, name, model, inputs, rng)
+    manifest.write()
+    print(f"wrote {len(manifest.rows)} manifest rows to {OUT}")
+
+
+if __name__ == "__main__":
+    main()
