@@ -40,10 +40,11 @@ def randomize_weights(model, rng):
         var.assign(rng.normal(0.0, 0.5, tuple(var.shape)).astype(var.dtype.as_numpy_dtype))
 
 
-def save_fixture(manifest, name, model, inputs, rng):
+def save_fixture(manifest, name, model, inputs, rng, zip_format=False):
     randomize_weights(model, rng)
-    fname = f"{name}.h5"
-    model.save(OUT / fname, save_format="h5")
+    # tf.keras 2.13+ also writes the zip format, telling its version in metadata.json.
+    fname = f"{name}.keras" if zip_format else f"{name}.h5"
+    model.save(OUT / fname, save_format="keras" if zip_format else "h5")
     # Predict from the reloaded file, so the reference is what the file holds.
     reloaded = keras.models.load_model(OUT / fname, compile=False)
     outputs = reloaded(inputs if len(inputs) > 1 else inputs[0], training=False)
@@ -117,6 +118,52 @@ def keras2_masked_text(rng):
     return keras.Model([ids_in, steps_in], [probs, lstm, gru, bi, avg, seq_avg], name="keras2_masked_text"), inputs
 
 
+def keras2_masked_sequential(rng):
+    """Layers whose handling of a mask changed in Keras 3: Keras 2's Rescaling drops the
+    mask (so the average after it counts the padding), in a Sequential model."""
+    model = keras.Sequential(
+        [
+            keras.Input((6,), dtype="int32", name="input_ids"),
+            layers.Embedding(20, 4, mask_zero=True, name="embedding"),
+            layers.GaussianDropout(0.2, name="gaussian_dropout"),
+            layers.Dense(4, name="dense"),
+            layers.Rescaling(2.0, offset=0.5, name="rescaling"),
+            layers.GlobalAveragePooling1D(name="average"),
+        ],
+        name="keras2_masked_sequential",
+    )
+    return model, [padded_ids(rng, 20, 6)]
+
+
+def keras2_mask_endings(rng):
+    """Normalization and Identity drop the mask in Keras 2 (Keras 3 passes it on); the
+    dropouts, activations and normalizations pass it on in both."""
+    ids_in = keras.Input((6,), dtype="int32", name="input_ids")
+    e = layers.Embedding(20, 4, mask_zero=True, name="embedding")(ids_in)
+    kept = layers.AlphaDropout(0.1, name="alpha_dropout")(e)
+    kept = layers.SpatialDropout1D(0.1, name="spatial_dropout")(kept)
+    kept = layers.LayerNormalization(name="layer_norm")(kept)
+    kept = layers.BatchNormalization(name="batch_norm")(kept)
+    kept = layers.LeakyReLU(name="leaky")(kept)
+    kept = layers.TimeDistributed(layers.Dense(3), name="td_dense")(kept)
+    normalized = layers.Normalization(mean=0.5, variance=2.0, name="normalization")(e)
+    identity = layers.Identity(name="identity")(e)
+    outs = [
+        layers.GlobalAveragePooling1D(name="avg_kept")(kept),
+        layers.GlobalAveragePooling1D(name="avg_normalized")(normalized),
+        layers.GlobalAveragePooling1D(name="avg_identity")(identity),
+    ]
+    return keras.Model(ids_in, outs, name="keras2_mask_endings"), [padded_ids(rng, 20, 6)]
+
+
+def keras2_zip_sequential(rng):
+    """keras2_masked_sequential's layers saved as a `.keras` zip by tf.keras: a Sequential
+    model has no Keras 2 layout to tell its version by, only metadata.json does."""
+    model, inputs = keras2_masked_sequential(rng)
+    model._name = "keras2_zip_sequential"
+    return model, inputs
+
+
 def main():
     tf.keras.utils.set_random_seed(SEED)
     rng = np.random.default_rng(SEED)
@@ -128,9 +175,12 @@ def main():
     for name, build in [
         ("keras2_masked_merges", keras2_masked_merges),
         ("keras2_masked_text", keras2_masked_text),
+        ("keras2_masked_sequential", keras2_masked_sequential),
+        ("keras2_mask_endings", keras2_mask_endings),
+        ("keras2_zip_sequential", keras2_zip_sequential),
     ]:
         model, inputs = build(rng)
-        save_fixture(manifest, name, model, inputs, rng)
+        save_fixture(manifest, name, model, inputs, rng, zip_format=name.startswith("keras2_zip"))
     manifest.write()
     print(f"wrote {len(manifest.rows)} manifest rows to {OUT}")
 

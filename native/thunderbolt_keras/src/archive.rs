@@ -32,7 +32,19 @@ pub struct SavedModel {
     pub weights: WeightFile,
     /// The weight scope of the top-level model.
     pub scope: WeightScope,
+    /// Saved by Keras 2 (tf.keras), whose mask rules differ from Keras 3's: the file's
+    /// `keras_version`, or without one the Keras 2 layout of its config.
+    pub keras_2: bool,
 }
+
+/// The major version of a `keras_version` string such as `"2.15.0"`.
+fn keras_2_version(version: &str) -> Option<bool> {
+    let major: u32 = version.trim().split('.').next()?.parse().ok()?;
+    Some(major < 3)
+}
+
+/// `metadata.json` is a few dozen bytes.
+const MAX_METADATA_BYTES: u64 = 1 << 20;
 
 /// The format of `bytes`, from the zip or HDF5 signature.
 pub fn detect(bytes: &[u8]) -> Option<Format> {
@@ -83,7 +95,19 @@ fn open_keras(bytes: &[u8]) -> Result<SavedModel> {
     let config = String::from_utf8(config)
         .map_err(|_| ImportError::config("config.json is not valid UTF-8"))?;
     let weights = read_entry(&mut archive, "model.weights.h5", MAX_WEIGHTS_BYTES)?;
-    from_parts(&config, weights)
+    // Keras 2.13 to 2.15 write this format too; only metadata.json says which Keras did.
+    let version = match archive.index_for_name("metadata.json") {
+        Some(_) => {
+            let metadata = read_entry(&mut archive, "metadata.json", MAX_METADATA_BYTES)?;
+            serde_json::from_slice::<serde_json::Value>(&metadata)
+                .ok()
+                .and_then(|m| m.get("keras_version")?.as_str().and_then(keras_2_version))
+        }
+        None => None,
+    };
+    let mut saved = from_parts(&config, weights)?;
+    saved.keras_2 = version.unwrap_or(saved.keras_2);
+    Ok(saved)
 }
 
 /// A Keras 3 model from the contents of its `config.json` and `model.weights.h5`.
@@ -91,6 +115,7 @@ pub fn from_parts(config: &str, weights: Vec<u8>) -> Result<SavedModel> {
     let config = parse_model_json(config)?;
     let weights = WeightFile::from_bytes(weights, "model.weights.h5")?;
     Ok(SavedModel {
+        keras_2: config.has_keras_2_layout(),
         config,
         weights,
         scope: WeightScope::Keras3 {
@@ -156,7 +181,11 @@ fn open_legacy_h5(bytes: Vec<u8>) -> Result<SavedModel> {
         )
     })?;
     let config = parse_model_json(&config)?;
+    let version = weights
+        .root_string_attr("keras_version")?
+        .and_then(|v| keras_2_version(&v));
     Ok(SavedModel {
+        keras_2: version.unwrap_or_else(|| config.has_keras_2_layout()),
         config,
         weights,
         scope: WeightScope::LegacyTop,
@@ -175,6 +204,16 @@ mod tests {
             "{err}"
         );
         assert!(err.contains("47 49 46 38"), "{err}");
+    }
+
+    #[test]
+    fn keras_versions_read_as_keras_2_or_not() {
+        assert_eq!(keras_2_version("2.15.0"), Some(true));
+        assert_eq!(keras_2_version("1.2.2"), Some(true));
+        assert_eq!(keras_2_version("3.12.0"), Some(false));
+        assert_eq!(keras_2_version(" 3"), Some(false));
+        assert_eq!(keras_2_version("tf-keras"), None);
+        assert_eq!(keras_2_version(""), None);
     }
 
     #[test]

@@ -104,6 +104,18 @@ impl ModelConfig {
     pub fn layer(&self, name: &str) -> Option<(usize, &LayerConfig)> {
         self.layers.iter().enumerate().find(|(_, l)| l.name == name)
     }
+
+    /// Whether a functional graph here lists its calls as Keras 2 did
+    /// (`[[layer, node, tensor, kwargs], ...]`, which records no masks).
+    pub fn has_keras_2_layout(&self) -> bool {
+        self.layers.iter().any(|layer| match &layer.kind {
+            LayerKind::Model(inner) => inner.has_keras_2_layout(),
+            _ => {
+                self.class_name != "Sequential"
+                    && layer.nodes.iter().any(|n| n.mask == CallMask::Implicit)
+            }
+        })
+    }
 }
 
 /// Parses the JSON text of a model config.

@@ -64,6 +64,8 @@ pub struct Flattener<'a> {
     layers: Vec<Layer>,
     used_names: HashSet<String>,
     weight_cache: HashMap<WeightLocation, Vec<Tensor>>,
+    /// Marks every layer `"keras_2": true`, for Keras 2's mask rules.
+    keras_2: bool,
 }
 
 impl<'a> Flattener<'a> {
@@ -85,7 +87,15 @@ impl<'a> Flattener<'a> {
             layers: Vec::new(),
             used_names: HashSet::new(),
             weight_cache: HashMap::new(),
+            keras_2: false,
         }
+    }
+
+    /// Layers from a file Keras 2 (tf.keras) saved: they combine masks by its rules (see
+    /// the builder's `"keras_2"` config key).
+    pub fn saved_by_keras_2(mut self, keras_2: bool) -> Self {
+        self.keras_2 = keras_2;
+        self
     }
 
     /// Flattens `model` (the top-level model) into a spec.
@@ -498,18 +508,12 @@ impl<'a> Flattener<'a> {
     /// for, and `[]` to a layer whose converter would apply a mask Keras did not give it
     /// (each of those takes Keras' `mask` argument, which Keras 3 records when it is set).
     ///
-    /// A call with no record is from a `Sequential` model or a Keras 2 (tf.keras) file; only
-    /// the latter has merges, which combine masks by Keras 2's rules (`"keras_2": true`).
+    /// A call with no record is from a `Sequential` model or a Keras 2 (tf.keras) file, whose
+    /// layers combine masks by Keras 2's rules (`"keras_2": true`).
     fn with_recorded_mask(&self, key: NodeKey, mut built: Layer) -> Result<Layer> {
         let ids = match &self.node_of(key).mask {
             CallMask::Implicit => {
-                let merges = self.registry.get(&built.class_name).is_some_and(|c| {
-                    matches!(
-                        c.masking(&built),
-                        Masking::MergesWithOr | Masking::Concatenates
-                    )
-                });
-                if let (true, serde_json::Value::Object(map)) = (merges, &mut built.config) {
+                if let (true, serde_json::Value::Object(map)) = (self.keras_2, &mut built.config) {
                     map.insert("keras_2".to_string(), json!(true));
                 }
                 return Ok(built);

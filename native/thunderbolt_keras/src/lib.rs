@@ -90,6 +90,7 @@ pub fn import_with(
     let saved = archive::open(bytes)?;
     let custom = custom::CustomLayers;
     graph::Flattener::new(&saved.weights, options, &custom, registry)
+        .saved_by_keras_2(saved.keras_2)
         .flatten(&saved.config, saved.scope)
 }
 
@@ -103,6 +104,7 @@ pub fn import_parts(
     let saved = archive::from_parts(config_json, weights_h5)?;
     let custom = custom::CustomLayers;
     graph::Flattener::new(&saved.weights, options, &custom, default_registry())
+        .saved_by_keras_2(saved.keras_2)
         .flatten(&saved.config, saved.scope)
 }
 

@@ -31,7 +31,15 @@ struct Params {
 
 fn params(layer: &Layer, rank: usize) -> Result<Params, BuildError> {
     let cfg = Config::of(layer)?;
-    let raw = cfg.i64_or("axis", -1)?;
+    // Keras 2 wrote the axis as a list of one (`[2]`).
+    let raw = match cfg.axes_or("axis", -1)?[..] {
+        [axis] => axis,
+        ref axes => {
+            return Err(layer.error(format!(
+                "config key \"axis\" must be one axis, got {axes:?}"
+            )))
+        }
+    };
     let axis = super::checked_axis(layer, raw, rank)?;
     Ok(Params {
         axis,

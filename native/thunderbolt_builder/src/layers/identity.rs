@@ -3,7 +3,7 @@
 //! emitted; consumers read the input value directly (an `Identity` appears only when the
 //! layer is itself a graph output).
 
-use super::{expect_weights, single_input};
+use super::{expect_weights, propagates_since_keras_3, single_input};
 use crate::error::BuildError;
 use crate::graph::GraphBuilder;
 use crate::registry::{LayerConverter, Masking, ValueRef};
@@ -13,9 +13,14 @@ use crate::spec::Layer;
 pub struct Identity;
 
 impl LayerConverter for Identity {
-    // Keras: `supports_masking`, and `call` ignores the mask.
-    fn masking(&self, _layer: &Layer) -> Masking {
-        Masking::Propagates
+    // Keras: `supports_masking`, and `call` ignores the mask; except Keras 2's `Identity`
+    // layer, which did not support masking (its dropouts did).
+    fn masking(&self, layer: &Layer) -> Masking {
+        if layer.class_name == "Identity" {
+            propagates_since_keras_3(layer)
+        } else {
+            Masking::Propagates
+        }
     }
 
     fn infer(&self, layer: &Layer, inputs: &[TensorInfo]) -> Result<TensorInfo, BuildError> {

@@ -32,6 +32,7 @@ pub mod time_distributed;
 
 use crate::error::BuildError;
 use crate::graph::GraphBuilder;
+use crate::registry::Masking;
 use crate::shape::{format_shape, TensorInfo};
 use crate::spec::Layer;
 use crate::tensor::DType;
@@ -75,6 +76,16 @@ pub fn float_output(layer: &Layer, dtype: DType) -> Result<DType, BuildError> {
 /// of a Keras 2 file.
 pub fn keras_2_masks(layer: &Layer) -> bool {
     layer.config.get("keras_2") == Some(&serde_json::Value::Bool(true))
+}
+
+/// For a layer that Keras 3 made `supports_masking` (its `call` ignoring the mask) where
+/// Keras 2 did not: it passes a mask on, except in a Keras 2 file, where the mask ends.
+pub fn propagates_since_keras_3(layer: &Layer) -> Masking {
+    if keras_2_masks(layer) {
+        Masking::Drops
+    } else {
+        Masking::Propagates
+    }
 }
 
 /// `x` (typed `from`) as a value of type `to`: itself, or a `Cast` named after `layer`.

@@ -10,7 +10,8 @@
 //! Keras casts them to its compute dtype.
 
 use super::{
-    cast_to, expect_weight_shape, expect_weights, float_output, single_input, weight_shape_error,
+    cast_to, expect_weight_shape, expect_weights, float_output, propagates_since_keras_3,
+    single_input, weight_shape_error,
 };
 use crate::config::Config;
 use crate::error::BuildError;
@@ -180,9 +181,9 @@ fn statistics(layer: &Layer, x: &TensorInfo, p: &Params) -> Result<Statistics, B
 }
 
 impl LayerConverter for Normalization {
-    // Keras: `supports_masking`, and `call` ignores the mask.
-    fn masking(&self, _layer: &Layer) -> Masking {
-        Masking::Propagates
+    // Keras 3: `supports_masking`, and `call` ignores the mask; Keras 2 drops it.
+    fn masking(&self, layer: &Layer) -> Masking {
+        propagates_since_keras_3(layer)
     }
 
     fn infer(&self, layer: &Layer, inputs: &[TensorInfo]) -> Result<TensorInfo, BuildError> {

@@ -3,7 +3,7 @@
 //! first, as Keras casts them to its compute dtype.
 
 use super::normalization::numbers;
-use super::{cast_to, expect_weights, float_output, single_input};
+use super::{cast_to, expect_weights, float_output, propagates_since_keras_3, single_input};
 use crate::config::Config;
 use crate::error::BuildError;
 use crate::graph::GraphBuilder;
@@ -31,9 +31,9 @@ fn constants(layer: &Layer) -> Result<(Constant, Constant), BuildError> {
 }
 
 impl LayerConverter for Rescaling {
-    // Keras: `supports_masking`, and `call` ignores the mask.
-    fn masking(&self, _layer: &Layer) -> Masking {
-        Masking::Propagates
+    // Keras 3: `supports_masking`, and `call` ignores the mask; Keras 2 drops it.
+    fn masking(&self, layer: &Layer) -> Masking {
+        propagates_since_keras_3(layer)
     }
 
     fn infer(&self, layer: &Layer, inputs: &[TensorInfo]) -> Result<TensorInfo, BuildError> {
