@@ -35,9 +35,15 @@ OUT = Path(__file__).resolve().parent.parent / "test" / "fixtures" / "keras2"
 
 
 def randomize_weights(model, rng):
-    """Seeded random values for every variable (fresh layers have zero biases)."""
+    """Seeded random values for every variable (fresh layers have zero biases); variances
+    and scales stay positive."""
     for var in model.weights:
-        var.assign(rng.normal(0.0, 0.5, tuple(var.shape)).astype(var.dtype.as_numpy_dtype))
+        shape = tuple(var.shape)
+        if "moving_variance" in var.name or "gamma" in var.name:
+            value = rng.uniform(0.5, 1.5, shape)
+        else:
+            value = rng.normal(0.0, 0.5, shape)
+        var.assign(value.astype(var.dtype.as_numpy_dtype))
 
 
 def save_fixture(manifest, name, model, inputs, rng, zip_format=False):
@@ -164,6 +170,46 @@ def keras2_zip_sequential(rng):
     return model, inputs
 
 
+def keras2_layers(rng):
+    """The layers the importer converts, as tf.keras 2.15 configures and saves them (list
+    axes, call kwargs such as attention's value, key and use_causal_mask), without masks."""
+    x_in = keras.Input((8, 6), name="x")
+    context_in = keras.Input((5, 6), name="context")
+    conv = layers.Conv1D(4, 3, padding="causal", dilation_rate=2, activation="relu", name="conv")(x_in)
+    pooled = layers.GlobalAveragePooling1D(name="gap")(x_in)
+    outs = [
+        conv,
+        layers.MaxPooling1D(2, name="maxpool")(conv),
+        layers.AveragePooling1D(2, padding="same", name="avgpool")(conv),
+        layers.GlobalMaxPooling1D(name="gmp")(conv),
+        layers.LayerNormalization(name="ln")(x_in),
+        layers.BatchNormalization(name="bn")(x_in),
+        layers.GRU(3, return_sequences=True, name="gru")(x_in),
+        layers.GRU(3, reset_after=False, name="gru_v1")(x_in),
+        layers.SimpleRNN(2, go_backwards=True, name="rnn")(x_in),
+        layers.Bidirectional(layers.LSTM(2), merge_mode="sum", name="bi_sum")(x_in),
+        layers.TimeDistributed(layers.Dense(2, activation="gelu"), name="td")(x_in),
+        layers.MultiHeadAttention(2, 3, name="self_attention")(x_in, x_in, use_causal_mask=True),
+        layers.MultiHeadAttention(2, 3, value_dim=2, name="cross_attention")(
+            x_in, context_in, key=layers.Dense(6, name="key_proj")(context_in)
+        ),
+        layers.Flatten(name="flat")(layers.Permute((2, 1), name="perm")(x_in)),
+        layers.RepeatVector(3, name="rep")(pooled),
+        layers.Reshape((4, 12), name="reshape")(x_in),
+        layers.PReLU(name="prelu")(x_in),
+        layers.ELU(0.5, name="elu")(x_in),
+        layers.LeakyReLU(0.2, name="lrelu")(x_in),
+        layers.ReLU(max_value=1.0, negative_slope=0.1, threshold=0.05, name="relu")(x_in),
+        layers.Softmax(name="softmax")(x_in),
+        layers.Dense(3, activation="selu", name="dense")(x_in),
+        layers.Normalization(mean=0.2, variance=1.5, name="norm")(x_in),
+        layers.Rescaling(0.5, offset=1.0, name="resc")(x_in),
+    ]
+    inputs = [rng.normal(size=(BATCH, 8, 6)).astype("float32"),
+              rng.normal(size=(BATCH, 5, 6)).astype("float32")]
+    return keras.Model([x_in, context_in], outs, name="keras2_layers"), inputs
+
+
 def main():
     tf.keras.utils.set_random_seed(SEED)
     rng = np.random.default_rng(SEED)
@@ -178,6 +224,7 @@ def main():
         ("keras2_masked_sequential", keras2_masked_sequential),
         ("keras2_mask_endings", keras2_mask_endings),
         ("keras2_zip_sequential", keras2_zip_sequential),
+        ("keras2_layers", keras2_layers),
     ]:
         model, inputs = build(rng)
         save_fixture(manifest, name, model, inputs, rng, zip_format=name.startswith("keras2_zip"))

@@ -386,10 +386,44 @@ fn parse_node(value: &Value, what: &str) -> Result<Node> {
                 }
             }
         }
-        // Keras 2: [[layer, node, tensor, kwargs], ...]
+        // Keras 2: [[layer, node, tensor, kwargs], ...]. The kwargs of a call belong to its
+        // first tensor's entry: the other tensors an attention layer takes (`value`, `key`,
+        // as `[layer, node, tensor]` triples, placed after the query as Keras 3 passes them)
+        // and plain options such as `use_causal_mask`.
         Value::Array(entries) => {
+            let mut attention = [None, None];
             for entry in entries {
                 args.push(Arg::Tensor(parse_ref(entry, what)?));
+                let Some(Value::Object(kwargs)) = entry.as_array().and_then(|e| e.get(3)) else {
+                    continue;
+                };
+                for (key, v) in kwargs {
+                    match (key.as_str(), v.as_array()) {
+                        ("value", Some(_)) => attention[0] = Some(parse_ref(v, what)?),
+                        ("key", Some(_)) => attention[1] = Some(parse_ref(v, what)?),
+                        (_, Some(items)) if items.first().is_some_and(Value::is_string) => {
+                            return Err(ImportError::config(format!(
+                                "{what}: a tensor passed as keyword argument {key:?} is not \
+                                 supported"
+                            )));
+                        }
+                        _ => {
+                            plain_kwargs.insert(key.clone(), v.clone());
+                        }
+                    }
+                }
+            }
+            match attention {
+                [Some(value), key] => {
+                    args.push(Arg::Tensor(value));
+                    args.extend(key.map(Arg::Tensor));
+                }
+                [None, Some(_)] => {
+                    return Err(ImportError::config(format!(
+                        "{what}: an attention call with a key but no value"
+                    )))
+                }
+                [None, None] => {}
             }
         }
         _ => {
@@ -665,6 +699,28 @@ mod tests {
                 tensor: 0
             }
         );
+    }
+
+    #[test]
+    fn keras2_attention_kwargs_follow_the_query() {
+        let reference = |layer: &str| TensorRef {
+            layer: layer.into(),
+            node: 0,
+            tensor: 0,
+        };
+        let node = json!([["q", 0, 0, {"key": ["k", 0, 0], "value": ["v", 0, 0],
+                                       "use_causal_mask": true}]]);
+        let parsed = parse_node(&node, "layer").unwrap();
+        let refs: Vec<_> = parsed.tensors().cloned().collect();
+        assert_eq!(refs, [reference("q"), reference("v"), reference("k")]);
+        assert_eq!(parsed.kwargs.get("use_causal_mask"), Some(&json!(true)));
+
+        let node = json!([["q", 0, 0, {"key": ["k", 0, 0]}]]);
+        let err = parse_node(&node, "layer").unwrap_err().to_string();
+        assert!(err.contains("a key but no value"), "{err}");
+        let node = json!([["q", 0, 0, {"bias": ["b", 0, 0]}]]);
+        let err = parse_node(&node, "layer").unwrap_err().to_string();
+        assert!(err.contains("keyword argument \"bias\""), "{err}");
     }
 
     #[test]
