@@ -210,6 +210,26 @@ def keras2_layers(rng):
     return keras.Model([x_in, context_in], outs, name="keras2_layers"), inputs
 
 
+def keras2_tf_ops(rng):
+    """TensorFlow calls in a tf.keras 2 functional graph (TFOpLambda layers): a positional
+    table added to masked embeddings, a product and a difference of two tensors, a scalar
+    subtracted; each drops the mask, so the averages after them count the padding."""
+    ids_in = keras.Input((5,), dtype="int32", name="input_ids")
+    e = layers.Embedding(12, 4, mask_zero=True, name="embedding")(ids_in)
+    positions = rng.normal(size=(5, 4)).astype("float32")
+    h = e + positions
+    gated = h * layers.Dense(4, activation="sigmoid", name="gate")(e)
+    moved = tf.math.subtract(gated, layers.Dense(4, name="shift")(e)) - 1.5
+    added = tf.math.add(e, 0.25)
+    outs = [
+        layers.GlobalAveragePooling1D(name="avg_positional")(h),
+        layers.GlobalAveragePooling1D(name="avg_gated")(gated),
+        layers.GlobalAveragePooling1D(name="avg_moved")(moved),
+        layers.GlobalAveragePooling1D(name="avg_added")(added),
+    ]
+    return keras.Model(ids_in, outs, name="keras2_tf_ops"), [padded_ids(rng, 12, 5)]
+
+
 def main():
     tf.keras.utils.set_random_seed(SEED)
     rng = np.random.default_rng(SEED)
@@ -225,6 +245,7 @@ def main():
         ("keras2_mask_endings", keras2_mask_endings),
         ("keras2_zip_sequential", keras2_zip_sequential),
         ("keras2_layers", keras2_layers),
+        ("keras2_tf_ops", keras2_tf_ops),
     ]:
         model, inputs = build(rng)
         save_fixture(manifest, name, model, inputs, rng, zip_format=name.startswith("keras2_zip"))

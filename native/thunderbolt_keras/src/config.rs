@@ -325,7 +325,11 @@ fn parse_layer(value: &Value, depth: usize, functional: bool) -> Result<LayerCon
         && config.get("layers").is_some()
     {
         LayerKind::Model(Box::new(parse_model(value, depth + 1)?))
-    } else if module.starts_with("keras.src.ops") || module.starts_with("keras.ops") {
+    } else if module.starts_with("keras.src.ops")
+        || module.starts_with("keras.ops")
+        // tf.keras 2's record of a TensorFlow call in a functional graph (`x + pe`).
+        || (class_name == "TFOpLambda" && module.is_empty())
+    {
         LayerKind::Operation
     } else {
         LayerKind::Layer
@@ -391,6 +395,13 @@ fn parse_node(value: &Value, what: &str) -> Result<Node> {
         // as `[layer, node, tensor]` triples, placed after the query as Keras 3 passes them)
         // and plain options such as `use_causal_mask`.
         Value::Array(entries) => {
+            // A `TFOpLambda` writes its one call as a bare entry, not a list of them.
+            let bare = std::slice::from_ref(value);
+            let entries = if entries.first().is_some_and(Value::is_string) {
+                bare
+            } else {
+                entries
+            };
             let mut attention = [None, None];
             for entry in entries {
                 args.push(Arg::Tensor(parse_ref(entry, what)?));
@@ -399,6 +410,8 @@ fn parse_node(value: &Value, what: &str) -> Result<Node> {
                 };
                 for (key, v) in kwargs {
                     match (key.as_str(), v.as_array()) {
+                        // A `TFOpLambda`'s second operand: a tensor or a constant.
+                        ("y", _) => args.push(operand(v, what)?),
                         ("value", Some(_)) => attention[0] = Some(parse_ref(v, what)?),
                         ("key", Some(_)) => attention[1] = Some(parse_ref(v, what)?),
                         (_, Some(items)) if items.first().is_some_and(Value::is_string) => {
@@ -482,6 +495,28 @@ fn collect_args(value: &Value, out: &mut Vec<Arg>, what: &str, depth: usize) -> 
         _ => {}
     }
     Ok(())
+}
+
+/// A Keras 2 call's operand written in place: a `[layer, node, tensor]` triple, a number,
+/// or nested lists of numbers (a float32 constant, as tf.keras writes a NumPy array).
+fn operand(value: &Value, what: &str) -> Result<Arg> {
+    match value {
+        Value::Array(items) if items.first().is_some_and(Value::is_string) => {
+            Ok(Arg::Tensor(parse_ref(value, what)?))
+        }
+        Value::Number(n) => n
+            .as_f64()
+            .map(Arg::Scalar)
+            .ok_or_else(|| ImportError::config(format!("{what}: an operand is not a number"))),
+        Value::Array(_) => {
+            let mut config = Map::new();
+            config.insert("value".into(), value.clone());
+            Ok(Arg::Constant(parse_constant(&config, what)?))
+        }
+        other => Err(ImportError::config(format!(
+            "{what}: an operand {other} is neither a tensor nor numbers"
+        ))),
+    }
 }
 
 /// A `[layer, node, tensor]` (Keras 3) or `[layer, node, tensor, kwargs]` (Keras 2) triple.
@@ -721,6 +756,27 @@ mod tests {
         let node = json!([["q", 0, 0, {"bias": ["b", 0, 0]}]]);
         let err = parse_node(&node, "layer").unwrap_err().to_string();
         assert!(err.contains("keyword argument \"bias\""), "{err}");
+    }
+
+    #[test]
+    fn keras2_tensorflow_calls_take_their_operand() {
+        // TFOpLambda writes its call as a bare entry; `y` is a tensor, a number or lists.
+        let node = json!(["x", 0, 0, {"y": ["d", 0, 0], "name": null}]);
+        let parsed = parse_node(&node, "layer").unwrap();
+        assert_eq!(parsed.tensors().count(), 2);
+        let node = json!(["x", 0, 0, {"y": 1.5}]);
+        assert_eq!(
+            parse_node(&node, "layer").unwrap().args[1],
+            Arg::Scalar(1.5)
+        );
+        let node = json!(["x", 0, 0, {"y": [[1.0, 2.0], [3.0, 4.0]]}]);
+        match &parse_node(&node, "layer").unwrap().args[1] {
+            Arg::Constant(t) => assert_eq!(t.shape, vec![2, 2]),
+            other => panic!("{other:?}"),
+        }
+        let node = json!(["x", 0, 0, {"y": "text"}]);
+        let err = parse_node(&node, "layer").unwrap_err().to_string();
+        assert!(err.contains("neither a tensor nor numbers"), "{err}");
     }
 
     #[test]

@@ -740,7 +740,17 @@ impl<'a> Flattener<'a> {
             inbound: inbound.clone(),
             weights: vec![constant],
         };
-        let op = layer.class_name.as_str();
+        // tf.keras 2 names the TensorFlow function it recorded.
+        let function = layer
+            .config
+            .get("function")
+            .and_then(serde_json::Value::as_str);
+        let op = match (layer.class_name.as_str(), function) {
+            ("TFOpLambda", Some("__operators__.add" | "math.add")) => "Add",
+            ("TFOpLambda", Some("math.subtract")) => "Subtract",
+            ("TFOpLambda", Some("math.multiply")) => "Multiply",
+            (op, _) => op,
+        };
         match (op, inbound.len(), constants.as_slice()) {
             ("Add", 2, []) => Ok(merge("Add")),
             ("Subtract", 2, []) => Ok(merge("Subtract")),
@@ -751,12 +761,16 @@ impl<'a> Flattener<'a> {
             }
             _ => Err(ImportError::UnsupportedLayer {
                 layer: layer.name.clone(),
-                class_name: format!("keras.ops.{op}"),
+                class_name: match function {
+                    Some(function) if op == "TFOpLambda" => format!("tf.{function}"),
+                    _ => format!("keras.ops.{op}"),
+                },
                 registered_name: None,
                 hint: format!(
-                    "Of the keras.ops operations recorded in functional graphs, the importer \
-                     converts Add, Subtract and Multiply of two tensors and the addition or \
-                     subtraction of a constant (this call has {} tensor(s) and {} constant(s)).",
+                    "Of the keras.ops operations (and tf.keras 2 TensorFlow calls) recorded in \
+                     functional graphs, the importer converts Add, Subtract and Multiply of two \
+                     tensors and the addition or subtraction of a constant (this call has {} \
+                     tensor(s) and {} constant(s)).",
                     inbound.len(),
                     constants.len()
                 ),

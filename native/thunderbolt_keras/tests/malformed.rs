@@ -4,7 +4,7 @@
 mod support;
 
 use serde_json::json;
-use support::{fixture_dir, keras_zip, H5Data, KerasParts};
+use support::{fixture_dir, keras2_fixture_dir, keras_zip, H5Data, KerasParts};
 use thunderbolt_keras::{convert, ImportError, ImportOptions};
 
 fn base() -> KerasParts {
@@ -524,6 +524,32 @@ fn masks_nested_in_concatenates_are_followed_within_a_bound() {
     assert_contains(
         &error_of(chained_concatenate_masks(70)),
         &["layer \"avg_features\" is given a mask nested in more than 64 Concatenate layers"],
+    );
+}
+
+#[test]
+fn keras2_tensorflow_calls_other_than_arithmetic_are_refused() {
+    // A tf.keras 2 functional graph: x -> tf.math.sqrt(x).
+    let mut parts = KerasParts::read(&keras2_fixture_dir().join("keras2_zip_sequential.keras"));
+    parts.config = json!({"class_name": "Functional", "config": {
+        "name": "m",
+        "layers": [
+            {"class_name": "InputLayer", "name": "x", "inbound_nodes": [],
+             "config": {"batch_input_shape": [null, 4], "dtype": "float32", "name": "x"}},
+            {"class_name": "TFOpLambda", "name": "tf.math.sqrt",
+             "config": {"name": "tf.math.sqrt", "function": "math.sqrt", "dtype": "float32"},
+             "inbound_nodes": [["x", 0, 0, {"name": null}]]}
+        ],
+        "input_layers": [["x", 0, 0]],
+        "output_layers": [["tf.math.sqrt", 0, 0]]
+    }});
+    assert_contains(
+        &error_of(parts.to_keras()),
+        &[
+            "tf.math.sqrt",
+            "tf.keras 2 TensorFlow calls",
+            "1 tensor(s) and 0 constant(s)",
+        ],
     );
 }
 
