@@ -7,28 +7,34 @@ defmodule Thunderbolt.KerasTest do
   doctest Thunderbolt.Keras
 
   # test/fixtures/keras/manifest.tsv, written by scripts/gen_keras_fixtures.py with real
-  # Keras 3: one row per model, input, expected output (Keras's prediction) or option.
-  @manifest fixture("keras/manifest.tsv")
-  @external_resource @manifest
-  @fixtures @manifest
-            |> File.read!()
-            |> String.split("\n", trim: true)
-            |> Enum.reject(&String.starts_with?(&1, "#"))
-            |> Enum.map(&String.split(&1, "\t"))
-            |> Enum.group_by(&hd/1)
+  # Keras 3, and test/fixtures/keras2/manifest.tsv, by scripts/gen_keras2_fixtures.py with
+  # real tf.keras 2.15: one row per model, input, expected output (Keras's prediction) or
+  # option. Each fixture's rows carry their folder.
+  @manifests ["keras", "keras2"]
+  for folder <- @manifests, do: @external_resource(fixture(folder <> "/manifest.tsv"))
 
-  defp tensor([_fixture, _role, name, dtype, shape, file]) do
+  @fixtures (for folder <- @manifests,
+                 row <-
+                   fixture(folder <> "/manifest.tsv")
+                   |> File.read!()
+                   |> String.split("\n", trim: true)
+                   |> Enum.reject(&String.starts_with?(&1, "#")) do
+               [folder | String.split(row, "\t")]
+             end)
+            |> Enum.group_by(&Enum.at(&1, 1))
+
+  defp tensor([folder, _fixture, _role, name, dtype, shape, file]) do
     dims =
       if shape == "-", do: [], else: shape |> String.split(",") |> Enum.map(&String.to_integer/1)
 
-    data = File.read!(fixture("keras/" <> file))
+    data = File.read!(fixture(folder <> "/" <> file))
     {name, Tensor.from_binary(data, String.to_existing_atom(dtype), dims)}
   end
 
-  defp rows(rows, role), do: Enum.filter(rows, &(Enum.at(&1, 1) == role))
+  defp rows(rows, role), do: Enum.filter(rows, &(Enum.at(&1, 2) == role))
 
   defp convert_options(rows) do
-    Enum.map(rows(rows, "option"), fn [_, _, "input_dtype", _, _, value] ->
+    Enum.map(rows(rows, "option"), fn [_, _, _, "input_dtype", _, _, value] ->
       {:input_dtype, String.to_existing_atom(value)}
     end)
   end
@@ -37,8 +43,8 @@ defmodule Thunderbolt.KerasTest do
     for {name, rows} <- @fixtures do
       @rows rows
       test "#{name} matches Keras's predictions through Thunderbolt.run" do
-        [[_, _, _, _, _, model]] = rows(@rows, "model")
-        {:ok, onnx} = Keras.convert(fixture("keras/" <> model), convert_options(@rows))
+        [[folder, _, _, _, _, _, model]] = rows(@rows, "model")
+        {:ok, onnx} = Keras.convert(fixture(folder <> "/" <> model), convert_options(@rows))
         {:ok, session} = Thunderbolt.load({:binary, onnx})
 
         inputs = @rows |> rows("input") |> Map.new(&tensor/1)
