@@ -230,6 +230,25 @@ def keras2_tf_ops(rng):
     return keras.Model(ids_in, outs, name="keras2_tf_ops"), [padded_ids(rng, 12, 5)]
 
 
+def keras2_nested(rng):
+    """Nested models as tf.keras 2 numbers their calls (a functional encoder called twice
+    through a shared layer, a Sequential head): references count each nested model's own
+    first node, in the calls and in the outputs alike."""
+    inner_in = keras.Input((6,), name="inner_in")
+    encoder = keras.Model(
+        inner_in, layers.Dense(4, activation="tanh", name="inner_dense")(inner_in), name="encoder"
+    )
+    head = keras.Sequential([layers.Dense(3, name="head_dense"), layers.ReLU(name="head_relu")], name="head")
+    a_in = keras.Input((6,), name="a")
+    b_in = keras.Input((6,), name="b")
+    shared = layers.Dense(6, name="shared")
+    encoded_a = encoder(shared(a_in))
+    encoded_b = encoder(shared(b_in))
+    out = head(layers.Concatenate(name="joined")([encoded_a, encoded_b]))
+    inputs = [rng.normal(size=(BATCH, 6)).astype("float32") for _ in range(2)]
+    return keras.Model([a_in, b_in], [out, encoded_a, encoded_b], name="keras2_nested"), inputs
+
+
 def main():
     tf.keras.utils.set_random_seed(SEED)
     rng = np.random.default_rng(SEED)
@@ -246,6 +265,7 @@ def main():
         ("keras2_zip_sequential", keras2_zip_sequential),
         ("keras2_layers", keras2_layers),
         ("keras2_tf_ops", keras2_tf_ops),
+        ("keras2_nested", keras2_nested),
     ]:
         model, inputs = build(rng)
         save_fixture(manifest, name, model, inputs, rng, zip_format=name.startswith("keras2_zip"))

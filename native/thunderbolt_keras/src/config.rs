@@ -98,6 +98,10 @@ pub struct ModelConfig {
     pub layers: Vec<LayerConfig>,
     pub inputs: Vec<TensorRef>,
     pub outputs: Vec<TensorRef>,
+    /// Whether Keras made a node of its own for this model before any call: a functional
+    /// model, or a `Sequential` whose config begins with its `InputLayer`. A graph holding
+    /// it as a layer counts that node in some references (see `parse_functional`).
+    pub builtin_node: bool,
 }
 
 impl ModelConfig {
@@ -162,7 +166,7 @@ fn parse_functional(config: &Map<String, Value>, depth: usize) -> Result<ModelCo
         .get("layers")
         .and_then(Value::as_array)
         .ok_or_else(|| ImportError::config(format!("{what} has no \"layers\" list")))?;
-    let layers = layer_values
+    let mut layers = layer_values
         .iter()
         .map(|l| parse_layer(l, depth, true))
         .collect::<Result<Vec<_>>>()?;
@@ -171,15 +175,45 @@ fn parse_functional(config: &Map<String, Value>, depth: usize) -> Result<ModelCo
         config.get("output_layers"),
         &format!("{what} output_layers"),
     )?;
-    // A nested functional model counts a built-in node before its calls in these
-    // references, though not in `inbound_nodes` (Keras' `functional_from_config`).
+    // A nested model's built-in node comes before its calls in some references: Keras 3
+    // counts it in `output_layers` for a functional model, though not in `inbound_nodes`
+    // (`functional_from_config`); Keras 2 counts it in both, for any model that has one
+    // (its `get_network_config` numbers the kept nodes from 1).
+    let keras_2_layout = layers
+        .iter()
+        .any(|l| l.nodes.iter().any(|n| n.mask == CallMask::Implicit));
+    let counted = |reference: &TensorRef, in_outputs: bool| {
+        layers.iter().any(|l| {
+            l.name == reference.layer
+                && match &l.kind {
+                    LayerKind::Model(m) if keras_2_layout => m.builtin_node,
+                    LayerKind::Model(m) => in_outputs && m.class_name == "Functional",
+                    _ => false,
+                }
+        })
+    };
     for output in &mut outputs {
-        let nested_functional = layers.iter().any(|l| {
-            l.name == output.layer
-                && matches!(&l.kind, LayerKind::Model(m) if m.class_name == "Functional")
-        });
-        if nested_functional && output.node > 0 {
+        if output.node > 0 && counted(output, true) {
             output.node -= 1;
+        }
+    }
+    if keras_2_layout {
+        let mut references: Vec<(usize, usize, usize)> = Vec::new();
+        for (i, layer) in layers.iter().enumerate() {
+            for (j, node) in layer.nodes.iter().enumerate() {
+                for (k, arg) in node.args.iter().enumerate() {
+                    if let Arg::Tensor(t) = arg {
+                        if t.node > 0 && counted(t, false) {
+                            references.push((i, j, k));
+                        }
+                    }
+                }
+            }
+        }
+        for (i, j, k) in references {
+            if let Arg::Tensor(t) = &mut layers[i].nodes[j].args[k] {
+                t.node -= 1;
+            }
         }
     }
     if inputs.is_empty() || outputs.is_empty() {
@@ -193,6 +227,7 @@ fn parse_functional(config: &Map<String, Value>, depth: usize) -> Result<ModelCo
         layers,
         inputs,
         outputs,
+        builtin_node: true,
     };
     check_unique_names(&model)?;
     Ok(model)
@@ -213,6 +248,9 @@ fn parse_sequential(config: &Map<String, Value>, depth: usize) -> Result<ModelCo
         .iter()
         .map(|l| parse_layer(l, depth, false))
         .collect::<Result<Vec<_>>>()?;
+    let builtin_node = layers
+        .first()
+        .is_some_and(|l| matches!(l.kind, LayerKind::Input { .. }));
     if layers.is_empty() {
         return Err(ImportError::config(format!("{what} has no layers")));
     }
@@ -270,6 +308,7 @@ fn parse_sequential(config: &Map<String, Value>, depth: usize) -> Result<ModelCo
         layers,
         inputs: vec![first],
         outputs: vec![last],
+        builtin_node,
     };
     check_unique_names(&model)?;
     Ok(model)
