@@ -249,6 +249,24 @@ def keras2_nested(rng):
     return keras.Model([a_in, b_in], [out, encoded_a, encoded_b], name="keras2_nested"), inputs
 
 
+def keras2_activations(rng):
+    """Every activation name as tf.keras 2 computes it; its hard_sigmoid is
+    clip(0.2 x + 0.5, 0, 1), not Keras 3's relu6(x + 3) / 6, in Dense, Activation,
+    TimeDistributed and as recurrent_activation."""
+    x_in = keras.Input((5, 4), name="x")
+    names = ["linear", "relu", "sigmoid", "tanh", "softmax", "softplus", "softsign", "elu",
+             "selu", "gelu", "swish", "relu6", "hard_sigmoid", "exponential", "mish"]
+    outs = [layers.Dense(3, activation=a, name=f"dense_{a}")(x_in) for a in names]
+    outs += [
+        layers.Activation("hard_sigmoid", name="activation_hard_sigmoid")(x_in),
+        layers.TimeDistributed(layers.Dense(2, activation="hard_sigmoid"), name="td_hard_sigmoid")(x_in),
+        layers.LSTM(2, recurrent_activation="hard_sigmoid", name="lstm_hard_sigmoid")(x_in),
+        layers.Bidirectional(layers.GRU(2, recurrent_activation="hard_sigmoid"), name="bi_gru_hard_sigmoid")(x_in),
+    ]
+    x = (3.0 * rng.normal(size=(BATCH, 5, 4))).astype("float32")
+    return keras.Model(x_in, outs, name="keras2_activations"), [x]
+
+
 def main():
     tf.keras.utils.set_random_seed(SEED)
     rng = np.random.default_rng(SEED)
@@ -266,6 +284,7 @@ def main():
         ("keras2_layers", keras2_layers),
         ("keras2_tf_ops", keras2_tf_ops),
         ("keras2_nested", keras2_nested),
+        ("keras2_activations", keras2_activations),
     ]:
         model, inputs = build(rng)
         save_fixture(manifest, name, model, inputs, rng, zip_format=name.startswith("keras2_zip"))

@@ -1,8 +1,9 @@
 //! Keras activations (the `activation` config key of `Dense` and `Activation`) as ONNX ops.
 //!
 //! Semantics follow Keras 3 `keras.activations`: `leaky_relu` has slope 0.2, `hard_sigmoid`
-//! is `relu6(x + 3) / 6` (not the Keras 2 slope of 0.2), `gelu` is exact (erf) unless
-//! approximate, `selu` uses Keras' full-precision constants.
+//! is `relu6(x + 3) / 6` (in a layer of a Keras 2 file, config `"keras_2": true`, Keras 2's
+//! `clip(0.2 x + 0.5, 0, 1)`), `gelu` is exact (erf) unless approximate, `selu` uses Keras'
+//! full-precision constants.
 //!
 //! An activation is a name (`"relu"`), a Keras serialized function
 //! (`{"class_name": "function", "config": "relu", ...}`), or an object with parameters:
@@ -48,20 +49,33 @@ pub enum Activation {
     Relu,
     Sigmoid,
     Tanh,
-    Softmax { axis: i64 },
+    Softmax {
+        axis: i64,
+    },
     Softplus,
     Softsign,
-    Elu { alpha: f64 },
+    Elu {
+        alpha: f64,
+    },
     Selu,
-    Gelu { approximate: bool },
+    Gelu {
+        approximate: bool,
+    },
     Silu,
-    LeakyRelu { negative_slope: f64 },
+    LeakyRelu {
+        negative_slope: f64,
+    },
     Relu6,
-    HardSigmoid,
+    /// `clip(slope * x + 0.5, 0, 1)`: slope 1/6 in Keras 3, 0.2 in Keras 2.
+    HardSigmoid {
+        slope: f64,
+    },
     HardSilu,
     Exponential,
     Mish,
-    LogSoftmax { axis: i64 },
+    LogSoftmax {
+        axis: i64,
+    },
 }
 
 impl Activation {
@@ -144,7 +158,10 @@ impl Activation {
                 negative_slope: num("negative_slope", 0.2)?,
             },
             "relu6" => Activation::Relu6,
-            "hard_sigmoid" => Activation::HardSigmoid,
+            "hard_sigmoid" if crate::layers::saved_by_keras_2(layer) => {
+                Activation::HardSigmoid { slope: 0.2 }
+            }
+            "hard_sigmoid" => Activation::HardSigmoid { slope: 1.0 / 6.0 },
             "hard_silu" | "hard_swish" => Activation::HardSilu,
             "exponential" => Activation::Exponential,
             "mish" => Activation::Mish,
@@ -217,13 +234,10 @@ impl Activation {
                     attr_float("gamma", SELU_SCALE as f32),
                 ],
             ),
-            Activation::HardSigmoid => unary(
+            Activation::HardSigmoid { slope } => unary(
                 g,
                 "HardSigmoid",
-                vec![
-                    attr_float("alpha", (1.0f64 / 6.0) as f32),
-                    attr_float("beta", 0.5),
-                ],
+                vec![attr_float("alpha", *slope as f32), attr_float("beta", 0.5)],
             ),
             Activation::Softmax { axis } | Activation::LogSoftmax { axis } => {
                 let op = if matches!(self, Activation::Softmax { .. }) {
@@ -306,6 +320,21 @@ mod tests {
         assert_eq!(
             Activation::parse(&layer(), Some(&json!("swish"))).unwrap(),
             Activation::Silu
+        );
+    }
+
+    #[test]
+    fn hard_sigmoid_follows_the_keras_that_saved_the_layer() {
+        let hard = Some(json!("hard_sigmoid"));
+        assert_eq!(
+            Activation::parse(&layer(), hard.as_ref()).unwrap(),
+            Activation::HardSigmoid { slope: 1.0 / 6.0 }
+        );
+        let mut keras_2 = layer();
+        keras_2.config = json!({"keras_2": true});
+        assert_eq!(
+            Activation::parse(&keras_2, hard.as_ref()).unwrap(),
+            Activation::HardSigmoid { slope: 0.2 }
         );
     }
 

@@ -5,7 +5,7 @@
 use crate::config::Config;
 use crate::error::BuildError;
 use crate::graph::{attr_int, GraphBuilder, WeightSlot};
-use crate::layers::{concatenate, keras_2_masks};
+use crate::layers::{concatenate, saved_by_keras_2};
 use crate::registry::{concatenated_mask_source, LayerConverter, LayerRegistry, Masking, ValueRef};
 use crate::shape::{Dim, TensorInfo};
 use crate::spec::{Layer, ModelSpec};
@@ -351,7 +351,7 @@ fn concatenated_mask(
     let keras_axis = Config::of(layer)?.i64_or("axis", -1)?;
     let name = format!("{}/mask", layer.name);
     let along_last = axis + 1 == output.rank();
-    if along_last && keras_2_masks(layer) {
+    if along_last && saved_by_keras_2(layer) {
         let present: Vec<&Mask> = masks.iter().copied().flatten().collect();
         return Ok(all_of(g, layer, &present));
     }

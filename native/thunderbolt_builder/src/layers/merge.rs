@@ -15,7 +15,7 @@
 //! Keras 2 file (`"keras_2": true`) computes as without masks and ANDs those it gets, as
 //! tf.keras' `_Merge` does.
 
-use super::{expect_weights, keras_2_masks, require_float};
+use super::{expect_weights, require_float, saved_by_keras_2};
 use crate::error::BuildError;
 use crate::graph::GraphBuilder;
 use crate::registry::{LayerConverter, Masking, ValueRef};
@@ -43,7 +43,7 @@ impl LayerConverter for Merge {
     fn masking(&self, layer: &Layer) -> Masking {
         if keras_operation(layer) {
             Masking::Drops
-        } else if keras_2_masks(layer) {
+        } else if saved_by_keras_2(layer) {
             Masking::MergesWithAnd
         } else {
             Masking::MergesWithOr
@@ -93,7 +93,7 @@ impl LayerConverter for Merge {
         g: &mut GraphBuilder,
     ) -> Result<String, BuildError> {
         let masked = !keras_operation(layer)
-            && !keras_2_masks(layer)
+            && !saved_by_keras_2(layer)
             && inputs.iter().any(|v| v.mask.is_some());
         match self {
             Merge::Multiply if masked => return Ok(masked_product(g, layer, inputs, output)),

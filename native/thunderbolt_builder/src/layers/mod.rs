@@ -74,14 +74,14 @@ pub fn float_output(layer: &Layer, dtype: DType) -> Result<DType, BuildError> {
 /// Whether a layer combines masks by Keras 2's (tf.keras) rules rather than Keras 3's:
 /// config `"keras_2": true`, which the Keras importer sets on the merges and `Concatenate`
 /// of a Keras 2 file.
-pub fn keras_2_masks(layer: &Layer) -> bool {
+pub fn saved_by_keras_2(layer: &Layer) -> bool {
     layer.config.get("keras_2") == Some(&serde_json::Value::Bool(true))
 }
 
 /// For a layer that Keras 3 made `supports_masking` (its `call` ignoring the mask) where
 /// Keras 2 did not: it passes a mask on, except in a Keras 2 file, where the mask ends.
 pub fn propagates_since_keras_3(layer: &Layer) -> Masking {
-    if keras_2_masks(layer) {
+    if saved_by_keras_2(layer) {
         Masking::Drops
     } else {
         Masking::Propagates

@@ -106,10 +106,10 @@ fn op_activation(
             alpha: Some(1.0),
             beta: Some(0.0),
         },
-        // Keras 3: relu6(x + 3) / 6.
-        Activation::HardSigmoid => OpActivation {
+        // Keras 3: relu6(x + 3) / 6; Keras 2: clip(0.2 x + 0.5, 0, 1).
+        Activation::HardSigmoid { slope } => OpActivation {
             name: "HardSigmoid",
-            alpha: Some((1.0f64 / 6.0) as f32),
+            alpha: Some(slope as f32),
             beta: Some(0.5),
         },
         Activation::Elu { alpha } => OpActivation {

@@ -3,7 +3,7 @@
 //! to the whole `[batch, steps, ...]` tensor, so the wrapped layer's own converter runs on
 //! the wrapper's input. Its weights are the wrapped layer's, in Keras order.
 
-use super::{activation, activation_classes, dense, identity, single_input};
+use super::{activation, activation_classes, dense, identity, saved_by_keras_2, single_input};
 use crate::error::BuildError;
 use crate::graph::GraphBuilder;
 use crate::registry::{LayerConverter, Masking, ValueRef};
@@ -35,10 +35,14 @@ fn wrapped(layer: &Layer) -> Result<(Layer, &'static dyn LayerConverter), BuildE
             )))
         }
     };
-    let config = inner
+    let mut config = inner
         .and_then(|v| v.get("config"))
         .cloned()
         .unwrap_or(Value::Null);
+    // The wrapped layer is as much from a Keras 2 file as its wrapper.
+    if let (true, Value::Object(map)) = (saved_by_keras_2(layer), &mut config) {
+        map.insert("keras_2".into(), Value::Bool(true));
+    }
     let inner = Layer {
         name: layer.name.clone(),
         class_name: class.to_string(),
