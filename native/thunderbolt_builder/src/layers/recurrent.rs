@@ -446,12 +446,18 @@ fn back_in_place(
         vec![],
     );
     let zero = g.scalar(&format!("{prefix}/place_zero"), DType::I64, 0.0);
-    let one = g.scalar(&format!("{prefix}/place_one"), DType::I64, 1.0);
+    // Only a forwards direction shifts by one (a backwards layer alone would leave it unused).
+    let one = reverse
+        .contains(&false)
+        .then(|| g.scalar(&format!("{prefix}/place_one"), DType::I64, 1.0));
     let units_axis = g.int64s(&format!("{prefix}/units_axis"), &[2]);
     let mut parts = Vec::new();
     for (d, &backwards) in reverse.iter().enumerate() {
         let name = |part: &str| format!("{prefix}/direction_{d}/{part}");
-        let shift = if backwards { &compacted.kept } else { &one };
+        let shift = match (&one, backwards) {
+            (Some(one), false) => one,
+            _ => &compacted.kept,
+        };
         let place = g.node("Sub", &[&upto, shift], &name("place"), vec![]);
         // 1 where the step keeps what was gathered for it, 0 where Keras gives zeros.
         let valid = if zero_masked {
