@@ -39,6 +39,8 @@ def randomize_weights(model, rng):
     and scales stay positive."""
     for var in model.weights:
         shape = tuple(var.shape)
+        if var.name.split("/")[-1].split(":")[0] in ("mean", "variance", "count"):
+            continue  # a Normalization's adapted statistics: a random variance could be < 0
         if "moving_variance" in var.name or "gamma" in var.name:
             value = rng.uniform(0.5, 1.5, shape)
         else:
@@ -267,6 +269,23 @@ def keras2_activations(rng):
     return keras.Model(x_in, outs, name="keras2_activations"), [x]
 
 
+def keras2_text_cnn(rng):
+    """A tf.keras 2 text CNN beside adapted tabular features: Embedding, Conv1D,
+    GlobalMaxPooling1D, an adapted Normalization called twice, its second call an output
+    named after the layer."""
+    ids_in = keras.Input((10,), dtype="int32", name="ids")
+    feat_in = keras.Input((5,), name="features")
+    norm = layers.Normalization(name="norm")
+    norm.adapt(rng.normal(2.0, 3.0, size=(50, 5)).astype("float32"))
+    pooled = layers.GlobalMaxPooling1D(name="gmp")(
+        layers.Conv1D(6, 3, activation="relu", name="conv")(layers.Embedding(30, 8, name="emb")(ids_in))
+    )
+    tabular = layers.Dense(4, activation="relu", name="tabular")(norm(feat_in))
+    out = layers.Dense(3, activation="softmax", name="out")(layers.Concatenate(name="cat")([pooled, tabular]))
+    inputs = [rng.integers(0, 30, (BATCH, 10)).astype("int32"), rng.normal(size=(BATCH, 5)).astype("float32")]
+    return keras.Model([ids_in, feat_in], [out, norm(feat_in)], name="keras2_text_cnn"), inputs
+
+
 def main():
     tf.keras.utils.set_random_seed(SEED)
     rng = np.random.default_rng(SEED)
@@ -285,6 +304,7 @@ def main():
         ("keras2_tf_ops", keras2_tf_ops),
         ("keras2_nested", keras2_nested),
         ("keras2_activations", keras2_activations),
+        ("keras2_text_cnn", keras2_text_cnn),
     ]:
         model, inputs = build(rng)
         save_fixture(manifest, name, model, inputs, rng, zip_format=name.startswith("keras2_zip"))

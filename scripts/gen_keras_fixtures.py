@@ -786,6 +786,16 @@ def masked_merges(rng):
     return keras.Model([ids_in, other_in, x_in], outs, name="masked_merges"), inputs
 
 
+def shared_output(rng):
+    """A layer called twice whose second call is a model output, named after the layer: the
+    output keeps the name, and the first call's value takes another."""
+    x_in = keras.Input((5,), name="features")
+    norm = layers.Dense(5, name="norm")
+    hidden = layers.Dense(4, activation="relu", name="hidden")(norm(x_in))
+    out = layers.Dense(2, name="out")(hidden)
+    return keras.Model(x_in, [out, norm(x_in)], name="shared_output"), [floats(rng, 5)]
+
+
 def main():
     keras.utils.set_random_seed(SEED)
     rng = np.random.default_rng(SEED)
@@ -835,6 +845,7 @@ def main():
         ("masked_sequence", masked_sequence, {}),
         ("masked_concat", masked_concat, {}),
         ("masked_merges", masked_merges, {}),
+        ("shared_output", shared_output, {}),
     ]
     for name, build, how in fixtures:
         model, inputs = build(rng)

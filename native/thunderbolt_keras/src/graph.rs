@@ -107,11 +107,21 @@ impl<'a> Flattener<'a> {
         }
         let root = self.push_scope(model, String::new(), bindings, &scope, 0)?;
 
-        let mut sources = Vec::with_capacity(model.outputs.len());
-        for reference in &model.outputs {
-            sources.push(self.resolve_value(root, reference)?);
+        // An output keeps its Keras name even when a layer's value would take it (a shared
+        // layer whose later call is the output, named after the layer): the value gives way.
+        let names = self.output_names(model)?;
+        for (name, reference) in names.iter().zip(&model.outputs) {
+            let first_call =
+                reference.layer == *name && reference.node == 0 && reference.tensor == 0;
+            if !first_call {
+                self.used_names.insert(name.clone());
+            }
         }
-        let outputs = self.output_names(model, sources)?;
+        let mut outputs = Vec::with_capacity(model.outputs.len());
+        for (name, reference) in names.into_iter().zip(&model.outputs) {
+            let source = self.resolve_value(root, reference)?;
+            outputs.push(Output { name, source });
+        }
         Ok(ModelSpec {
             name: model.name.clone(),
             inputs,
@@ -173,14 +183,14 @@ impl<'a> Flattener<'a> {
         Ok(inputs)
     }
 
-    fn output_names(&self, model: &ModelConfig, sources: Vec<String>) -> Result<Vec<Output>> {
-        let names: Vec<String> = match &self.options.output_names {
+    fn output_names(&self, model: &ModelConfig) -> Result<Vec<String>> {
+        Ok(match &self.options.output_names {
             Some(names) => {
-                if names.len() != sources.len() {
+                if names.len() != model.outputs.len() {
                     return Err(ImportError::Option(format!(
                         "output_names has {} name(s) but the model has {} output(s)",
                         names.len(),
-                        sources.len()
+                        model.outputs.len()
                     )));
                 }
                 let unique: HashSet<&String> = names.iter().collect();
@@ -212,12 +222,7 @@ impl<'a> Flattener<'a> {
                     })
                     .collect()
             }
-        };
-        Ok(names
-            .into_iter()
-            .zip(sources)
-            .map(|(name, source)| Output { name, source })
-            .collect())
+        })
     }
 
     fn push_scope(
