@@ -112,14 +112,30 @@ impl ModelConfig {
     /// Whether a functional graph here lists its calls as Keras 2 did
     /// (`[[layer, node, tensor, kwargs], ...]`, which records no masks).
     pub fn has_keras_2_layout(&self) -> bool {
-        self.layers.iter().any(|layer| match &layer.kind {
-            LayerKind::Model(inner) => inner.has_keras_2_layout(),
-            _ => {
-                self.class_name != "Sequential"
-                    && layer.nodes.iter().any(|n| n.mask == CallMask::Implicit)
-            }
-        })
+        (self.class_name != "Sequential" && calls_listed_as_keras_2(&self.layers))
+            || self.layers.iter().any(|layer| match &layer.kind {
+                LayerKind::Model(inner) => inner.has_keras_2_layout(),
+                _ => false,
+            })
     }
+}
+
+/// Whether a functional graph's layers list their calls as Keras 2 did: only that layout
+/// leaves a call's mask unrecorded (`Sequential` calls, made up here, are left aside by
+/// the callers).
+fn calls_listed_as_keras_2(layers: &[LayerConfig]) -> bool {
+    layers
+        .iter()
+        .any(|l| l.nodes.iter().any(|n| n.mask == CallMask::Implicit))
+}
+
+/// Whether `value` is one `[layer, node, tensor, ...]` reference rather than a list of them
+/// or of numbers.
+fn is_reference(value: &Value) -> bool {
+    value
+        .as_array()
+        .and_then(|items| items.first())
+        .is_some_and(Value::is_string)
 }
 
 /// Parses the JSON text of a model config.
@@ -179,9 +195,7 @@ fn parse_functional(config: &Map<String, Value>, depth: usize) -> Result<ModelCo
     // counts it in `output_layers` for a functional model, though not in `inbound_nodes`
     // (`functional_from_config`); Keras 2 counts it in both, for any model that has one
     // (its `get_network_config` numbers the kept nodes from 1).
-    let keras_2_layout = layers
-        .iter()
-        .any(|l| l.nodes.iter().any(|n| n.mask == CallMask::Implicit));
+    let keras_2_layout = calls_listed_as_keras_2(&layers);
     let counted = |reference: &TensorRef, in_outputs: bool| {
         layers.iter().any(|l| {
             l.name == reference.layer
@@ -436,11 +450,7 @@ fn parse_node(value: &Value, what: &str) -> Result<Node> {
         Value::Array(entries) => {
             // A `TFOpLambda` writes its one call as a bare entry, not a list of them.
             let bare = std::slice::from_ref(value);
-            let entries = if entries.first().is_some_and(Value::is_string) {
-                bare
-            } else {
-                entries
-            };
+            let entries = if is_reference(value) { bare } else { entries };
             let mut attention = [None, None];
             for entry in entries {
                 args.push(Arg::Tensor(parse_ref(entry, what)?));
@@ -453,7 +463,7 @@ fn parse_node(value: &Value, what: &str) -> Result<Node> {
                         ("y", _) => args.push(operand(v, what)?),
                         ("value", Some(_)) => attention[0] = Some(parse_ref(v, what)?),
                         ("key", Some(_)) => attention[1] = Some(parse_ref(v, what)?),
-                        (_, Some(items)) if items.first().is_some_and(Value::is_string) => {
+                        _ if is_reference(v) => {
                             return Err(ImportError::config(format!(
                                 "{what}: a tensor passed as keyword argument {key:?} is not \
                                  supported"
@@ -540,9 +550,7 @@ fn collect_args(value: &Value, out: &mut Vec<Arg>, what: &str, depth: usize) -> 
 /// or nested lists of numbers (a float32 constant, as tf.keras writes a NumPy array).
 fn operand(value: &Value, what: &str) -> Result<Arg> {
     match value {
-        Value::Array(items) if items.first().is_some_and(Value::is_string) => {
-            Ok(Arg::Tensor(parse_ref(value, what)?))
-        }
+        _ if is_reference(value) => Ok(Arg::Tensor(parse_ref(value, what)?)),
         Value::Number(n) => n
             .as_f64()
             .map(Arg::Scalar)
@@ -581,9 +589,7 @@ fn parse_ref(value: &Value, what: &str) -> Result<TensorRef> {
 fn parse_ref_list(value: Option<&Value>, what: &str) -> Result<Vec<TensorRef>> {
     match value {
         None | Some(Value::Null) => Err(ImportError::config(format!("{what} is missing"))),
-        Some(Value::Array(items)) if items.first().is_some_and(Value::is_string) => {
-            Ok(vec![parse_ref(value.unwrap_or(&Value::Null), what)?])
-        }
+        Some(reference) if is_reference(reference) => Ok(vec![parse_ref(reference, what)?]),
         Some(Value::Array(items)) => items.iter().map(|v| parse_ref(v, what)).collect(),
         Some(Value::Object(map)) => map.values().map(|v| parse_ref(v, what)).collect(),
         Some(other) => Err(ImportError::config(format!(
