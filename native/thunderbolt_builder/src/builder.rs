@@ -6,7 +6,9 @@ use crate::config::Config;
 use crate::error::BuildError;
 use crate::graph::{attr_int, GraphBuilder, WeightSlot};
 use crate::layers::{concatenate, saved_by_keras_2};
-use crate::registry::{concatenated_mask_source, LayerConverter, LayerRegistry, Masking, ValueRef};
+use crate::registry::{
+    concatenated_mask_source, mask_part, LayerConverter, LayerRegistry, Masking, ValueRef,
+};
 use crate::shape::{Dim, TensorInfo};
 use crate::spec::{Layer, ModelSpec};
 use crate::tensor::DType;
@@ -210,10 +212,7 @@ fn build_graph(
             None => match masking {
                 Masking::Propagates | Masking::Uses => first_mask.cloned(),
                 Masking::MergesWithOr => merged_mask(&mut g, layer, &input_masks),
-                Masking::MergesWithAnd => {
-                    let present: Vec<&Mask> = input_masks.iter().copied().flatten().collect();
-                    all_of(&mut g, layer, &present)
-                }
+                Masking::MergesWithAnd => all_of(&mut g, layer, &input_masks),
                 Masking::Concatenates => {
                     concatenated_mask(&mut g, layer, &inputs, &input_masks, &infos[i])?
                 }
@@ -309,22 +308,15 @@ fn merged_mask(g: &mut GraphBuilder, layer: &Layer, masks: &[Option<&Mask>]) -> 
 }
 
 /// Keras 2's `_Merge.compute_mask`: the AND of the masks there are, or none.
-fn all_of(g: &mut GraphBuilder, layer: &Layer, masks: &[&Mask]) -> Option<Mask> {
+fn all_of(g: &mut GraphBuilder, layer: &Layer, masks: &[Option<&Mask>]) -> Option<Mask> {
+    let masks: Vec<&Mask> = masks.iter().copied().flatten().collect();
     let (first, rest) = masks.split_first()?;
     if rest.is_empty() {
         return Some((*first).clone());
     }
     let values: Vec<&str> = masks.iter().map(|m| m.value.as_str()).collect();
     let value = g.fold("And", &values, &format!("{}/mask", layer.name))?;
-    let sources: Vec<String> = masks
-        .iter()
-        .map(|m| {
-            format!(
-                "[{}]",
-                m.ids.iter().cloned().collect::<Vec<_>>().join(" or ")
-            )
-        })
-        .collect();
+    let sources: Vec<String> = masks.iter().map(|m| mask_part(&m.ids)).collect();
     Some(Mask {
         value,
         origin: first.origin.clone(),
@@ -352,8 +344,7 @@ fn concatenated_mask(
     let name = format!("{}/mask", layer.name);
     let along_last = axis + 1 == output.rank();
     if along_last && saved_by_keras_2(layer) {
-        let present: Vec<&Mask> = masks.iter().copied().flatten().collect();
-        return Ok(all_of(g, layer, &present));
+        return Ok(all_of(g, layer, masks));
     }
     let value = match masks.iter().position(Option::is_none) {
         Some(unmasked) if along_last => all_steps(g, inputs[unmasked].name, &name),

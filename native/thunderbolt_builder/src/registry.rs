@@ -52,7 +52,7 @@ pub fn concatenated_mask_source(axis: i64, parts: &[Option<Vec<String>>]) -> Str
     let parts: Vec<String> = parts
         .iter()
         .map(|part| match part {
-            Some(ids) => format!("[{}]", ids.join(" or ")),
+            Some(ids) => mask_part(ids),
             None => "[all steps]".to_string(),
         })
         .collect();
@@ -68,6 +68,12 @@ pub fn concatenated_mask_source(axis: i64, parts: &[Option<Vec<String>>]) -> Str
         "concatenate(axis {axis}: {} masks, digest {digest:016x})",
         parts.len()
     )
+}
+
+/// One mask among several in a mask source: the sources it ORs together, bracketed.
+pub(crate) fn mask_part<'a>(ids: impl IntoIterator<Item = &'a String>) -> String {
+    let ids: Vec<&str> = ids.into_iter().map(String::as_str).collect();
+    format!("[{}]", ids.join(" or "))
 }
 
 /// The longest mask source [`concatenated_mask_source`] spells out.

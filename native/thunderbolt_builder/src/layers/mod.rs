@@ -71,9 +71,9 @@ pub fn float_output(layer: &Layer, dtype: DType) -> Result<DType, BuildError> {
     }
 }
 
-/// Whether a layer combines masks by Keras 2's (tf.keras) rules rather than Keras 3's:
-/// config `"keras_2": true`, which the Keras importer sets on the merges and `Concatenate`
-/// of a Keras 2 file.
+/// Whether a layer follows Keras 2's (tf.keras) rules rather than Keras 3's where they
+/// differ (masks, `hard_sigmoid`): config `"keras_2": true`, which the Keras importer sets
+/// on every layer of a Keras 2 file.
 pub fn saved_by_keras_2(layer: &Layer) -> bool {
     layer.config.get("keras_2") == Some(&serde_json::Value::Bool(true))
 }
