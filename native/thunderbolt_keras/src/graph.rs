@@ -610,24 +610,15 @@ impl<'a> Flattener<'a> {
                     if layer.config.get("axis") == Some(&json!(-1))
                         && layer.config.get("keepdims") == Some(&json!(false)) =>
                 {
-                    let Resolved::Node(inner, _) = self.resolve(key.0, t)? else {
+                    let Some((inner_layer, inner_node)) = self.operation_at(key.0, t)? else {
                         return Err(unknown());
                     };
-                    let (inner_layer, inner_node) = (self.layer_of(inner), self.node_of(inner));
-                    match (
-                        &inner_layer.kind,
-                        inner_layer.class_name.as_str(),
-                        &inner_node.args[..],
-                    ) {
-                        (
-                            LayerKind::Operation,
-                            "NotEqual",
-                            [Arg::Tensor(x), Arg::Scalar(value)],
-                        ) => {
+                    match (inner_layer.class_name.as_str(), &inner_node.args[..]) {
+                        ("NotEqual", [Arg::Tensor(x), Arg::Scalar(value)]) => {
                             ids.insert(format!("any({} != {value})", value_of(x)?));
                         }
                         // Concatenate: the masks of its inputs, joined along its axis.
-                        (LayerKind::Operation, "Concatenate", parts) => {
+                        ("Concatenate", parts) => {
                             let axis = inner_layer
                                 .config
                                 .get("axis")
@@ -668,14 +659,7 @@ impl<'a> Flattener<'a> {
         depth: usize,
         known: &mut HashMap<NodeKey, Vec<String>>,
     ) -> Result<Option<Vec<String>>> {
-        let operation = |reference: &TensorRef| -> Result<Option<(&'a LayerConfig, &'a Node)>> {
-            Ok(match self.resolve(key.0, reference)? {
-                Resolved::Node(op, _) if matches!(self.layer_of(op).kind, LayerKind::Operation) => {
-                    Some((self.layer_of(op), self.node_of(op)))
-                }
-                _ => None,
-            })
-        };
+        let operation = |reference: &TensorRef| self.operation_at(key.0, reference);
         let refuse = |layer: &LayerConfig| {
             self.mask_refused(
                 key,
@@ -705,6 +689,21 @@ impl<'a> Flattener<'a> {
             }
             _ => Err(refuse(layer)),
         }
+    }
+
+    /// The `keras.ops` operation whose call `reference` names in `scope`, with that call;
+    /// `None` for a layer or a model input.
+    fn operation_at(
+        &self,
+        scope: usize,
+        reference: &TensorRef,
+    ) -> Result<Option<(&'a LayerConfig, &'a Node)>> {
+        Ok(match self.resolve(scope, reference)? {
+            Resolved::Node(op, _) if matches!(self.layer_of(op).kind, LayerKind::Operation) => {
+                Some((self.layer_of(op), self.node_of(op)))
+            }
+            _ => None,
+        })
     }
 
     fn mask_refused(&self, key: NodeKey, why: String) -> ImportError {
