@@ -27,6 +27,7 @@ import tensorflow as tf  # noqa: E402
 from tensorflow import keras  # noqa: E402
 from tensorflow.keras import layers  # noqa: E402
 
+from fixture_inputs import padded_attention_ids  # noqa: E402
 from fixture_manifest import Manifest  # noqa: E402
 
 SEED = 20261128
@@ -286,6 +287,31 @@ def keras2_text_cnn(rng):
     return keras.Model([ids_in, feat_in], [out, norm(feat_in)], name="keras2_text_cnn"), inputs
 
 
+def keras2_masked_attention(rng):
+    """MultiHeadAttention over padded ids as tf.keras computes it: the query's, value's and
+    key's masks leave the padding out of every softmax (adding -1e9, with no product, with
+    dropout too), and tf.keras clears no mask, so both blocks of an encoder and a layer
+    beside them attend to the tokens only. Also a causal mask with padding, an unmasked
+    query over a masked value and key, and a value of nothing but padding."""
+    ids_in = keras.Input((8,), dtype="int32", name="input_ids")
+    ctx_in = keras.Input((5,), dtype="int32", name="context_ids")
+    x_in = keras.Input((8, 4), name="x")
+    e = layers.Embedding(30, 6, mask_zero=True, name="embedding")(ids_in)
+    h = e
+    for block in (1, 2):
+        a = layers.MultiHeadAttention(2, 3, dropout=0.1 * (block - 1), name=f"attention_{block}")(h, h)
+        h = layers.LayerNormalization(name=f"norm_{block}")(layers.Add(name=f"residual_{block}")([h, a]))
+    probs = layers.Dense(3, activation="softmax", name="probs")(layers.GlobalAveragePooling1D(name="pool")(h))
+    causal = layers.MultiHeadAttention(2, 3, name="causal_attention")(e, e, use_causal_mask=True)
+    value = layers.Embedding(30, 6, mask_zero=True, name="value_embedding")(ctx_in)
+    key = layers.Dense(4, name="key")(value)
+    cross = layers.MultiHeadAttention(1, 4, name="cross_attention")(x_in, value, key)
+    masked_cross = layers.MultiHeadAttention(2, 4, name="masked_cross")(e, value)
+    inputs = [*padded_attention_ids(rng, BATCH), rng.normal(size=(BATCH, 8, 4)).astype("float32")]
+    outs = [probs, h, causal, cross, masked_cross]
+    return keras.Model([ids_in, ctx_in, x_in], outs, name="keras2_masked_attention"), inputs
+
+
 def main():
     tf.keras.utils.set_random_seed(SEED)
     rng = np.random.default_rng(SEED)
@@ -305,6 +331,7 @@ def main():
         ("keras2_nested", keras2_nested),
         ("keras2_activations", keras2_activations),
         ("keras2_text_cnn", keras2_text_cnn),
+        ("keras2_masked_attention", keras2_masked_attention),
     ]:
         model, inputs = build(rng)
         save_fixture(manifest, name, model, inputs, rng, zip_format=name.startswith("keras2_zip"))

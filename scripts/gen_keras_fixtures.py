@@ -36,6 +36,7 @@ import numpy as np  # noqa: E402
 import keras  # noqa: E402
 from keras import layers, ops  # noqa: E402
 
+from fixture_inputs import padded_attention_ids  # noqa: E402
 from fixture_manifest import Manifest  # noqa: E402
 
 SEED = 20240611
@@ -796,6 +797,42 @@ def shared_output(rng):
     return keras.Model(x_in, [out, norm(x_in)], name="shared_output"), [floats(rng, 5)]
 
 
+def masked_attention(rng):
+    """MultiHeadAttention over padded ids, as Keras 3 runs it: each layer reads the masks its
+    query, value and key carry, then clears them. A two-block encoder's first block attends
+    to the tokens only, its second (after the residual Add, whose mask is then gone) to
+    every step, padding included; the masked average still uses the recorded mask. Also:
+    dropout (a padded query step gets zeros instead of an average of every step), a causal
+    mask with padding, an unmasked query over a masked value and key, and a value of nothing
+    but padding."""
+    ids_in = keras.Input((8,), dtype="int32", name="input_ids")
+    ctx_in = keras.Input((5,), dtype="int32", name="context_ids")
+    x_in = keras.Input((8, 4), name="x")
+
+    def embedding(name, dim=6):
+        return layers.Embedding(30, dim, mask_zero=True, name=name)
+
+    e = embedding("embedding")(ids_in)
+    h = e
+    for block in (1, 2):
+        a = layers.MultiHeadAttention(2, 3, name=f"attention_{block}")(h, h)
+        h = layers.LayerNormalization(name=f"norm_{block}")(layers.Add(name=f"residual_{block}")([h, a]))
+    probs = layers.Dense(3, activation="softmax", name="probs")(layers.GlobalAveragePooling1D(name="pool")(h))
+    d = embedding("dropout_embedding")(ids_in)
+    dropout = layers.MultiHeadAttention(2, 3, dropout=0.2, name="dropout_attention")(d, d)
+    c = embedding("causal_embedding")(ids_in)
+    causal = layers.MultiHeadAttention(2, 3, name="causal_attention")(c, c, use_causal_mask=True)
+    value = embedding("value_embedding")(ctx_in)
+    key = embedding("key_embedding", 4)(ctx_in)
+    cross = layers.MultiHeadAttention(1, 4, name="cross_attention")(x_in, value, key)
+    query = embedding("query_embedding")(ids_in)
+    context = embedding("context_embedding")(ctx_in)
+    masked_cross = layers.MultiHeadAttention(2, 4, name="masked_cross")(query, context)
+    outs = [probs, h, dropout, causal, cross, masked_cross]
+    inputs = [*padded_attention_ids(rng, BATCH), floats(rng, 8, 4)]
+    return keras.Model([ids_in, ctx_in, x_in], outs, name="masked_attention"), inputs
+
+
 def main():
     keras.utils.set_random_seed(SEED)
     rng = np.random.default_rng(SEED)
@@ -846,6 +883,7 @@ def main():
         ("masked_concat", masked_concat, {}),
         ("masked_merges", masked_merges, {}),
         ("shared_output", shared_output, {}),
+        ("masked_attention", masked_attention, {}),
     ]
     for name, build, how in fixtures:
         model, inputs = build(rng)

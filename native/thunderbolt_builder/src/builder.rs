@@ -2,13 +2,10 @@
 //! infer every layer's output type (all validation happens here, before anything is
 //! emitted), then emit nodes and initializers and assemble the model.
 
-use crate::config::Config;
 use crate::error::BuildError;
-use crate::graph::{attr_int, GraphBuilder, WeightSlot};
-use crate::layers::{concatenate, saved_by_keras_2};
-use crate::registry::{
-    concatenated_mask_source, mask_part, LayerConverter, LayerRegistry, Masking, ValueRef,
-};
+use crate::graph::{GraphBuilder, WeightSlot};
+use crate::masks::{check_keras_mask, clears_input_masks, takes_recorded_mask, Mask, MaskTracker};
+use crate::registry::{LayerConverter, LayerRegistry, Masking, ValueRef};
 use crate::shape::{Dim, TensorInfo};
 use crate::spec::{Layer, ModelSpec};
 use crate::tensor::DType;
@@ -158,24 +155,37 @@ fn build_graph(
 
     // The value each layer's result ends up in; identity layers forward their input's.
     let mut values: Vec<String> = spec.layers.iter().map(|l| l.name.clone()).collect();
-    // The Keras mask travelling with each layer's result, if any.
-    let mut masks: Vec<Option<Mask>> = vec![None; spec.layers.len()];
+    let inbound_layers = spec
+        .layers
+        .iter()
+        .map(|layer| {
+            layer
+                .inbound
+                .iter()
+                .map(|r| match sources[r.as_str()] {
+                    Source::Input(_) => None,
+                    Source::Layer(j) => Some(j),
+                })
+                .collect()
+        })
+        .collect();
+    let mut masks = MaskTracker::new(inbound_layers);
+    let maskings: Vec<Masking> = spec
+        .layers
+        .iter()
+        .zip(&converters)
+        .map(|(layer, c)| c.masking(layer))
+        .collect();
     for &i in &order {
         let layer = &spec.layers[i];
+        let masking = maskings[i];
+        let recorded = takes_recorded_mask(layer, masking);
         let input_infos = inbound_infos(spec, &sources, &infos, layer);
-        let input_masks: Vec<Option<&Mask>> = layer
-            .inbound
-            .iter()
-            .map(|r| match sources[r.as_str()] {
-                Source::Input(_) => None,
-                Source::Layer(j) => masks[j].as_ref(),
-            })
-            .collect();
-        let first_mask = input_masks.first().copied().flatten();
-        check_keras_mask(layer, first_mask)?;
-        let masking = converters[i].masking(layer);
+        let input_masks = masks.inputs(i);
+        check_keras_mask(layer, input_masks.built.first().copied().flatten())?;
+        let seen = input_masks.seen(recorded);
         if masking == Masking::Unsupported {
-            if let Some(mask) = input_masks.iter().flatten().next() {
+            if let Some(mask) = seen.iter().flatten().next() {
                 return Err(layer.error(format!(
                     "receives the Keras mask made by {:?} (padding to skip), and the mask is \
                      not converted for this layer type",
@@ -183,15 +193,16 @@ fn build_graph(
                 )));
             }
         }
+        let seen: Vec<Option<String>> = seen.iter().map(|m| m.map(|m| m.value.clone())).collect();
         let inputs: Vec<ValueRef<'_>> = layer
             .inbound
             .iter()
             .zip(&input_infos)
-            .zip(&input_masks)
+            .zip(&seen)
             .map(|((r, info), mask)| ValueRef {
                 name: value_name(spec, &sources, &values, r),
                 info,
-                mask: mask.map(|m| m.value.as_str()),
+                mask: mask.as_deref(),
             })
             .collect();
         let planned = output_owner
@@ -203,24 +214,20 @@ fn build_graph(
             mask: None,
         };
         let result = converters[i].emit(layer, &inputs, output, &mut g)?;
-        let mask = match converters[i].emit_mask(layer, &inputs, &mut g)? {
-            Some(made) => Some(Mask {
+        let made = converters[i]
+            .emit_mask(layer, &inputs, &mut g)?
+            .map(|made| Mask {
                 value: made.value,
                 origin: layer.name.clone(),
                 ids: BTreeSet::from([made.source]),
-            }),
-            None => match masking {
-                Masking::Propagates | Masking::Uses => first_mask.cloned(),
-                Masking::MergesWithOr => merged_mask(&mut g, layer, &input_masks),
-                Masking::MergesWithAnd => all_of(&mut g, layer, &input_masks),
-                Masking::Concatenates => {
-                    concatenated_mask(&mut g, layer, &inputs, &input_masks, &infos[i])?
-                }
-                Masking::Drops | Masking::Consumes | Masking::Unsupported => None,
-            },
-        };
+            });
+        masks.settle(
+            &mut g, i, layer, masking, recorded, &inputs, &infos[i], made,
+        )?;
+        if clears_input_masks(layer, masking) {
+            masks.clear_inputs(i, &spec.layers, &maskings)?;
+        }
         values[i] = result;
-        masks[i] = mask;
     }
 
     let mut outputs = Vec::with_capacity(spec.outputs.len());
@@ -249,141 +256,6 @@ fn build_graph(
     graph.initializer = std::mem::take(&mut g.initializers);
 
     Ok((graph, std::mem::take(&mut g.deferred)))
-}
-
-/// A Keras mask in the graph: its bool value, the layer that made it (for errors), and the
-/// sources it ORs together (see [`crate::MadeMask::source`]).
-#[derive(Debug, Clone)]
-struct Mask {
-    value: String,
-    origin: String,
-    ids: BTreeSet<String>,
-}
-
-/// A layer's config may hold `"keras_mask"`: the sources (see [`crate::MadeMask::source`])
-/// Keras itself ORs into the mask this layer gets, as a Keras 3 file records it, with `[]`
-/// for none. The Keras importer writes it; the mask that propagation brings must be the
-/// same, or the model would compute over other steps than Keras does.
-fn check_keras_mask(layer: &Layer, mask: Option<&Mask>) -> Result<(), BuildError> {
-    let Some(recorded) = layer.config.get("keras_mask") else {
-        return Ok(());
-    };
-    let expected: BTreeSet<String> = recorded
-        .as_array()
-        .and_then(|ids| ids.iter().map(|v| v.as_str().map(str::to_string)).collect())
-        .ok_or_else(|| {
-            layer.error(format!(
-                "config key \"keras_mask\" must be a list of mask sources, got {recorded}"
-            ))
-        })?;
-    let empty = BTreeSet::new();
-    let actual = mask.map_or(&empty, |m| &m.ids);
-    if *actual == expected {
-        return Ok(());
-    }
-    let describe = |ids: &BTreeSet<String>| {
-        if ids.is_empty() {
-            "no mask".to_string()
-        } else {
-            format!("the mask of {ids:?}")
-        }
-    };
-    Err(layer.error(format!(
-        "Keras computes this layer with {}, but the mask propagated to it is {}",
-        describe(&expected),
-        describe(actual)
-    )))
-}
-
-/// Keras' `Merge.compute_mask`: the OR of the inputs' masks when every input has one.
-fn merged_mask(g: &mut GraphBuilder, layer: &Layer, masks: &[Option<&Mask>]) -> Option<Mask> {
-    let masks: Vec<&Mask> = masks.iter().copied().collect::<Option<_>>()?;
-    let values: Vec<&str> = masks.iter().map(|m| m.value.as_str()).collect();
-    let value = g.fold("Or", &values, &format!("{}/mask", layer.name))?;
-    Some(Mask {
-        value,
-        origin: masks[0].origin.clone(),
-        ids: masks.iter().flat_map(|m| m.ids.iter().cloned()).collect(),
-    })
-}
-
-/// Keras 2's `_Merge.compute_mask`: the AND of the masks there are, or none.
-fn all_of(g: &mut GraphBuilder, layer: &Layer, masks: &[Option<&Mask>]) -> Option<Mask> {
-    let masks: Vec<&Mask> = masks.iter().copied().flatten().collect();
-    let (first, rest) = masks.split_first()?;
-    if rest.is_empty() {
-        return Some((*first).clone());
-    }
-    let values: Vec<&str> = masks.iter().map(|m| m.value.as_str()).collect();
-    let value = g.fold("And", &values, &format!("{}/mask", layer.name))?;
-    let sources: Vec<String> = masks.iter().map(|m| mask_part(&m.ids)).collect();
-    Some(Mask {
-        value,
-        origin: first.origin.clone(),
-        ids: BTreeSet::from([format!("all of {}", sources.join(", "))]),
-    })
-}
-
-/// Keras' `Concatenate.compute_mask`, when any input has a mask: each input's mask, or all
-/// of its steps for an input without one, joined along the layer's axis. Masks lack the
-/// last axis; along it Keras 3 ORs them (`any` over the axis), so one input without a mask
-/// makes every step count, and Keras 2 ANDs them (`all`), so the masks there are.
-fn concatenated_mask(
-    g: &mut GraphBuilder,
-    layer: &Layer,
-    inputs: &[ValueRef<'_>],
-    masks: &[Option<&Mask>],
-    output: &TensorInfo,
-) -> Result<Option<Mask>, BuildError> {
-    let Some(first) = masks.iter().flatten().next() else {
-        return Ok(None);
-    };
-    let origin = first.origin.clone();
-    let axis = concatenate::axis(layer, output.rank())?;
-    let keras_axis = Config::of(layer)?.i64_or("axis", -1)?;
-    let name = format!("{}/mask", layer.name);
-    let along_last = axis + 1 == output.rank();
-    if along_last && saved_by_keras_2(layer) {
-        return Ok(all_of(g, layer, masks));
-    }
-    let value = match masks.iter().position(Option::is_none) {
-        Some(unmasked) if along_last => all_steps(g, inputs[unmasked].name, &name),
-        _ if along_last => {
-            let values: Vec<&str> = masks.iter().flatten().map(|m| m.value.as_str()).collect();
-            g.fold("Or", &values, &name).unwrap_or_default()
-        }
-        _ => {
-            let parts: Vec<String> = inputs
-                .iter()
-                .zip(masks)
-                .map(|(input, mask)| match mask {
-                    Some(mask) => mask.value.clone(),
-                    None => all_steps(g, input.name, &name),
-                })
-                .collect();
-            let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
-            g.node("Concat", &parts, &name, vec![attr_int("axis", axis as i64)])
-        }
-    };
-    let parts: Vec<Option<Vec<String>>> = masks
-        .iter()
-        .map(|mask| mask.map(|m| m.ids.iter().cloned().collect()))
-        .collect();
-    Ok(Some(Mask {
-        value,
-        origin,
-        ids: BTreeSet::from([concatenated_mask_source(keras_axis, &parts)]),
-    }))
-}
-
-/// A mask of `value`'s steps (its shape without the last axis) that skips none.
-fn all_steps(g: &mut GraphBuilder, value: &str, name: &str) -> String {
-    let shape = g.node("Shape", &[value], name, vec![]);
-    let start = g.int64s(&format!("{name}/start"), &[0]);
-    let end = g.int64s(&format!("{name}/end"), &[-1]);
-    let steps = g.node("Slice", &[&shape, &start, &end], name, vec![]);
-    let all = g.scalar(&format!("{name}/all"), DType::Bool, 1.0);
-    g.node("Expand", &[&all, &steps], name, vec![])
 }
 
 fn assemble(graph: GraphProto, opset: i64) -> ModelProto {
@@ -682,6 +554,7 @@ fn value_info(name: &str, info: &TensorInfo, is_input: bool) -> ValueInfoProto {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registry::concatenated_mask_source;
     use crate::spec::{Input, Output};
     use crate::tensor::Tensor;
     use serde_json::{json, Value};
@@ -1202,39 +1075,135 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn masks_reach_only_layers_that_convert_them() {
+    /// `MultiHeadAttention(num_heads=1, key_dim=2)` weights for 4 features.
+    fn attention_weights() -> Vec<Tensor> {
         let f32s =
             |shape: &[usize]| Tensor::from_f32(shape.to_vec(), &vec![0.5; shape.iter().product()]);
-        let refused = [
-            masked("r", "Softmax", json!({}), vec![]),
-            masked(
-                "r",
-                "MultiHeadAttention",
-                json!({"num_heads": 1, "key_dim": 2}),
-                [
-                    &[4, 1, 2][..],
-                    &[1, 2],
-                    &[4, 1, 2],
-                    &[1, 2],
-                    &[4, 1, 2],
-                    &[1, 2],
-                ]
-                .into_iter()
-                .map(f32s)
-                .chain([f32s(&[1, 2, 4]), f32s(&[4])])
-                .collect(),
-            ),
-        ];
-        for spec in refused {
-            let class = spec.0.layers[1].class_name.clone();
-            let err = spec.error();
-            let expected = format!(
-                "layer \"r\" ({class}): receives the Keras mask made by \"emb\" (padding to \
-                 skip), and the mask is not converted for this layer type"
-            );
-            assert_eq!(err, expected);
+        [
+            &[4, 1, 2][..],
+            &[1, 2],
+            &[4, 1, 2],
+            &[1, 2],
+            &[4, 1, 2],
+            &[1, 2],
+            &[1, 2, 4],
+            &[4],
+        ]
+        .into_iter()
+        .map(f32s)
+        .collect()
+    }
+
+    fn op_of<'m>(model: &'m ModelProto, node: &str) -> Option<&'m str> {
+        graph(model)
+            .node
+            .iter()
+            .find(|n| n.name == node)
+            .map(|n| n.op_type.as_str())
+    }
+
+    /// An encoder's two attention blocks over a masked embedding, `keras_2` marking the
+    /// layers as a Keras 2 file's.
+    fn two_blocks(keras_2: bool) -> Spec {
+        let config = json!({"num_heads": 1, "key_dim": 2, "keras_2": keras_2});
+        let mut residual = json!({});
+        if keras_2 {
+            residual = json!({"keras_2": true});
         }
+        masked(
+            "a1",
+            "MultiHeadAttention",
+            config.clone(),
+            attention_weights(),
+        )
+        .layer("add", "Add", residual, &["emb", "a1"], vec![])
+        .layer(
+            "a2",
+            "MultiHeadAttention",
+            config,
+            &["add", "add"],
+            attention_weights(),
+        )
+        .output("z", "a2")
+    }
+
+    #[test]
+    fn attention_clears_its_inputs_masks_as_keras_3_runs_it() {
+        // Keras 3: the first block masks its scores; the residual Add then has no mask, so
+        // the second attends to every step.
+        let model = two_blocks(false).build().unwrap();
+        assert_eq!(op_of(&model, "a1/masked_scores"), Some("Where"));
+        assert_eq!(op_of(&model, "a2/masked_scores"), None);
+        // Keras 2 clears nothing, and adds -1e9 to masked scores.
+        let model = two_blocks(true).build().unwrap();
+        assert_eq!(op_of(&model, "a1/masked_scores"), Some("Add"));
+        assert_eq!(op_of(&model, "a2/masked_scores"), Some("Add"));
+        assert_eq!(op_of(&model, "a2/masked_weights"), None);
+        // Keras 3 with dropout multiplies the weights by the mask.
+        let config = json!({"num_heads": 1, "key_dim": 2, "dropout": 0.1});
+        let model = masked("a", "MultiHeadAttention", config, attention_weights())
+            .build()
+            .unwrap();
+        assert_eq!(op_of(&model, "a/masked_scores"), Some("Add"));
+        assert_eq!(op_of(&model, "a/masked_weights"), Some("Mul"));
+    }
+
+    #[test]
+    fn attention_refuses_a_mask_reader_beside_it() {
+        let config = json!({"num_heads": 1, "key_dim": 2});
+        let beside = |class: &str, weights: Vec<Tensor>| {
+            let (inbound, b_config): (&[&str], _) = if class == "MultiHeadAttention" {
+                (&["emb", "emb"], config.clone())
+            } else {
+                (&["emb"], json!({}))
+            };
+            masked(
+                "a",
+                "MultiHeadAttention",
+                config.clone(),
+                attention_weights(),
+            )
+            .layer("b", class, b_config, inbound, weights)
+            .output("w", "b")
+        };
+        assert_eq!(
+            beside("MultiHeadAttention", attention_weights()).error(),
+            "layer \"a\" (MultiHeadAttention): clears the Keras mask of \"emb\" when it runs \
+             (as Keras 3 does), and \"b\" reads that mask too with neither layer depending on \
+             the other: whether \"b\" sees the mask depends on the order Keras runs them in, \
+             which the model does not fix"
+        );
+        // A layer given Keras' recorded mask, or one that ends the mask, reads no cleared one.
+        beside("GlobalAveragePooling1D", vec![]).build().unwrap();
+        beside("Flatten", vec![]).build().unwrap();
+        // Nor does a Keras 2 file's attention clear anything.
+        let config = json!({"num_heads": 1, "key_dim": 2, "keras_2": true});
+        masked(
+            "a",
+            "MultiHeadAttention",
+            config.clone(),
+            attention_weights(),
+        )
+        .layer(
+            "b",
+            "MultiHeadAttention",
+            config,
+            &["emb", "emb"],
+            attention_weights(),
+        )
+        .output("w", "b")
+        .build()
+        .unwrap();
+    }
+
+    #[test]
+    fn masks_reach_only_layers_that_convert_them() {
+        let err = masked("r", "Softmax", json!({}), vec![]).error();
+        assert_eq!(
+            err,
+            "layer \"r\" (Softmax): receives the Keras mask made by \"emb\" (padding to skip), \
+             and the mask is not converted for this layer type"
+        );
 
         // Layers Keras drops the mask at compute as without one, and so does what follows.
         let model = masked("flat", "Flatten", json!({}), vec![])

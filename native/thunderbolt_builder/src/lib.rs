@@ -62,6 +62,7 @@ mod config;
 mod error;
 mod graph;
 pub mod layers;
+mod masks;
 mod registry;
 mod shape;
 mod spec;

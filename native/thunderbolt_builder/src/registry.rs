@@ -96,6 +96,10 @@ pub enum Masking {
     Consumes,
     /// Reads the mask in `emit` and hands it on: a recurrent layer returning sequences.
     Uses,
+    /// Reads every input's mask in `emit` and hands the first input's on: `MultiHeadAttention`
+    /// (query, value, key). Keras takes these masks from the inputs themselves, with no `mask`
+    /// call argument, so a Keras file records none of them.
+    Attends,
     /// A merge: its output mask is the OR of the inputs' masks when every input has one,
     /// else none (Keras' `Merge.compute_mask`). `Add` computes as without masks; `Multiply`,
     /// `Maximum` and `Minimum` read them in `emit`, as Keras 3 does.

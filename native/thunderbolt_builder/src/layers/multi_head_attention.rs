@@ -4,29 +4,35 @@
 //! - each projection is `x · kernel + bias`, Keras' `[features, heads, dim]` kernel read
 //!   as `[features, heads·dim]`, then split into heads: `[batch, heads, steps, dim]`;
 //! - the query is scaled by `1/sqrt(key_dim)` before the dot product, as Keras does;
-//! - with `use_causal_mask` (a call argument, which the Keras importer copies into the
-//!   config), scores above the diagonal get Keras' `-1e9` before the softmax;
+//! - Keras masks on the inputs (padding from `Embedding(mask_zero=True)` or `Masking`) and
+//!   `use_causal_mask` (a call argument, which the Keras importer copies into the config)
+//!   take the steps they exclude out of the softmax, as the Keras that saved the model does
+//!   (see `masked_softmax`); the output carries the query's mask on;
 //! - the heads are joined and projected back with the output kernel `[heads, value_dim,
 //!   features]`.
 //!
 //! Weights, in Keras order: query kernel and bias, key kernel and bias, value kernel and
 //! bias, output kernel and bias (the biases only with `use_bias`). `output_shape`,
-//! `attention_axes` other than the steps, attention masks and returned scores are not
-//! supported; dropout does nothing at inference.
+//! `attention_axes` other than the steps, an explicit `attention_mask` and returned scores
+//! are not supported; dropout does nothing at inference.
 
 use super::{expect_inputs, expect_weight_shape, expect_weights, require_weight_dtype};
 use crate::config::Config;
 use crate::error::BuildError;
 use crate::graph::{attr_int, attr_ints, GraphBuilder};
-use crate::registry::{LayerConverter, ValueRef};
+use crate::registry::{LayerConverter, Masking, ValueRef};
 use crate::shape::{format_shape, TensorInfo};
 use crate::spec::Layer;
 use crate::tensor::{DType, Tensor};
 
 pub struct MultiHeadAttention;
 
-/// Keras' `_large_negative_number` for float32, negated: masked scores get `-LARGE`.
+/// Keras' `_large_negative_number` for float32, negated: its `Softmax` layer adds `-LARGE`
+/// to masked scores.
 const LARGE: f64 = 1e9;
+
+/// What JAX's and TensorFlow's `dot_product_attention` put in masked scores (Keras 3).
+const DOT_PRODUCT_MASKED: f32 = (-0.7 * f32::MAX as f64) as f32;
 
 struct Params {
     heads: usize,
@@ -34,6 +40,8 @@ struct Params {
     value_dim: usize,
     use_bias: bool,
     causal: bool,
+    /// Keras 3 computes attention without `dot_product_attention` when it has dropout.
+    dropout: bool,
 }
 
 fn params(layer: &Layer) -> Result<Params, BuildError> {
@@ -72,6 +80,7 @@ fn params(layer: &Layer) -> Result<Params, BuildError> {
         value_dim,
         use_bias: cfg.bool_or("use_bias", true)?,
         causal: cfg.bool_or("use_causal_mask", false)?,
+        dropout: cfg.f64_or("dropout", 0.0)? > 0.0,
     })
 }
 
@@ -94,7 +103,142 @@ fn parts<T>(inputs: &[T]) -> (&T, &T, &T) {
     (&inputs[0], &inputs[1], inputs.get(2).unwrap_or(&inputs[1]))
 }
 
+/// Which value steps each query step attends to, as Keras' `_compute_attention_mask` makes
+/// it: the AND of the query's mask (`[batch, 1, T, 1]`), the value's and the key's
+/// (`[batch, 1, 1, S]`) and the causal mask (`[T, S]`), a bool value that broadcasts to the
+/// scores `[batch, heads, T, S]`; `None` when there is none of them.
+fn allowed_steps(
+    g: &mut GraphBuilder,
+    name: &str,
+    p: &Params,
+    inputs: &[ValueRef<'_>],
+) -> Option<String> {
+    let (q, v) = (&inputs[0], &inputs[1]);
+    let mut parts = Vec::new();
+    let mut spread = |g: &mut GraphBuilder, mask: Option<&str>, part: &str, axes: &[i64]| {
+        if let Some(mask) = mask {
+            let axes = g.int64s(&format!("{name}/{part}_mask_axes"), axes);
+            parts.push(g.node(
+                "Unsqueeze",
+                &[mask, &axes],
+                &format!("{name}/{part}_mask"),
+                vec![],
+            ));
+        }
+    };
+    spread(g, q.mask, "query", &[1, 3]);
+    spread(g, v.mask, "value", &[1, 2]);
+    // Keras reads a key's mask only when the key is given (it is the value's otherwise).
+    spread(g, inputs.get(2).and_then(|k| k.mask), "key", &[1, 2]);
+    if p.causal {
+        // Keras masks with the query's and the value's step counts.
+        let shape_of = |g: &mut GraphBuilder, x: &str, part: &str| {
+            g.node(
+                "Shape",
+                &[x],
+                &format!("{name}/{part}_steps"),
+                vec![attr_int("start", 1), attr_int("end", 2)],
+            )
+        };
+        let (t, s) = (shape_of(g, q.name, "query"), shape_of(g, v.name, "value"));
+        let dims = g.node(
+            "Concat",
+            &[&t, &s],
+            &format!("{name}/mask_shape"),
+            vec![attr_int("axis", 0)],
+        );
+        let one = g.scalar(&format!("{name}/one"), DType::F32, 1.0);
+        let ones = g.node("Expand", &[&one, &dims], &format!("{name}/ones"), vec![]);
+        let lower = g.node(
+            "Trilu",
+            &[&ones],
+            &format!("{name}/lower"),
+            vec![attr_int("upper", 0)],
+        );
+        parts.push(g.node(
+            "Cast",
+            &[&lower],
+            &format!("{name}/causal"),
+            vec![attr_int("to", DType::Bool.onnx() as i64)],
+        ));
+    }
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    g.fold("And", &parts, &format!("{name}/allowed"))
+}
+
+/// The attention weights with the steps `allowed` leaves out taken away, as the Keras that
+/// saved the layer computes them. They differ only for a query step with nothing to
+/// attend to (a padded step, or a value of nothing but padding):
+/// - Keras 3 without dropout (`ops.dot_product_attention`): masked scores become
+///   `-0.7 · f32::MAX`, so such a step averages every value step;
+/// - Keras 3 with dropout (its `Softmax` layer with a mask): `-1e9` is added to masked
+///   scores and the weights are multiplied by the mask, so such a step gets zeros;
+/// - Keras 2 (its `Softmax` layer): `-1e9` is added, with no product.
+fn masked_softmax(
+    g: &mut GraphBuilder,
+    layer: &Layer,
+    p: &Params,
+    scores: &str,
+    allowed: &str,
+) -> String {
+    let name = &layer.name;
+    let softmax = |g: &mut GraphBuilder, x: &str| {
+        g.node(
+            "Softmax",
+            &[x],
+            &format!("{name}/Softmax"),
+            vec![attr_int("axis", -1)],
+        )
+    };
+    let keras_2 = super::saved_by_keras_2(layer);
+    if !keras_2 && !p.dropout {
+        let lowest = g.scalar(
+            &format!("{name}/masked_score"),
+            DType::F32,
+            f64::from(DOT_PRODUCT_MASKED),
+        );
+        let scores = g.node(
+            "Where",
+            &[allowed, scores, &lowest],
+            &format!("{name}/masked_scores"),
+            vec![],
+        );
+        return softmax(g, &scores);
+    }
+    let weights = super::cast_to(g, layer, allowed, DType::Bool, DType::F32);
+    let one = g.scalar(&format!("{name}/one"), DType::F32, 1.0);
+    let masked = g.node("Sub", &[&weights, &one], &format!("{name}/masked"), vec![]);
+    let large = g.scalar(&format!("{name}/large"), DType::F32, LARGE);
+    let adder = g.node(
+        "Mul",
+        &[&masked, &large],
+        &format!("{name}/mask_adder"),
+        vec![],
+    );
+    let scores = g.node(
+        "Add",
+        &[scores, &adder],
+        &format!("{name}/masked_scores"),
+        vec![],
+    );
+    let attention = softmax(g, &scores);
+    if keras_2 {
+        attention
+    } else {
+        g.node(
+            "Mul",
+            &[&attention, &weights],
+            &format!("{name}/masked_weights"),
+            vec![],
+        )
+    }
+}
+
 impl LayerConverter for MultiHeadAttention {
+    fn masking(&self, _layer: &Layer) -> Masking {
+        Masking::Attends
+    }
+
     fn infer(&self, layer: &Layer, inputs: &[TensorInfo]) -> Result<TensorInfo, BuildError> {
         if inputs.len() != 2 {
             expect_inputs(layer, inputs, 3)?;
@@ -197,53 +341,16 @@ impl LayerConverter for MultiHeadAttention {
             &format!("{name}/scaled_query"),
             vec![],
         );
-        let mut scores = g.node("MatMul", &[&query, &key], &format!("{name}/scores"), vec![]);
-        if p.causal {
-            // Keras masks with the query's and the value's step counts.
-            let shape_of = |g: &mut GraphBuilder, x: &str, part: &str| {
-                g.node(
-                    "Shape",
-                    &[x],
-                    &format!("{name}/{part}_steps"),
-                    vec![attr_int("start", 1), attr_int("end", 2)],
-                )
-            };
-            let (t, s) = (shape_of(g, q.name, "query"), shape_of(g, v.name, "value"));
-            let dims = g.node(
-                "Concat",
-                &[&t, &s],
-                &format!("{name}/mask_shape"),
-                vec![attr_int("axis", 0)],
-            );
-            let one = g.scalar(&format!("{name}/one"), DType::F32, 1.0);
-            let ones = g.node("Expand", &[&one, &dims], &format!("{name}/ones"), vec![]);
-            let allowed = g.node(
-                "Trilu",
-                &[&ones],
-                &format!("{name}/causal"),
-                vec![attr_int("upper", 0)],
-            );
-            let masked = g.node("Sub", &[&allowed, &one], &format!("{name}/masked"), vec![]);
-            let large = g.scalar(&format!("{name}/large"), DType::F32, LARGE);
-            let adder = g.node(
-                "Mul",
-                &[&masked, &large],
-                &format!("{name}/mask_adder"),
-                vec![],
-            );
-            scores = g.node(
-                "Add",
-                &[&scores, &adder],
-                &format!("{name}/masked_scores"),
-                vec![],
-            );
-        }
-        let attention = g.node(
-            "Softmax",
-            &[&scores],
-            &format!("{name}/Softmax"),
-            vec![attr_int("axis", -1)],
-        );
+        let scores = g.node("MatMul", &[&query, &key], &format!("{name}/scores"), vec![]);
+        let attention = match allowed_steps(g, name, &p, inputs) {
+            None => g.node(
+                "Softmax",
+                &[&scores],
+                &format!("{name}/Softmax"),
+                vec![attr_int("axis", -1)],
+            ),
+            Some(allowed) => masked_softmax(g, layer, &p, &scores, &allowed),
+        };
         let context = g.node(
             "MatMul",
             &[&attention, &value],
