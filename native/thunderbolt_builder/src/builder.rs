@@ -1197,6 +1197,21 @@ mod tests {
     }
 
     #[test]
+    fn attention_walks_a_long_chain_beside_it_without_recursion() {
+        // 100,000 layers passing the embedding's mask on beside the attention, ending in no
+        // mask reader: a walk recursing per layer would overflow the test thread's stack.
+        let config = json!({"num_heads": 1, "key_dim": 2});
+        let mut spec = masked("a", "MultiHeadAttention", config, attention_weights());
+        let mut previous = "emb".to_string();
+        for k in 0..100_000 {
+            let name = format!("drop_{k}");
+            spec = spec.layer(&name, "Dropout", json!({"rate": 0.1}), &[&previous], vec![]);
+            previous = name;
+        }
+        spec.output("chain", &previous).build().unwrap();
+    }
+
+    #[test]
     fn masks_reach_only_layers_that_convert_them() {
         let err = masked("r", "Softmax", json!({}), vec![]).error();
         assert_eq!(

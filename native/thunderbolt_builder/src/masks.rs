@@ -151,19 +151,20 @@ impl MaskTracker {
                 continue;
             }
             for c in self.consumers[j].clone() {
-                if c == i || self.reaches(i, c) || self.reaches(c, i) {
+                if c == i
+                    || !self.reads_running_masks(c, spec_layers, maskings)
+                    || self.reaches(i, c)
+                    || self.reaches(c, i)
+                {
                     continue;
                 }
-                if self.reads_running_masks(c, spec_layers, maskings) {
-                    let layer = &spec_layers[i];
-                    return Err(layer.error(format!(
-                        "clears the Keras mask of {:?} when it runs (as Keras 3 does), and {:?} \
-                         reads that mask too with neither layer depending on the other: \
-                         whether {:?} sees the mask depends on the order Keras runs them in, \
-                         which the model does not fix",
-                        spec_layers[j].name, spec_layers[c].name, spec_layers[c].name
-                    )));
-                }
+                return Err(spec_layers[i].error(format!(
+                    "clears the Keras mask of {:?} when it runs (as Keras 3 does), and {:?} \
+                     reads that mask too with neither layer depending on the other: whether \
+                     {:?} sees the mask depends on the order Keras runs them in, which the \
+                     model does not fix",
+                    spec_layers[j].name, spec_layers[c].name, spec_layers[c].name
+                )));
             }
             self.cleared[j] = true;
         }
@@ -187,29 +188,40 @@ impl MaskTracker {
     }
 
     /// Whether what layer `c` computes, or what a layer after it computes, depends on the
-    /// masks its inputs carry when it runs.
+    /// masks its inputs carry when it runs. Walked with a stack, not recursion: a hostile
+    /// file may chain any number of layers.
     fn reads_running_masks(&mut self, c: usize, layers: &[Layer], maskings: &[Masking]) -> bool {
-        if let Some(known) = self.reads[c] {
-            return known;
-        }
-        // A cycle is impossible here (the layers were sorted), so no mark is needed for one.
-        let reads = if takes_recorded_mask(&layers[c], maskings[c]) {
-            false
-        } else {
-            match maskings[c] {
-                Masking::Attends | Masking::MergesWithOr | Masking::Unsupported => true,
-                Masking::Drops | Masking::Consumes => false,
-                Masking::Propagates
-                | Masking::Uses
-                | Masking::MergesWithAnd
-                | Masking::Concatenates => self.consumers[c]
-                    .clone()
-                    .into_iter()
-                    .any(|d| self.reads_running_masks(d, layers, maskings)),
+        let mut stack = vec![(c, false)];
+        while let Some((k, consumers_known)) = stack.pop() {
+            if self.reads[k].is_some() {
+                continue;
             }
-        };
-        self.reads[c] = Some(reads);
-        reads
+            let own = if takes_recorded_mask(&layers[k], maskings[k]) {
+                Some(false)
+            } else {
+                match maskings[k] {
+                    Masking::Attends | Masking::MergesWithOr | Masking::Unsupported => Some(true),
+                    Masking::Drops | Masking::Consumes => Some(false),
+                    Masking::Propagates
+                    | Masking::Uses
+                    | Masking::MergesWithAnd
+                    | Masking::Concatenates => None,
+                }
+            };
+            if let Some(reads) = own {
+                self.reads[k] = Some(reads);
+            } else if consumers_known {
+                // The layers are acyclic, so every consumer was settled before this.
+                let reads = self.consumers[k]
+                    .iter()
+                    .any(|&d| self.reads[d] == Some(true));
+                self.reads[k] = Some(reads);
+            } else {
+                stack.push((k, true));
+                stack.extend(self.consumers[k].iter().map(|&d| (d, false)));
+            }
+        }
+        self.reads[c] == Some(true)
     }
 }
 
