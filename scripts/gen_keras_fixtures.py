@@ -833,6 +833,19 @@ def masked_attention(rng):
     return keras.Model([ids_in, ctx_in, x_in], outs, name="masked_attention"), inputs
 
 
+def masked_rope(rng):
+    """Padded ids into InterleavedRoPE: the layer does not support masks, so Keras 3 warns and
+    drops the mask there, and the attention and the average after it use every step."""
+    ids_in = keras.Input((8,), dtype="int32", name="input_ids")
+    e = layers.Embedding(30, 8, mask_zero=True, name="embedding")(ids_in)
+    h = InterleavedRoPE(8, max_seq_len=8, name="rope")(e)
+    a = layers.MultiHeadAttention(2, 4, name="attention")(h, h)
+    pooled = layers.GlobalAveragePooling1D(name="pool")(layers.Add(name="residual")([h, a]))
+    out = layers.Dense(3, name="logits")(pooled)
+    padded, _ = padded_attention_ids(rng, BATCH)
+    return keras.Model(ids_in, [out, a], name="masked_rope"), [padded]
+
+
 def main():
     keras.utils.set_random_seed(SEED)
     rng = np.random.default_rng(SEED)
@@ -884,6 +897,7 @@ def main():
         ("masked_merges", masked_merges, {}),
         ("shared_output", shared_output, {}),
         ("masked_attention", masked_attention, {}),
+        ("masked_rope", masked_rope, {}),
     ]
     for name, build, how in fixtures:
         model, inputs = build(rng)

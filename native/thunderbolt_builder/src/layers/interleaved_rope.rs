@@ -13,13 +13,14 @@
 //! Quirks: `steps` and `dim` must be static (the tables are precomputed); the tables are
 //! computed in float32 the way the layer does (so results match Keras bit for bit up to
 //! the `sin`/`cos` implementations), then stored in the input's element type. `max_seq_len`
-//! is not used by the layer's arithmetic.
+//! is not used by the layer's arithmetic. The layer does not support Keras masks, so Keras 3
+//! warns and drops one that arrives (Keras 2 refuses to build such a model).
 
 use super::{expect_weights, generated_len, require_float, single_input};
 use crate::config::Config;
 use crate::error::BuildError;
 use crate::graph::{attr_int, GraphBuilder};
-use crate::registry::{LayerConverter, ValueRef};
+use crate::registry::{LayerConverter, Masking, ValueRef};
 use crate::shape::{format_shape, TensorInfo};
 use crate::spec::Layer;
 use crate::tensor::{DType, Tensor};
@@ -86,6 +87,10 @@ fn rotate_half_indices(dim: usize) -> Vec<i64> {
 }
 
 impl LayerConverter for InterleavedRoPE {
+    fn masking(&self, _layer: &Layer) -> Masking {
+        Masking::Drops
+    }
+
     fn infer(&self, layer: &Layer, inputs: &[TensorInfo]) -> Result<TensorInfo, BuildError> {
         let x = single_input(layer, inputs)?;
         expect_weights(layer, &[])?;
