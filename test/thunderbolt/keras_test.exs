@@ -8,9 +8,11 @@ defmodule Thunderbolt.KerasTest do
 
   # test/fixtures/keras/manifest.tsv, written by scripts/gen_keras_fixtures.py with real
   # Keras 3, and test/fixtures/keras2/manifest.tsv, by scripts/gen_keras2_fixtures.py with
-  # real tf.keras 2.15: one row per model, input, expected output (Keras's prediction) or
-  # option. Each fixture's rows carry their folder.
-  @manifests ["keras", "keras2"]
+  # real tf.keras 2.15, and test/fixtures/keras_releases/manifest.tsv, by
+  # scripts/gen_keras_release_fixtures.py with other Keras 3 releases: one row per model,
+  # input, expected output (Keras's prediction) or option. Each fixture's rows carry their
+  # folder.
+  @manifests ["keras", "keras2", "keras_releases"]
   for folder <- @manifests, do: @external_resource(fixture(folder <> "/manifest.tsv"))
 
   @fixtures (for folder <- @manifests,

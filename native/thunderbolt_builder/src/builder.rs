@@ -4,7 +4,10 @@
 
 use crate::error::BuildError;
 use crate::graph::{GraphBuilder, WeightSlot};
-use crate::masks::{check_keras_mask, clears_input_masks, takes_recorded_mask, Mask, MaskTracker};
+use crate::masks::{
+    check_keras_mask, check_recorded_mask, clears_input_masks, recorded_inputs, Mask, MaskTracker,
+    ATTENTION_MASK_RECORDS,
+};
 use crate::registry::{LayerConverter, LayerRegistry, Masking, ValueRef};
 use crate::shape::{Dim, TensorInfo};
 use crate::spec::{Layer, ModelSpec};
@@ -179,11 +182,14 @@ fn build_graph(
     for &i in &order {
         let layer = &spec.layers[i];
         let masking = maskings[i];
-        let recorded = takes_recorded_mask(layer, masking);
+        let recorded = recorded_inputs(layer, masking, layer.inbound.len());
         let input_infos = inbound_infos(spec, &sources, &infos, layer);
         let input_masks = masks.inputs(i);
         check_keras_mask(layer, input_masks.built.first().copied().flatten())?;
-        let seen = input_masks.seen(recorded);
+        for (key, mask) in ATTENTION_MASK_RECORDS.iter().zip(&input_masks.built) {
+            check_recorded_mask(layer, key, *mask)?;
+        }
+        let seen = input_masks.seen(&recorded);
         if masking == Masking::Unsupported {
             if let Some(mask) = seen.iter().flatten().next() {
                 return Err(layer.error(format!(
@@ -222,9 +228,16 @@ fn build_graph(
                 ids: BTreeSet::from([made.source]),
             });
         masks.settle(
-            &mut g, i, layer, masking, recorded, &inputs, &infos[i], made,
+            &mut g,
+            i,
+            layer,
+            masking,
+            recorded.iter().all(|&r| r),
+            &inputs,
+            &infos[i],
+            made,
         )?;
-        if clears_input_masks(layer, masking) {
+        if clears_input_masks(masking) {
             masks.clear_inputs(i, &spec.layers, &maskings)?;
         }
         values[i] = result;
@@ -1146,6 +1159,36 @@ mod tests {
             .unwrap();
         assert_eq!(op_of(&model, "a/masked_scores"), Some("Add"));
         assert_eq!(op_of(&model, "a/masked_weights"), Some("Mul"));
+    }
+
+    #[test]
+    fn attention_uses_and_checks_the_masks_keras_recorded() {
+        // Keras 3.8 records the value's mask and uses it, though the first block cleared
+        // the one the residual carries: the second block keeps its value mask only.
+        let config = json!({"num_heads": 1, "key_dim": 2, "keras_version": "3.8"});
+        let mut recorded = config.clone();
+        recorded["keras_value_mask"] = json!(["ids"]);
+        let spec = masked("a1", "MultiHeadAttention", config, attention_weights())
+            .layer("add", "Add", json!({}), &["emb", "a1"], vec![])
+            .layer(
+                "a2",
+                "MultiHeadAttention",
+                recorded.clone(),
+                &["add", "add"],
+                attention_weights(),
+            )
+            .output("z", "a2");
+        let model = spec.build().unwrap();
+        assert_eq!(op_of(&model, "a2/value_mask"), Some("Unsqueeze"));
+        assert_eq!(op_of(&model, "a2/query_mask"), None);
+
+        recorded["keras_value_mask"] = json!(["elsewhere"]);
+        let err = masked("a", "MultiHeadAttention", recorded, attention_weights()).error();
+        assert_eq!(
+            err,
+            "layer \"a\" (MultiHeadAttention): Keras computes this layer's value with the mask \
+             of {\"elsewhere\"}, but the mask propagated to it is the mask of {\"ids\"}"
+        );
     }
 
     #[test]

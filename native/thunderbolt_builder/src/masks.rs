@@ -43,14 +43,18 @@ pub(crate) struct InputMasks<'a> {
 }
 
 impl InputMasks<'_> {
-    /// The masks `layer` computes with: the recorded ones for a layer taking Keras' `mask`
-    /// argument, else those its inputs carry when it runs.
-    pub(crate) fn seen(&self, recorded: bool) -> &[Option<&Mask>] {
-        if recorded {
-            &self.built
-        } else {
-            &self.running
-        }
+    /// The masks a layer computes with: for each input, the recorded one where Keras records
+    /// it (`recorded[k]`), else the one the input carries when the layer runs.
+    pub(crate) fn seen(&self, recorded: &[bool]) -> Vec<Option<&Mask>> {
+        (0..self.built.len())
+            .map(|k| {
+                if recorded.get(k).copied().unwrap_or(false) {
+                    self.built[k]
+                } else {
+                    self.running[k]
+                }
+            })
+            .collect()
     }
 
     fn differ(&self) -> bool {
@@ -200,7 +204,10 @@ impl MaskTracker {
                 Some(false)
             } else {
                 match maskings[k] {
-                    Masking::Attends | Masking::MergesWithOr | Masking::Unsupported => Some(true),
+                    Masking::Attends
+                    | Masking::AttendsAndClears
+                    | Masking::MergesWithOr
+                    | Masking::Unsupported => Some(true),
                     Masking::Drops | Masking::Consumes => Some(false),
                     Masking::Propagates
                     | Masking::Uses
@@ -232,9 +239,29 @@ pub(crate) fn takes_recorded_mask(layer: &Layer, masking: Masking) -> bool {
     layer.config.get("keras_mask").is_some() || matches!(masking, Masking::Consumes | Masking::Uses)
 }
 
-/// Whether running `layer` clears its inputs' masks (Keras 3's `MultiHeadAttention`).
-pub(crate) fn clears_input_masks(layer: &Layer, masking: Masking) -> bool {
-    masking == Masking::Attends && !saved_by_keras_2(layer)
+/// Whether running a layer clears its inputs' masks (Keras 3.8+'s `MultiHeadAttention`).
+pub(crate) fn clears_input_masks(masking: Masking) -> bool {
+    masking == Masking::AttendsAndClears
+}
+
+/// The config keys in which the importer gives the masks Keras 3 (up to 3.7) recorded for
+/// an attention layer's query, value and key.
+pub(crate) const ATTENTION_MASK_RECORDS: [&str; 3] =
+    ["keras_query_mask", "keras_value_mask", "keras_key_mask"];
+
+/// For each of `layer`'s `n` inputs, whether it computes with the mask Keras recorded for
+/// it rather than the one the input carries when it runs.
+pub(crate) fn recorded_inputs(layer: &Layer, masking: Masking, n: usize) -> Vec<bool> {
+    match masking {
+        Masking::Attends | Masking::AttendsAndClears => (0..n)
+            .map(|k| {
+                ATTENTION_MASK_RECORDS
+                    .get(k)
+                    .is_some_and(|key| layer.config.get(*key).is_some())
+            })
+            .collect(),
+        _ => vec![takes_recorded_mask(layer, masking); n],
+    }
 }
 
 /// The mask a layer that makes none hands on, from its inputs' masks.
@@ -247,7 +274,7 @@ fn propagate(
     output: &TensorInfo,
 ) -> Result<Option<Mask>, BuildError> {
     Ok(match masking {
-        Masking::Propagates | Masking::Uses | Masking::Attends => {
+        Masking::Propagates | Masking::Uses | Masking::Attends | Masking::AttendsAndClears => {
             masks.first().copied().flatten().cloned()
         }
         Masking::MergesWithOr => merged_mask(g, layer, masks),
@@ -271,7 +298,16 @@ pub(crate) struct Mask {
 /// for none. The Keras importer writes it; the mask that propagation brings must be the
 /// same, or the model would compute over other steps than Keras does.
 pub(crate) fn check_keras_mask(layer: &Layer, mask: Option<&Mask>) -> Result<(), BuildError> {
-    let Some(recorded) = layer.config.get("keras_mask") else {
+    check_recorded_mask(layer, "keras_mask", mask)
+}
+
+/// The check of [`check_keras_mask`] for the record under config key `key`.
+pub(crate) fn check_recorded_mask(
+    layer: &Layer,
+    key: &str,
+    mask: Option<&Mask>,
+) -> Result<(), BuildError> {
+    let Some(recorded) = layer.config.get(key) else {
         return Ok(());
     };
     let expected: BTreeSet<String> = recorded
@@ -279,7 +315,7 @@ pub(crate) fn check_keras_mask(layer: &Layer, mask: Option<&Mask>) -> Result<(),
         .and_then(|ids| ids.iter().map(|v| v.as_str().map(str::to_string)).collect())
         .ok_or_else(|| {
             layer.error(format!(
-                "config key \"keras_mask\" must be a list of mask sources, got {recorded}"
+                "config key {key:?} must be a list of mask sources, got {recorded}"
             ))
         })?;
     let empty = BTreeSet::new();
@@ -294,8 +330,16 @@ pub(crate) fn check_keras_mask(layer: &Layer, mask: Option<&Mask>) -> Result<(),
             format!("the mask of {ids:?}")
         }
     };
+    // "keras_value_mask" names the attention's value; "keras_mask" the layer's one input.
+    let what = match key
+        .strip_prefix("keras_")
+        .and_then(|k| k.strip_suffix("_mask"))
+    {
+        Some(part) if !part.is_empty() => format!("this layer's {part}"),
+        _ => "this layer".to_string(),
+    };
     Err(layer.error(format!(
-        "Keras computes this layer with {}, but the mask propagated to it is {}",
+        "Keras computes {what} with {}, but the mask propagated to it is {}",
         describe(&expected),
         describe(actual)
     )))

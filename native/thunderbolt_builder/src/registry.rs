@@ -97,9 +97,13 @@ pub enum Masking {
     /// Reads the mask in `emit` and hands it on: a recurrent layer returning sequences.
     Uses,
     /// Reads every input's mask in `emit` and hands the first input's on: `MultiHeadAttention`
-    /// (query, value, key). Keras takes these masks from the inputs themselves, with no `mask`
-    /// call argument, so a Keras file records none of them.
+    /// (query, value, key) as Keras 2 and Keras 3 up to 3.7 run it. Keras takes these masks
+    /// from the inputs themselves, with no `mask` call argument (Keras 3 up to 3.7 records
+    /// them as `query_mask`, `value_mask` and `key_mask`).
     Attends,
+    /// As `Attends`, then clears the masks its inputs carry, so that layers reading them
+    /// afterwards see none: `MultiHeadAttention` as Keras 3.8 and later run it.
+    AttendsAndClears,
     /// A merge: its output mask is the OR of the inputs' masks when every input has one,
     /// else none (Keras' `Merge.compute_mask`). `Add` computes as without masks; `Multiply`,
     /// `Maximum` and `Minimum` read them in `emit`, as Keras 3 does.

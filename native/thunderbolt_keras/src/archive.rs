@@ -35,12 +35,20 @@ pub struct SavedModel {
     /// Saved by Keras 2 (tf.keras), whose mask rules differ from Keras 3's: the file's
     /// `keras_version`, or without one the Keras 2 layout of its config.
     pub keras_2: bool,
+    /// The file's `keras_version` as (major, minor), when it has a readable one: some Keras
+    /// 3 releases compute masked attention differently from others.
+    pub keras_version: Option<(u32, u32)>,
 }
 
-/// The major version of a `keras_version` string such as `"2.15.0"`.
-fn keras_2_version(version: &str) -> Option<bool> {
-    let major: u32 = version.trim().split('.').next()?.parse().ok()?;
-    Some(major < 3)
+/// (major, minor) of a `keras_version` string such as `"3.6.0"` (minor 0 when absent).
+fn release(version: &str) -> Option<(u32, u32)> {
+    let mut parts = version.trim().split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = match parts.next() {
+        None => 0,
+        Some(minor) => minor.parse().ok()?,
+    };
+    Some((major, minor))
 }
 
 /// `metadata.json` is a few dozen bytes.
@@ -101,12 +109,15 @@ fn open_keras(bytes: &[u8]) -> Result<SavedModel> {
             let metadata = read_entry(&mut archive, "metadata.json", MAX_METADATA_BYTES)?;
             serde_json::from_slice::<serde_json::Value>(&metadata)
                 .ok()
-                .and_then(|m| m.get("keras_version")?.as_str().and_then(keras_2_version))
+                .and_then(|m| m.get("keras_version")?.as_str().and_then(release))
         }
         None => None,
     };
     let mut saved = from_parts(&config, weights)?;
-    saved.keras_2 = version.unwrap_or(saved.keras_2);
+    if let Some((major, _)) = version {
+        saved.keras_2 = major < 3;
+    }
+    saved.keras_version = version;
     Ok(saved)
 }
 
@@ -116,6 +127,7 @@ pub fn from_parts(config: &str, weights: Vec<u8>) -> Result<SavedModel> {
     let weights = WeightFile::from_bytes(weights, "model.weights.h5")?;
     Ok(SavedModel {
         keras_2: config.has_keras_2_layout(),
+        keras_version: None,
         config,
         weights,
         scope: WeightScope::Keras3 {
@@ -183,9 +195,10 @@ fn open_legacy_h5(bytes: Vec<u8>) -> Result<SavedModel> {
     let config = parse_model_json(&config)?;
     let version = weights
         .root_string_attr("keras_version")?
-        .and_then(|v| keras_2_version(&v));
+        .and_then(|v| release(&v));
     Ok(SavedModel {
-        keras_2: version.unwrap_or_else(|| config.has_keras_2_layout()),
+        keras_2: version.map_or_else(|| config.has_keras_2_layout(), |(major, _)| major < 3),
+        keras_version: version,
         config,
         weights,
         scope: WeightScope::LegacyTop,
@@ -207,13 +220,15 @@ mod tests {
     }
 
     #[test]
-    fn keras_versions_read_as_keras_2_or_not() {
-        assert_eq!(keras_2_version("2.15.0"), Some(true));
-        assert_eq!(keras_2_version("1.2.2"), Some(true));
-        assert_eq!(keras_2_version("3.12.0"), Some(false));
-        assert_eq!(keras_2_version(" 3"), Some(false));
-        assert_eq!(keras_2_version("tf-keras"), None);
-        assert_eq!(keras_2_version(""), None);
+    fn keras_versions_read_as_releases() {
+        assert_eq!(release("2.15.0"), Some((2, 15)));
+        assert_eq!(release("1.2.2"), Some((1, 2)));
+        assert_eq!(release("3.12.0"), Some((3, 12)));
+        assert_eq!(release(" 3"), Some((3, 0)));
+        assert_eq!(release("3.6"), Some((3, 6)));
+        assert_eq!(release("3.x"), None);
+        assert_eq!(release("tf-keras"), None);
+        assert_eq!(release(""), None);
     }
 
     #[test]

@@ -41,7 +41,13 @@ pub struct Node {
     pub args: Vec<Arg>,
     pub kwargs: Map<String, Value>,
     pub mask: CallMask,
+    /// The masks an attention call was given as `query_mask`, `value_mask` and `key_mask`,
+    /// which Keras 3 releases up to 3.7 record (`None`: recorded as none).
+    pub attention_masks: Vec<(String, Option<TensorRef>)>,
 }
+
+/// The call keywords in which Keras records an attention layer's input masks.
+pub const ATTENTION_MASK_KEYWORDS: [&str; 3] = ["query_mask", "value_mask", "key_mask"];
 
 /// The `mask` a call was given. Keras 3's functional graphs record it for layers whose
 /// `call` takes one: the mask that `Embedding(mask_zero=True)` starts, as the graph
@@ -304,6 +310,7 @@ fn parse_sequential(config: &Map<String, Value>, depth: usize) -> Result<ModelCo
             args: vec![Arg::Tensor(previous)],
             kwargs: Map::new(),
             mask: CallMask::Implicit,
+            attention_masks: Vec::new(),
         }];
     }
     let first = TensorRef {
@@ -419,6 +426,7 @@ fn parse_node(value: &Value, what: &str) -> Result<Node> {
     let mut args = Vec::new();
     let mut plain_kwargs = Map::new();
     let mut mask = CallMask::Implicit;
+    let mut attention_masks = Vec::new();
     match value {
         // Keras 3: {"args": [...], "kwargs": {...}}
         Value::Object(obj) => {
@@ -432,6 +440,20 @@ fn parse_node(value: &Value, what: &str) -> Result<Node> {
                     collect_args(v, &mut found, what, 0)?;
                     if let (&"mask", [Arg::Tensor(reference)]) = (&key.as_str(), &found[..]) {
                         mask = CallMask::Given(reference.clone());
+                        continue;
+                    }
+                    if ATTENTION_MASK_KEYWORDS.contains(&key.as_str()) {
+                        match (&found[..], v) {
+                            ([Arg::Tensor(reference)], _) => {
+                                attention_masks.push((key.clone(), Some(reference.clone())))
+                            }
+                            ([], Value::Null) => attention_masks.push((key.clone(), None)),
+                            _ => {
+                                return Err(ImportError::config(format!(
+                                    "{what}: keyword argument {key:?} is not one mask"
+                                )))
+                            }
+                        }
                         continue;
                     }
                     if found.iter().any(|a| matches!(a, Arg::Tensor(_))) {
@@ -498,6 +520,7 @@ fn parse_node(value: &Value, what: &str) -> Result<Node> {
         args,
         kwargs: plain_kwargs,
         mask,
+        attention_masks,
     })
 }
 
@@ -829,6 +852,33 @@ mod tests {
         let node = json!({"args": [tensor("a", 0)], "kwargs": {"value": tensor("b", 0)}});
         let err = parse_node(&node, "layer \"mha\"").unwrap_err().to_string();
         assert!(err.contains("keyword argument \"value\""), "{err}");
+    }
+
+    #[test]
+    fn recorded_attention_masks_are_kept_apart() {
+        let node = json!({"args": [tensor("q", 0), tensor("v", 0)],
+                          "kwargs": {"query_mask": tensor("not_equal", 0), "key_mask": null,
+                                     "value_mask": tensor("logical_or", 0)}});
+        let parsed = parse_node(&node, "layer").unwrap();
+        assert_eq!(parsed.tensors().count(), 2);
+        let recorded: Vec<_> = parsed
+            .attention_masks
+            .iter()
+            .map(|(k, r)| (k.as_str(), r.as_ref().map(|r| r.layer.as_str())))
+            .collect();
+        assert_eq!(
+            recorded,
+            [
+                ("key_mask", None),
+                ("query_mask", Some("not_equal")),
+                ("value_mask", Some("logical_or"))
+            ]
+        );
+        for bad in [json!(1), json!([tensor("a", 0), tensor("b", 0)])] {
+            let node = json!({"args": [tensor("q", 0)], "kwargs": {"value_mask": bad}});
+            let err = parse_node(&node, "layer").unwrap_err().to_string();
+            assert!(err.contains("\"value_mask\" is not one mask"), "{err}");
+        }
     }
 
     #[test]

@@ -66,6 +66,8 @@ pub struct Flattener<'a> {
     weight_cache: HashMap<WeightLocation, Vec<Tensor>>,
     /// Marks every layer `"keras_2": true`, for Keras 2's mask rules.
     keras_2: bool,
+    /// The Keras 3 release that saved the file, (3, minor), when known.
+    keras_3_release: Option<(u32, u32)>,
 }
 
 impl<'a> Flattener<'a> {
@@ -88,6 +90,7 @@ impl<'a> Flattener<'a> {
             used_names: HashSet::new(),
             weight_cache: HashMap::new(),
             keras_2: false,
+            keras_3_release: None,
         }
     }
 
@@ -95,6 +98,13 @@ impl<'a> Flattener<'a> {
     /// the builder's `"keras_2"` config key).
     pub fn saved_by_keras_2(mut self, keras_2: bool) -> Self {
         self.keras_2 = keras_2;
+        self
+    }
+
+    /// The `keras_version` the file records, as (major, minor): attention layers of a Keras 3
+    /// file get it (`"keras_version"`), since Keras 3 releases apply their masks differently.
+    pub fn saved_by_release(mut self, version: Option<(u32, u32)>) -> Self {
+        self.keras_3_release = version.filter(|&(major, _)| major == 3);
         self
     }
 
@@ -505,6 +515,7 @@ impl<'a> Flattener<'a> {
             }
         };
         let built = self.with_recorded_mask(key, built)?;
+        let built = self.with_attention_masks(key, built)?;
         self.layers.push(built);
         Ok(name)
     }
@@ -536,6 +547,39 @@ impl<'a> Flattener<'a> {
         };
         if let serde_json::Value::Object(map) = &mut built.config {
             map.insert("keras_mask".to_string(), json!(ids));
+        }
+        Ok(built)
+    }
+
+    /// For an attention layer of a Keras 3 file: the release that saved it, and the masks
+    /// Keras recorded for its query, value and key (releases up to 3.7 record them, as
+    /// `"keras_query_mask"` and so on, each checked by the builder like `"keras_mask"`).
+    /// From 3.8 the query's recorded mask is not what the layer uses (it reads the mask the
+    /// query carries), so it is left out.
+    fn with_attention_masks(&self, key: NodeKey, mut built: Layer) -> Result<Layer> {
+        if self.keras_2 || built.class_name != "MultiHeadAttention" {
+            return Ok(built);
+        }
+        let mut entries = Vec::new();
+        if let Some((major, minor)) = self.keras_3_release {
+            entries.push((
+                "keras_version".to_string(),
+                json!(format!("{major}.{minor}")),
+            ));
+        }
+        let reads_query_record = self.keras_3_release.is_some_and(|(_, minor)| minor < 8);
+        for (keyword, reference) in &self.node_of(key).attention_masks {
+            if keyword == "query_mask" && !reads_query_record {
+                continue;
+            }
+            let ids = match reference {
+                Some(reference) => self.mask_ids(key, reference, 0, &mut HashMap::new())?,
+                None => Vec::new(),
+            };
+            entries.push((format!("keras_{keyword}"), json!(ids)));
+        }
+        if let serde_json::Value::Object(map) = &mut built.config {
+            map.extend(entries);
         }
         Ok(built)
     }

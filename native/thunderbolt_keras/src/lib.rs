@@ -91,6 +91,7 @@ pub fn import_with(
     let custom = custom::CustomLayers;
     graph::Flattener::new(&saved.weights, options, &custom, registry)
         .saved_by_keras_2(saved.keras_2)
+        .saved_by_release(saved.keras_version)
         .flatten(&saved.config, saved.scope)
 }
 
@@ -105,6 +106,7 @@ pub fn import_parts(
     let custom = custom::CustomLayers;
     graph::Flattener::new(&saved.weights, options, &custom, default_registry())
         .saved_by_keras_2(saved.keras_2)
+        .saved_by_release(saved.keras_version)
         .flatten(&saved.config, saved.scope)
 }
 

@@ -166,14 +166,31 @@ fn allowed_steps(
     g.fold("And", &parts, &format!("{name}/allowed"))
 }
 
+/// Whether `layer` is from Keras 3 at release `3.minor` or later: its config's
+/// `"keras_version"` (which the importer writes for a Keras 3 file), else any Keras 3 layer
+/// not marked as a Keras 2 file's.
+fn keras_3_from(layer: &Layer, minor: u32) -> bool {
+    if super::saved_by_keras_2(layer) {
+        return false;
+    }
+    let release = layer.config.get("keras_version").and_then(|v| v.as_str());
+    match release.and_then(|r| r.split_once('.')) {
+        Some((major, rest)) => {
+            let minor_of = rest.split('.').next().and_then(|m| m.parse::<u32>().ok());
+            major == "3" && minor_of.is_some_and(|m| m >= minor)
+        }
+        None => true,
+    }
+}
+
 /// The attention weights with the steps `allowed` leaves out taken away, as the Keras that
 /// saved the layer computes them. They differ only for a query step with nothing to
 /// attend to (a padded step, or a value of nothing but padding):
-/// - Keras 3 without dropout (`ops.dot_product_attention`): masked scores become
+/// - Keras 3.7 and later without dropout (`ops.dot_product_attention`): masked scores become
 ///   `-0.7 · f32::MAX`, so such a step averages every value step;
-/// - Keras 3 with dropout (its `Softmax` layer with a mask): `-1e9` is added to masked
-///   scores and the weights are multiplied by the mask, so such a step gets zeros;
-/// - Keras 2 (its `Softmax` layer): `-1e9` is added, with no product.
+/// - Keras 3.10 and later with dropout (its `Softmax` layer with a mask): `-1e9` is added to
+///   masked scores and the weights are multiplied by the mask, so such a step gets zeros;
+/// - otherwise (Keras 2, earlier Keras 3): `-1e9` is added, with no product.
 fn masked_softmax(
     g: &mut GraphBuilder,
     layer: &Layer,
@@ -190,8 +207,7 @@ fn masked_softmax(
             vec![attr_int("axis", -1)],
         )
     };
-    let keras_2 = super::saved_by_keras_2(layer);
-    if !keras_2 && !p.dropout {
+    if !p.dropout && keras_3_from(layer, 7) {
         let lowest = g.scalar(
             &format!("{name}/masked_score"),
             DType::F32,
@@ -222,7 +238,7 @@ fn masked_softmax(
         vec![],
     );
     let attention = softmax(g, &scores);
-    if keras_2 {
+    if !p.dropout || !keras_3_from(layer, 10) {
         attention
     } else {
         g.node(
@@ -235,8 +251,12 @@ fn masked_softmax(
 }
 
 impl LayerConverter for MultiHeadAttention {
-    fn masking(&self, _layer: &Layer) -> Masking {
-        Masking::Attends
+    fn masking(&self, layer: &Layer) -> Masking {
+        if keras_3_from(layer, 8) {
+            Masking::AttendsAndClears
+        } else {
+            Masking::Attends
+        }
     }
 
     fn infer(&self, layer: &Layer, inputs: &[TensorInfo]) -> Result<TensorInfo, BuildError> {

@@ -22,8 +22,14 @@ pub fn keras2_fixture_dir() -> PathBuf {
     repo_root().join("test/fixtures/keras2")
 }
 
-/// One model of `test/fixtures/keras/manifest.tsv` (written by scripts/gen_keras_fixtures.py)
-/// or of `test/fixtures/keras2/manifest.tsv`.
+/// Fixtures saved by other Keras 3 releases, written by
+/// scripts/gen_keras_release_fixtures.py.
+pub fn keras_releases_fixture_dir() -> PathBuf {
+    repo_root().join("test/fixtures/keras_releases")
+}
+
+/// One model of `test/fixtures/keras/manifest.tsv` (written by scripts/gen_keras_fixtures.py),
+/// of `test/fixtures/keras2/manifest.tsv` or of `test/fixtures/keras_releases/manifest.tsv`.
 #[derive(Debug, Default)]
 pub struct Fixture {
     pub name: String,
@@ -47,6 +53,7 @@ impl Fixture {
 pub fn load_fixtures() -> Vec<Fixture> {
     let mut fixtures = load_manifest(&fixture_dir());
     fixtures.extend(load_manifest(&keras2_fixture_dir()));
+    fixtures.extend(load_manifest(&keras_releases_fixture_dir()));
     fixtures
 }
 
