@@ -2,14 +2,16 @@
 //! builds the model (and records for the layers that take a `mask` argument) and as it runs
 //! it, and how each layer combines its inputs' masks.
 //!
-//! The two differ only through `MultiHeadAttention` in Keras 3, which clears the masks of
-//! the very values it is given when it runs (`backend.set_keras_mask(query, None)`, and
-//! the value's and the key's). A layer that reads masks from its inputs afterwards (another
-//! attention layer, a merge, and the layers between that hand masks on) then sees none,
-//! though Keras recorded one when it built the model: the residual `Add` after the first
-//! attention block of an encoder hands no mask on, so the second block attends to padding.
-//! Layers that take Keras' `mask` argument (`GlobalAveragePooling1D`, the recurrent layers)
-//! get the mask Keras recorded, which its own operations compute, whatever was cleared.
+//! The two differ only through `MultiHeadAttention` in Keras 3.8 and later
+//! ([`Masking::AttendsAndClears`]), which clears the masks of the very values it is given
+//! when it runs (`backend.set_keras_mask(query, None)`, and the value's and the key's). A
+//! layer that reads masks from its inputs afterwards (another attention layer, a merge, and
+//! the layers between that hand masks on) then sees none, though Keras recorded one when
+//! it built the model: the residual `Add` after the first attention block of an encoder
+//! hands no mask on, so the second block attends to padding. Layers that take Keras' `mask`
+//! argument (`GlobalAveragePooling1D`, the recurrent layers) get the mask Keras recorded,
+//! which its own operations compute, whatever was cleared; so do the attention inputs whose
+//! masks a file records (`"keras_value_mask"` and the like, up to Keras 3.8 at least).
 
 use crate::config::Config;
 use crate::error::BuildError;
@@ -109,7 +111,8 @@ impl MaskTracker {
     }
 
     /// Sets layer `i`'s result masks: `made` when the layer makes its own, else each view
-    /// combined from the inputs' by the layer's `masking`.
+    /// combined from the inputs' by the layer's `masking`; with `recorded` (the layer
+    /// computes with recorded masks only) the running view is the built one.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn settle(
         &mut self,

@@ -98,8 +98,9 @@ pub enum Masking {
     Uses,
     /// Reads every input's mask in `emit` and hands the first input's on: `MultiHeadAttention`
     /// (query, value, key) as Keras 2 and Keras 3 up to 3.7 run it. Keras takes these masks
-    /// from the inputs themselves, with no `mask` call argument (Keras 3 up to 3.7 records
-    /// them as `query_mask`, `value_mask` and `key_mask`).
+    /// from the inputs themselves, with no `mask` call argument; Keras 3 files up to 3.8 at
+    /// least record them (`query_mask`, `value_mask`, `key_mask`), which the importer hands
+    /// on as `"keras_query_mask"` and so on.
     Attends,
     /// As `Attends`, then clears the masks its inputs carry, so that layers reading them
     /// afterwards see none: `MultiHeadAttention` as Keras 3.8 and later run it.

@@ -6,8 +6,10 @@
 //! - the query is scaled by `1/sqrt(key_dim)` before the dot product, as Keras does;
 //! - Keras masks on the inputs (padding from `Embedding(mask_zero=True)` or `Masking`) and
 //!   `use_causal_mask` (a call argument, which the Keras importer copies into the config)
-//!   take the steps they exclude out of the softmax, as the Keras that saved the model does
-//!   (see `masked_softmax`); the output carries the query's mask on;
+//!   take the steps they exclude out of the softmax, as the Keras release that saved the
+//!   model does (config `"keras_version"`; see `masked_softmax`); the output carries the
+//!   query's mask on, and from Keras 3.8 the layer clears its inputs' masks (see the
+//!   builder's `masks` module);
 //! - the heads are joined and projected back with the output kernel `[heads, value_dim,
 //!   features]`.
 //!
