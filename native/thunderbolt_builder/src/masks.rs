@@ -74,7 +74,8 @@ impl MaskTracker {
         let mut consumers = vec![Vec::new(); n];
         for (i, sources) in inbound.iter().enumerate() {
             for &j in sources.iter().flatten() {
-                if !consumers[j].contains(&i) {
+                // `i` only grows, so a layer taking `j` twice is the last consumer pushed.
+                if consumers[j].last() != Some(&i) {
                     consumers[j].push(i);
                 }
             }

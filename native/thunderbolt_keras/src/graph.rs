@@ -552,7 +552,7 @@ impl<'a> Flattener<'a> {
     }
 
     /// For an attention layer of a Keras 3 file: the release that saved it, and the masks
-    /// Keras recorded for its query, value and key (releases up to 3.7 record them, as
+    /// Keras recorded for its query, value and key (releases up to 3.8 at least record them, as
     /// `"keras_query_mask"` and so on, each checked by the builder like `"keras_mask"`).
     /// From 3.8 the query's recorded mask is not what the layer uses (it reads the mask the
     /// query carries), so it is left out.
