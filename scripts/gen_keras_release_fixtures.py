@@ -1,7 +1,9 @@
 """Generate masked-attention fixtures in test/fixtures/keras_releases/ with a Keras 3
 release other than the one scripts/gen_keras_fixtures.py pins.
 
-Keras 3 releases apply the masks of a MultiHeadAttention differently: up to 3.7 the layer
+Keras 3 releases apply masks differently in a few layers. Maximum, Minimum and Multiply
+compute without masks up to 3.3 and with them from 3.4. A MultiHeadAttention: up to 3.3
+its output carries no mask; up to 3.7 the layer
 uses the masks Keras records for its query, value and key, and clears nothing; 3.7 moved
 the unmasked-dropout case to `ops.dot_product_attention`; from 3.8 it reads the query's
 mask from the value itself and clears the masks of its inputs when it runs; from 3.10 its
@@ -37,9 +39,11 @@ OUT = Path(__file__).resolve().parent.parent / "test" / "fixtures" / "keras_rele
 
 def masked_attention(name):
     """A two-block encoder over padded ids with its masked average, attention with dropout,
-    a causal mask over padding, and a masked query over a value of padding only."""
+    a causal mask over padding, a masked query over a value of padding only, and Maximum
+    and Multiply of sequences padded at different steps."""
     ids_in = keras.Input((8,), dtype="int32", name="input_ids")
     ctx_in = keras.Input((5,), dtype="int32", name="context_ids")
+    other_in = keras.Input((8,), dtype="int32", name="other_ids")
 
     def embedding(layer_name):
         return layers.Embedding(30, 6, mask_zero=True, name=layer_name)
@@ -56,8 +60,12 @@ def masked_attention(name):
     query = embedding("query_embedding")(ids_in)
     context = embedding("context_embedding")(ctx_in)
     cross = layers.MultiHeadAttention(2, 4, name="masked_cross")(query, context)
-    outs = [pooled, h, dropout, causal, cross]
-    return keras.Model([ids_in, ctx_in], outs, name=name)
+    mine = embedding("merged_embedding")(ids_in)
+    other = embedding("other_embedding")(other_in)
+    maximum = layers.Maximum(name="maximum")([mine, other])
+    product = layers.Multiply(name="product")([mine, other])
+    outs = [pooled, h, dropout, causal, cross, maximum, product]
+    return keras.Model([ids_in, ctx_in, other_in], outs, name=name)
 
 
 def main():
@@ -74,7 +82,10 @@ def main():
     model = masked_attention(name)
     for var in model.weights:
         var.assign(rng.normal(0.0, 0.5, tuple(var.shape)).astype(var.dtype))
-    inputs = list(padded_attention_ids(rng, BATCH))
+    other = rng.integers(1, 30, (BATCH, 8))
+    other[0, :3] = 0
+    other[1, 6:] = 0
+    inputs = [*padded_attention_ids(rng, BATCH), other.astype("int32")]
     fname = f"{name}.keras"
     model.save(OUT / fname)
     reloaded = keras.saving.load_model(OUT / fname, compile=False)
@@ -82,7 +93,9 @@ def main():
     manifest.model(name, fname)
     for tensor, array in zip(model.inputs, inputs):
         manifest.tensor(name, "input", tensor.name, array)
-    output_names = ["pool", "norm_2", "dropout_attention", "causal_attention", "masked_cross"]
+    output_names = [
+        "pool", "norm_2", "dropout_attention", "causal_attention", "masked_cross", "maximum", "product"
+    ]
     for output_name, array in zip(output_names, outputs):
         manifest.tensor(name, "output", output_name, np.asarray(array, dtype="float32"))
     # Keep the other releases' rows.

@@ -1192,6 +1192,18 @@ mod tests {
     }
 
     #[test]
+    fn masked_merges_follow_the_keras_release() {
+        let product =
+            |release: &str| masked("m", "Multiply", json!({"keras_version": release}), vec![]);
+        // Keras 3.3 multiplies as without masks; 3.4 counts a masked step as 1.
+        let plain = product("3.3").build().unwrap();
+        assert!(op_types(&plain).contains(&"Mul"));
+        assert!(!op_types(&plain).contains(&"Where"));
+        let masked_model = product("3.4").build().unwrap();
+        assert!(op_types(&masked_model).contains(&"Where"));
+    }
+
+    #[test]
     fn attention_refuses_a_mask_reader_beside_it() {
         let config = json!({"num_heads": 1, "key_dim": 2});
         let beside = |class: &str, weights: Vec<Tensor>| {

@@ -3,7 +3,7 @@
 //! it, and how each layer combines its inputs' masks.
 //!
 //! The two differ only through `MultiHeadAttention` in Keras 3.8 and later
-//! ([`Masking::AttendsAndClears`]), which clears the masks of the very values it is given
+//! ([`Masking::Attends`] with `clears`), which clears the masks of the very values it is given
 //! when it runs (`backend.set_keras_mask(query, None)`, and the value's and the key's). A
 //! layer that reads masks from its inputs afterwards (another attention layer, a merge, and
 //! the layers between that hand masks on) then sees none, though Keras recorded one when
@@ -208,10 +208,9 @@ impl MaskTracker {
                 Some(false)
             } else {
                 match maskings[k] {
-                    Masking::Attends
-                    | Masking::AttendsAndClears
-                    | Masking::MergesWithOr
-                    | Masking::Unsupported => Some(true),
+                    Masking::Attends { .. } | Masking::MergesWithOr | Masking::Unsupported => {
+                        Some(true)
+                    }
                     Masking::Drops | Masking::Consumes => Some(false),
                     Masking::Propagates
                     | Masking::Uses
@@ -245,7 +244,7 @@ pub(crate) fn takes_recorded_mask(layer: &Layer, masking: Masking) -> bool {
 
 /// Whether running a layer clears its inputs' masks (Keras 3.8+'s `MultiHeadAttention`).
 pub(crate) fn clears_input_masks(masking: Masking) -> bool {
-    masking == Masking::AttendsAndClears
+    matches!(masking, Masking::Attends { clears: true, .. })
 }
 
 /// The config keys in which the importer gives the masks Keras 3 (up to 3.7) recorded for
@@ -257,7 +256,7 @@ pub(crate) const ATTENTION_MASK_RECORDS: [&str; 3] =
 /// it rather than the one the input carries when it runs.
 pub(crate) fn recorded_inputs(layer: &Layer, masking: Masking, n: usize) -> Vec<bool> {
     match masking {
-        Masking::Attends | Masking::AttendsAndClears => (0..n)
+        Masking::Attends { .. } => (0..n)
             .map(|k| {
                 ATTENTION_MASK_RECORDS
                     .get(k)
@@ -278,9 +277,14 @@ fn propagate(
     output: &TensorInfo,
 ) -> Result<Option<Mask>, BuildError> {
     Ok(match masking {
-        Masking::Propagates | Masking::Uses | Masking::Attends | Masking::AttendsAndClears => {
-            masks.first().copied().flatten().cloned()
-        }
+        Masking::Propagates
+        | Masking::Uses
+        | Masking::Attends {
+            passes_on: true, ..
+        } => masks.first().copied().flatten().cloned(),
+        Masking::Attends {
+            passes_on: false, ..
+        } => None,
         Masking::MergesWithOr => merged_mask(g, layer, masks),
         Masking::MergesWithAnd => all_of(g, layer, masks),
         Masking::Concatenates => concatenated_mask(g, layer, inputs, masks, output)?,

@@ -96,15 +96,14 @@ pub enum Masking {
     Consumes,
     /// Reads the mask in `emit` and hands it on: a recurrent layer returning sequences.
     Uses,
-    /// Reads every input's mask in `emit` and hands the first input's on: `MultiHeadAttention`
-    /// (query, value, key) as Keras 2 and Keras 3 up to 3.7 run it. Keras takes these masks
-    /// from the inputs themselves, with no `mask` call argument; Keras 3 files up to 3.8 at
-    /// least record them (`query_mask`, `value_mask`, `key_mask`), which the importer hands
-    /// on as `"keras_query_mask"` and so on.
-    Attends,
-    /// As `Attends`, then clears the masks its inputs carry, so that layers reading them
-    /// afterwards see none: `MultiHeadAttention` as Keras 3.8 and later run it.
-    AttendsAndClears,
+    /// Reads every input's mask in `emit`: `MultiHeadAttention` (query, value, key). Keras
+    /// takes these masks from the inputs themselves, with no `mask` call argument; Keras 3
+    /// files up to 3.8 at least record them (`query_mask`, `value_mask`, `key_mask`), which
+    /// the importer hands on as `"keras_query_mask"` and so on. With `passes_on` the output
+    /// carries the first input's mask (Keras 2, Keras 3.4 and later); with `clears` the layer
+    /// then clears the masks its inputs carry, so that layers reading them afterwards see
+    /// none (Keras 3.8 and later).
+    Attends { passes_on: bool, clears: bool },
     /// A merge: its output mask is the OR of the inputs' masks when every input has one,
     /// else none (Keras' `Merge.compute_mask`). `Add` computes as without masks; `Multiply`,
     /// `Maximum` and `Minimum` read them in `emit`, as Keras 3 does.

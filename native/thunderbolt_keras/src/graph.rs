@@ -515,7 +515,7 @@ impl<'a> Flattener<'a> {
             }
         };
         let built = self.with_recorded_mask(key, built)?;
-        let built = self.with_attention_masks(key, built)?;
+        let built = self.with_release(key, built)?;
         self.layers.push(built);
         Ok(name)
     }
@@ -551,13 +551,15 @@ impl<'a> Flattener<'a> {
         Ok(built)
     }
 
-    /// For an attention layer of a Keras 3 file: the release that saved it, and the masks
-    /// Keras recorded for its query, value and key (releases up to 3.8 at least record them, as
-    /// `"keras_query_mask"` and so on, each checked by the builder like `"keras_mask"`).
-    /// From 3.8 the query's recorded mask is not what the layer uses (it reads the mask the
-    /// query carries), so it is left out.
-    fn with_attention_masks(&self, key: NodeKey, mut built: Layer) -> Result<Layer> {
-        if self.keras_2 || built.class_name != "MultiHeadAttention" {
+    /// For a layer of a Keras 3 file whose conversion depends on the release that saved it
+    /// (attention, the merges that apply masks): that release, as `"keras_version"`. For an
+    /// attention layer also the masks Keras recorded for its query, value and key (releases
+    /// up to 3.8 at least record them), as `"keras_query_mask"` and so on, each checked by
+    /// the builder like `"keras_mask"`. From 3.8 the query's recorded mask is not what the
+    /// layer uses (it reads the mask the query carries), so it is left out.
+    fn with_release(&self, key: NodeKey, mut built: Layer) -> Result<Layer> {
+        let release_dependent = ["MultiHeadAttention", "Maximum", "Minimum", "Multiply"];
+        if self.keras_2 || !release_dependent.contains(&built.class_name.as_str()) {
             return Ok(built);
         }
         let mut entries = Vec::new();

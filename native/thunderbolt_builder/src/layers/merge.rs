@@ -7,9 +7,10 @@
 //!
 //! Masks: the output's is the OR of the inputs' when all have one (Keras'
 //! `Merge.compute_mask`). `Maximum`, `Minimum` and `Multiply` also compute with them, as
-//! Keras 3 does: a masked step of an input loses to the other inputs' value there
+//! Keras 3.4 and later do: a masked step of an input loses to the other inputs' value there
 //! (`Maximum`, `Minimum`), or counts as 1 with the product zeroed where no input has the
-//! step (`Multiply`, when every input has a mask). The Keras importer also maps
+//! step (`Multiply`, when every input has a mask). Keras 3.0 to 3.3 compute them without
+//! masks; the importer gives the release as `"keras_version"`. The Keras importer also maps
 //! `keras.ops` additions, subtractions and products of two tensors here, marked with
 //! `"keras_operation": true`: those drop masks, as Keras' operations do. A merge of a
 //! Keras 2 file (`"keras_2": true`) computes as without masks and ANDs those it gets, as
@@ -37,6 +38,16 @@ pub enum Merge {
 /// masks, as Keras' operations do.
 fn keras_operation(layer: &Layer) -> bool {
     layer.config.get("keras_operation") == Some(&serde_json::Value::Bool(true))
+}
+
+impl Merge {
+    /// Whether this merge, given masked inputs, computes with the masks: `Maximum`, `Minimum`
+    /// and `Multiply` do from Keras 3.4 on (checked with 3.4, 3.5, 3.6 and 3.12), and not in
+    /// 3.3 and earlier.
+    fn computes_with_masks(&self, layer: &Layer) -> bool {
+        matches!(self, Merge::Multiply | Merge::Maximum | Merge::Minimum)
+            && super::keras_3_from(layer, 4)
+    }
 }
 
 impl LayerConverter for Merge {
@@ -94,7 +105,8 @@ impl LayerConverter for Merge {
     ) -> Result<String, BuildError> {
         let masked = !keras_operation(layer)
             && !saved_by_keras_2(layer)
-            && inputs.iter().any(|v| v.mask.is_some());
+            && inputs.iter().any(|v| v.mask.is_some())
+            && self.computes_with_masks(layer);
         match self {
             Merge::Multiply if masked => return Ok(masked_product(g, layer, inputs, output)),
             Merge::Maximum if masked => return Ok(masked_extreme(g, "Max", layer, inputs, output)),

@@ -78,6 +78,21 @@ pub fn saved_by_keras_2(layer: &Layer) -> bool {
     layer.config.get("keras_2") == Some(&serde_json::Value::Bool(true))
 }
 
+/// The minor release of the Keras 3 that saved `layer`: its config's `"keras_version"`
+/// (`"3.6"`), which the importer writes for the layers whose conversion depends on it.
+pub fn keras_3_minor(layer: &Layer) -> Option<u32> {
+    let release = layer.config.get("keras_version")?.as_str()?;
+    let (major, rest) = release.split_once('.')?;
+    let minor = rest.split('.').next()?.parse().ok()?;
+    (major == "3").then_some(minor)
+}
+
+/// Whether `layer` computes as Keras 3.`minor` and later do: a Keras 3 layer of that release
+/// or a later one, or of no known release (taken as the latest); never a Keras 2 file's.
+pub fn keras_3_from(layer: &Layer, minor: u32) -> bool {
+    !saved_by_keras_2(layer) && keras_3_minor(layer).is_none_or(|m| m >= minor)
+}
+
 /// For a layer that Keras 3 made `supports_masking` (its `call` ignoring the mask) where
 /// Keras 2 did not: it passes a mask on, except in a Keras 2 file, where the mask ends.
 pub fn propagates_since_keras_3(layer: &Layer) -> Masking {

@@ -168,23 +168,6 @@ fn allowed_steps(
     g.fold("And", &parts, &format!("{name}/allowed"))
 }
 
-/// Whether `layer` is from Keras 3 at release `3.minor` or later: its config's
-/// `"keras_version"` (which the importer writes for a Keras 3 file), else any Keras 3 layer
-/// not marked as a Keras 2 file's.
-fn keras_3_from(layer: &Layer, minor: u32) -> bool {
-    if super::saved_by_keras_2(layer) {
-        return false;
-    }
-    let release = layer.config.get("keras_version").and_then(|v| v.as_str());
-    match release.and_then(|r| r.split_once('.')) {
-        Some((major, rest)) => {
-            let minor_of = rest.split('.').next().and_then(|m| m.parse::<u32>().ok());
-            major == "3" && minor_of.is_some_and(|m| m >= minor)
-        }
-        None => true,
-    }
-}
-
 /// The attention weights with the steps `allowed` leaves out taken away, as the Keras that
 /// saved the layer computes them. They differ only for a query step with nothing to
 /// attend to (a padded step, or a value of nothing but padding):
@@ -209,7 +192,7 @@ fn masked_softmax(
             vec![attr_int("axis", -1)],
         )
     };
-    if !p.dropout && keras_3_from(layer, 7) {
+    if !p.dropout && super::keras_3_from(layer, 7) {
         let lowest = g.scalar(
             &format!("{name}/masked_score"),
             DType::F32,
@@ -240,7 +223,7 @@ fn masked_softmax(
         vec![],
     );
     let attention = softmax(g, &scores);
-    if !p.dropout || !keras_3_from(layer, 10) {
+    if !p.dropout || !super::keras_3_from(layer, 10) {
         attention
     } else {
         g.node(
@@ -254,10 +237,10 @@ fn masked_softmax(
 
 impl LayerConverter for MultiHeadAttention {
     fn masking(&self, layer: &Layer) -> Masking {
-        if keras_3_from(layer, 8) {
-            Masking::AttendsAndClears
-        } else {
-            Masking::Attends
+        // Keras 3.3 records no mask on the layer's output; 3.4 and later the query's.
+        Masking::Attends {
+            passes_on: super::saved_by_keras_2(layer) || super::keras_3_from(layer, 4),
+            clears: super::keras_3_from(layer, 8),
         }
     }
 
