@@ -33,7 +33,7 @@ pub struct MultiHeadAttention;
 /// to masked scores.
 const LARGE: f64 = 1e9;
 
-/// What JAX's and TensorFlow's `dot_product_attention` put in masked scores (Keras 3).
+/// What Keras 3's `dot_product_attention` puts in masked scores on its JAX backend.
 const DOT_PRODUCT_MASKED: f32 = (-0.7 * f32::MAX as f64) as f32;
 
 struct Params {
