@@ -3,11 +3,11 @@ release other than the one scripts/gen_keras_fixtures.py pins.
 
 Keras 3 releases apply masks differently in a few layers. Maximum, Minimum and Multiply
 compute without masks up to 3.3 and with them from 3.4. A MultiHeadAttention: up to 3.3
-its output carries no mask; up to 3.7 the layer
-uses the masks Keras records for its query, value and key, and clears nothing; 3.7 moved
-the unmasked-dropout case to `ops.dot_product_attention`; from 3.8 it reads the query's
-mask from the value itself and clears the masks of its inputs when it runs; from 3.10 its
-masked softmax with dropout multiplies by the mask. Each run writes one fixture, named
+its output carries no mask; up to 3.7 it uses the masks Keras records for its query, value
+and key, and clears nothing; 3.7 moved the no-dropout case to `ops.dot_product_attention`;
+from 3.8 it reads the query's mask from the query itself (3.8 and 3.9 still use the
+recorded value and key masks; 3.10 and later record none) and clears the masks of its
+inputs when it runs; from 3.10 its masked softmax with dropout multiplies by the mask. Each run writes one fixture, named
 after the release that runs it (`masked_attention_3_6`), and keeps the other rows of the
 folder's manifest. CI never needs this; the outputs are committed:
 

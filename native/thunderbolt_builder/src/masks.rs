@@ -11,7 +11,7 @@
 //! hands no mask on, so the second block attends to padding. Layers that take Keras' `mask`
 //! argument (`GlobalAveragePooling1D`, the recurrent layers) get the mask Keras recorded,
 //! which its own operations compute, whatever was cleared; so do the attention inputs whose
-//! masks a file records (`"keras_value_mask"` and the like, up to Keras 3.8 at least).
+//! masks a file records (`"keras_value_mask"` and the like, up to Keras 3.9).
 
 use crate::config::Config;
 use crate::error::BuildError;

@@ -98,7 +98,7 @@ pub enum Masking {
     Uses,
     /// Reads every input's mask in `emit`: `MultiHeadAttention` (query, value, key). Keras
     /// takes these masks from the inputs themselves, with no `mask` call argument; Keras 3
-    /// files up to 3.8 at least record them (`query_mask`, `value_mask`, `key_mask`), which
+    /// files up to 3.9 record them (`query_mask`, `value_mask`, `key_mask`), which
     /// the importer hands on as `"keras_query_mask"` and so on. With `passes_on` the output
     /// carries the first input's mask (Keras 2, Keras 3.4 and later); with `clears` the layer
     /// then clears the masks its inputs carry, so that layers reading them afterwards see

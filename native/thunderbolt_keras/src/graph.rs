@@ -554,7 +554,7 @@ impl<'a> Flattener<'a> {
     /// For a layer of a Keras 3 file whose conversion depends on the release that saved it
     /// (attention, the merges that apply masks): that release, as `"keras_version"`. For an
     /// attention layer also the masks Keras recorded for its query, value and key (releases
-    /// up to 3.8 at least record them), as `"keras_query_mask"` and so on, each checked by
+    /// up to 3.9 record them), as `"keras_query_mask"` and so on, each checked by
     /// the builder like `"keras_mask"`. From 3.8 the query's recorded mask is not what the
     /// layer uses (it reads the mask the query carries), so it is left out.
     fn with_release(&self, key: NodeKey, mut built: Layer) -> Result<Layer> {
