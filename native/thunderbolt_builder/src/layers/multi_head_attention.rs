@@ -7,7 +7,7 @@
 //! - Keras masks on the inputs (padding from `Embedding(mask_zero=True)` or `Masking`) and
 //!   `use_causal_mask` (a call argument, which the Keras importer copies into the config)
 //!   take the steps they exclude out of the softmax, as the Keras release that saved the
-//!   model does (config `"keras_version"`; see `masked_softmax`); the output carries the
+//!   model does (config `"keras_version"`; see `attention_weights`); the output carries the
 //!   query's mask on, and from Keras 3.8 the layer clears its inputs' masks (see the
 //!   builder's `masks` module);
 //! - the heads are joined and projected back with the output kernel `[heads, value_dim,
@@ -168,20 +168,21 @@ fn allowed_steps(
     g.fold("And", &parts, &format!("{name}/allowed"))
 }
 
-/// The attention weights with the steps `allowed` leaves out taken away, as the Keras that
-/// saved the layer computes them. They differ only for a query step with nothing to
-/// attend to (a padded step, or a value of nothing but padding):
+/// The attention weights: the softmax of `scores`, with the steps `allowed` (when given)
+/// leaves out taken away as the Keras that saved the layer does it. The releases differ only
+/// for a query step with nothing to attend to (a padded step, or a value of nothing but
+/// padding):
 /// - Keras 3.7 and later without dropout (`ops.dot_product_attention`): masked scores become
 ///   `-0.7 · f32::MAX`, so such a step averages every value step;
 /// - Keras 3.10 and later with dropout (its `Softmax` layer with a mask): `-1e9` is added to
 ///   masked scores and the weights are multiplied by the mask, so such a step gets zeros;
 /// - otherwise (Keras 2, earlier Keras 3): `-1e9` is added, with no product.
-fn masked_softmax(
+fn attention_weights(
     g: &mut GraphBuilder,
     layer: &Layer,
     p: &Params,
     scores: &str,
-    allowed: &str,
+    allowed: Option<&str>,
 ) -> String {
     let name = &layer.name;
     let softmax = |g: &mut GraphBuilder, x: &str| {
@@ -191,6 +192,9 @@ fn masked_softmax(
             &format!("{name}/Softmax"),
             vec![attr_int("axis", -1)],
         )
+    };
+    let Some(allowed) = allowed else {
+        return softmax(g, scores);
     };
     if !p.dropout && super::keras_3_from(layer, 7) {
         let lowest = g.scalar(
@@ -347,15 +351,8 @@ impl LayerConverter for MultiHeadAttention {
             vec![],
         );
         let scores = g.node("MatMul", &[&query, &key], &format!("{name}/scores"), vec![]);
-        let attention = match allowed_steps(g, name, &p, inputs) {
-            None => g.node(
-                "Softmax",
-                &[&scores],
-                &format!("{name}/Softmax"),
-                vec![attr_int("axis", -1)],
-            ),
-            Some(allowed) => masked_softmax(g, layer, &p, &scores, &allowed),
-        };
+        let allowed = allowed_steps(g, name, &p, inputs);
+        let attention = attention_weights(g, layer, &p, &scores, allowed.as_deref());
         let context = g.node(
             "MatMul",
             &[&attention, &value],
