@@ -43,7 +43,7 @@ fn keras_operation(layer: &Layer) -> bool {
 impl Merge {
     /// Whether this merge, given masked inputs, computes with the masks: `Maximum`, `Minimum`
     /// and `Multiply` do from Keras 3.4 on (checked with 3.4, 3.5, 3.6 and 3.12), and not in
-    /// 3.3 and earlier.
+    /// 3.3 and earlier nor in Keras 2.
     fn computes_with_masks(&self, layer: &Layer) -> bool {
         matches!(self, Merge::Multiply | Merge::Maximum | Merge::Minimum)
             && super::keras_3_from(layer, 4)
@@ -103,8 +103,8 @@ impl LayerConverter for Merge {
         output: ValueRef<'_>,
         g: &mut GraphBuilder,
     ) -> Result<String, BuildError> {
+        // `computes_with_masks` is false for a Keras 2 file's merge.
         let masked = !keras_operation(layer)
-            && !saved_by_keras_2(layer)
             && inputs.iter().any(|v| v.mask.is_some())
             && self.computes_with_masks(layer);
         match self {
