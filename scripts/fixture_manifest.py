@@ -26,6 +26,7 @@ class Manifest:
             np.dtype("float32"): "f32",
             np.dtype("int32"): "s32",
             np.dtype("int64"): "s64",
+            np.dtype("uint8"): "u8",
         }[array.dtype]
         fname = f"{fixture}.{role}.{name}.bin".replace("/", "_")
         (self.out / fname).write_bytes(array.astype(array.dtype.newbyteorder("<")).tobytes())

@@ -982,6 +982,339 @@ def case_masking_layer():
     return c
 
 
+def same_pads(spatial, sizes, strides, dilations):
+    # np.pad widths for a channels_last value with "same" padding on every spatial axis.
+    return [(0, 0)] + [same_padding(n, k, s, d) for n, k, s, d in zip(spatial, sizes, strides, dilations)] + [(0, 0)]
+
+
+def windows(x, sizes, strides, dilations, padding):
+    # (output position, window [batch, *sizes, channels]) for each position of a channels_last x.
+    rank = x.ndim - 2
+    if padding == "same":
+        x = np.pad(x, same_pads(x.shape[1:-1], sizes, strides, dilations))
+    spans = [(k - 1) * d + 1 for k, d in zip(sizes, dilations)]
+    out = [(x.shape[1 + i] - spans[i]) // strides[i] + 1 for i in range(rank)]
+    for pos in np.ndindex(*out):
+        index = tuple(slice(p * s, p * s + span, d) for p, s, span, d in zip(pos, strides, spans, dilations))
+        yield out, pos, x[(slice(None),) + index]
+
+
+def convnd(x, kernel, bias=None, strides=None, dilations=None, padding="valid", groups=1):
+    # Keras Conv2D / Conv3D on channels_last x [batch, *spatial, channels];
+    # kernel [*sizes, channels/groups, filters].
+    rank = x.ndim - 2
+    sizes = kernel.shape[:rank]
+    strides, dilations = strides or [1] * rank, dilations or [1] * rank
+    cg, fg = x.shape[-1] // groups, kernel.shape[-1] // groups
+    y = None
+    for out, pos, window in windows(x, sizes, strides, dilations, padding):
+        if y is None:
+            y = np.zeros((x.shape[0], *out, kernel.shape[-1]))
+        for g in range(groups):
+            part = window[..., g * cg:(g + 1) * cg]
+            kern = kernel[..., g * fg:(g + 1) * fg]
+            y[(slice(None),) + pos + (slice(g * fg, (g + 1) * fg),)] = np.tensordot(
+                part, kern, axes=(list(range(1, rank + 2)), list(range(rank + 1))))
+    return y + (0 if bias is None else bias)
+
+
+def depthwise_convnd(x, kernel, bias=None, strides=None, dilations=None, padding="valid"):
+    # Keras DepthwiseConv1D / 2D on channels_last x; kernel [*sizes, channels, multiplier];
+    # output channel c * multiplier + m.
+    rank = x.ndim - 2
+    sizes, (channels, multiplier) = kernel.shape[:rank], kernel.shape[rank:]
+    strides, dilations = strides or [1] * rank, dilations or [1] * rank
+    taps = int(np.prod(sizes))
+    y = None
+    for out, pos, window in windows(x, sizes, strides, dilations, padding):
+        if y is None:
+            y = np.zeros((x.shape[0], *out, channels * multiplier))
+        per_channel = np.einsum("bkc,kcm->bcm", window.reshape(x.shape[0], taps, channels),
+                                kernel.reshape(taps, channels, multiplier))
+        y[(slice(None),) + pos] = per_channel.reshape(x.shape[0], channels * multiplier)
+    return y + (0 if bias is None else bias)
+
+
+def separable_convnd(x, depthwise_kernel, pointwise_kernel, bias=None, strides=None, dilations=None, padding="valid"):
+    # Keras SeparableConv1D / 2D: depthwise (no bias), then a 1x1 convolution with the bias.
+    h = depthwise_convnd(x, depthwise_kernel, None, strides, dilations, padding)
+    return dense(h, pointwise_kernel.reshape(-1, pointwise_kernel.shape[-1]), bias)
+
+
+def poolnd(x, sizes, strides, padding, op):
+    # Keras MaxPooling / AveragePooling on channels_last x; padded cells never count.
+    rank = x.ndim - 2
+    spatial = x.shape[1:-1]
+    if padding == "same":
+        out = [-(-n // s) for n, s in zip(spatial, strides)]
+        left = [same_padding(n, k, s)[0] for n, k, s in zip(spatial, sizes, strides)]
+    else:
+        out = [(n - k) // s + 1 for n, k, s in zip(spatial, sizes, strides)]
+        left = [0] * rank
+    y = np.zeros((x.shape[0], *out, x.shape[-1]))
+    axes = tuple(range(1, rank + 1))
+    for pos in np.ndindex(*out):
+        index = tuple(slice(max(p * s - l, 0), min(p * s - l + k, n))
+                      for p, s, l, k, n in zip(pos, strides, left, sizes, spatial))
+        window = x[(slice(None),) + index]
+        y[(slice(None),) + pos] = window.max(axis=axes) if op == "max" else window.mean(axis=axes)
+    return y
+
+
+def to_channels_first(x):
+    return np.ascontiguousarray(np.moveaxis(x, -1, 1))
+
+
+def upsample_nearest(x, sizes):
+    # Keras UpSampling1D/2D/3D (nearest): each cell repeated size times along its axis.
+    for axis, s in enumerate(sizes, start=1):
+        x = np.repeat(x, s, axis=axis)
+    return x
+
+
+def upsample_bilinear(x, sizes):
+    # Keras UpSampling2D(interpolation="bilinear") = tf.image.resize(..., "bilinear") in TF2:
+    # half-pixel centres, source coordinate clamped to the image, channels_last x.
+    def taps(steps, scale):
+        out = []
+        for o in range(steps * scale):
+            src = min(max((o + 0.5) / scale - 0.5, 0.0), steps - 1.0)
+            lo = int(math.floor(src))
+            out.append((lo, min(lo + 1, steps - 1), src - lo))
+        return out
+
+    rows, cols = taps(x.shape[1], sizes[0]), taps(x.shape[2], sizes[1])
+    y = np.zeros((x.shape[0], len(rows), len(cols), x.shape[3]))
+    for i, (r0, r1, fr) in enumerate(rows):
+        for j, (c0, c1, fc) in enumerate(cols):
+            top = x[:, r0, c0] * (1 - fc) + x[:, r0, c1] * fc
+            bottom = x[:, r1, c0] * (1 - fc) + x[:, r1, c1] * fc
+            y[:, i, j] = top * (1 - fr) + bottom * fr
+    return y
+
+
+def case_conv2d():
+    c = Case("conv2d", "Conv2D (valid, same with strides, dilation, groups, channels_first), DepthwiseConv1D/2D, "
+             "SeparableConv1D/2D and Conv3D", 29)
+    c.atol = 1e-5  # sums of up to 36 float32 products
+    img = c.input("img", "float32", [None, 7, 6, 4], c.uniform(-2, 2, 2, 7, 6, 4))
+    img64 = img.astype(np.float64)
+    variants = [
+        # name, filters, kernel size, config, activation
+        ("conv", 3, [3, 3], {}, "linear"),
+        ("conv_same_stride", 3, [4, 2], {"padding": "same", "strides": [2, 1]}, "relu"),
+        ("conv_dilation", 2, [2, 3], {"dilation_rate": [2, 1], "use_bias": False}, "linear"),
+        ("conv_dilation_same", 2, [2, 2], {"padding": "same", "dilation_rate": [2, 1], "use_bias": False}, "linear"),
+        ("conv_groups", 6, [3, 3], {"padding": "same", "groups": 2}, "tanh"),
+    ]
+    for name, filters, size, config, act in variants:
+        groups = config.get("groups", 1)
+        kernel = c.normal(*size, 4 // groups, filters, scale=0.4)
+        bias = c.normal(filters, scale=0.5) if config.get("use_bias", True) else None
+        weights = [kernel] + ([bias] if bias is not None else [])
+        # The kernel size as one integer where it is square, as Keras allows.
+        ks = size[0] if size[0] == size[1] else size
+        c.layer(name, "Conv2D", {"filters": filters, "kernel_size": ks, "activation": act, **config}, ["img"], weights)
+        y = convnd(img64, kernel, bias, config.get("strides"), config.get("dilation_rate"),
+                   config.get("padding", "valid"), groups)
+        c.output(f"out_{name}", name, ACTIVATIONS[act](y))
+    img_cf = c.input("img_cf", "float32", [None, 4, 7, 6], to_channels_first(img))
+    kernel, bias = c.normal(3, 2, 4, 2, scale=0.4), c.normal(2, scale=0.5)
+    c.layer("conv_cf", "Conv2D", {"filters": 2, "kernel_size": [3, 2], "strides": 2, "data_format": "channels_first"},
+            ["img_cf"], [kernel, bias])
+    c.output("out_conv_cf", "conv_cf", np.moveaxis(convnd(img64, kernel, bias, [2, 2]), -1, 1))
+
+    kernel, bias = c.normal(3, 3, 4, 2, scale=0.5), c.normal(8, scale=0.5)
+    c.layer("depthwise", "DepthwiseConv2D", {"kernel_size": 3, "depth_multiplier": 2, "padding": "same"},
+            ["img"], [kernel, bias])
+    c.output("out_depthwise", "depthwise", depthwise_convnd(img64, kernel, bias, padding="same"))
+    kernel = c.normal(2, 3, 4, 1, scale=0.5)
+    c.layer("depthwise_stride", "DepthwiseConv2D",
+            {"kernel_size": [2, 3], "strides": [2, 2], "use_bias": False, "activation": "relu"}, ["img"], [kernel])
+    c.output("out_depthwise_stride", "depthwise_stride",
+             ACTIVATIONS["relu"](depthwise_convnd(img64, kernel, None, [2, 2])))
+    kernel, bias = c.normal(2, 2, 4, 3, scale=0.5), c.normal(12, scale=0.5)
+    c.layer("depthwise_cf", "DepthwiseConv2D", {"kernel_size": 2, "depth_multiplier": 3, "data_format": "channels_first"},
+            ["img_cf"], [kernel, bias])
+    c.output("out_depthwise_cf", "depthwise_cf", np.moveaxis(depthwise_convnd(img64, kernel, bias), -1, 1))
+
+    dw, pw, bias = c.normal(3, 2, 4, 2, scale=0.5), c.normal(1, 1, 8, 5, scale=0.4), c.normal(5, scale=0.5)
+    config = {"filters": 5, "kernel_size": [3, 2], "depth_multiplier": 2, "dilation_rate": [1, 2],
+              "padding": "same", "activation": "relu"}
+    c.layer("separable", "SeparableConv2D", config, ["img"], [dw, pw, bias])
+    c.output("out_separable", "separable",
+             ACTIVATIONS["relu"](separable_convnd(img64, dw, pw, bias, dilations=[1, 2], padding="same")))
+
+    seq = c.input("seq", "float32", [None, 9, 3], c.uniform(-2, 2, 2, 9, 3))
+    seq64 = seq.astype(np.float64)
+    kernel, bias = c.normal(3, 3, 2, scale=0.5), c.normal(6, scale=0.5)
+    c.layer("depthwise_1d", "DepthwiseConv1D",
+            {"kernel_size": 3, "depth_multiplier": 2, "padding": "same", "dilation_rate": 2, "activation": "tanh"},
+            ["seq"], [kernel, bias])
+    c.output("out_depthwise_1d", "depthwise_1d",
+             np.tanh(depthwise_convnd(seq64, kernel, bias, dilations=[2], padding="same")))
+    dw, pw, bias = c.normal(3, 3, 1, scale=0.5), c.normal(1, 3, 4, scale=0.5), c.normal(4, scale=0.5)
+    c.layer("separable_1d", "SeparableConv1D", {"filters": 4, "kernel_size": [3], "strides": [2]},
+            ["seq"], [dw, pw, bias])
+    c.output("out_separable_1d", "separable_1d", separable_convnd(seq64, dw, pw, bias, strides=[2]))
+
+    vol = c.input("vol", "float32", [None, 4, 5, 3, 2], c.uniform(-2, 2, 2, 4, 5, 3, 2))
+    vol64 = vol.astype(np.float64)
+    kernel, bias = c.normal(2, 3, 2, 2, 3, scale=0.4), c.normal(3, scale=0.5)
+    c.layer("conv3d", "Conv3D", {"filters": 3, "kernel_size": [2, 3, 2]}, ["vol"], [kernel, bias])
+    c.output("out_conv3d", "conv3d", convnd(vol64, kernel, bias))
+    kernel, bias = c.normal(3, 3, 3, 2, 2, scale=0.4), c.normal(2, scale=0.5)
+    c.layer("conv3d_same", "Conv3D",
+            {"filters": 2, "kernel_size": 3, "strides": [1, 2, 1], "padding": "same", "activation": "relu"},
+            ["vol"], [kernel, bias])
+    c.output("out_conv3d_same", "conv3d_same",
+             ACTIVATIONS["relu"](convnd(vol64, kernel, bias, [1, 2, 1], padding="same")))
+    # Conv1D, "same" with a dilation: explicit pads (ONNX Runtime refuses auto_pad there).
+    kernel, bias = c.normal(3, 3, 2, scale=0.4), c.normal(2, scale=0.5)
+    c.layer("conv1d_dilation_same", "Conv1D",
+            {"filters": 2, "kernel_size": 3, "dilation_rate": 3, "padding": "same"},
+            ["seq"], [kernel, bias])
+    c.output("out_conv1d_dilation_same", "conv1d_dilation_same",
+             convnd(seq64, kernel, bias, dilations=[3], padding="same"))
+    return c
+
+
+def pads_per_axis(padding, rank):
+    # Keras' ZeroPadding / Cropping settings: an int, one int per axis, or [before, after] per
+    # axis; for one axis, a list of two ints is (before, after).
+    if isinstance(padding, int):
+        return [(padding, padding)] * rank
+    if rank == 1 and len(padding) == 2 and all(isinstance(p, int) for p in padding):
+        return [tuple(padding)]
+    return [tuple(p) if isinstance(p, list) else (p, p) for p in padding]
+
+
+def zero_pad(x, padding):
+    # channels_last x.
+    return np.pad(x, [(0, 0)] + pads_per_axis(padding, x.ndim - 2) + [(0, 0)])
+
+
+def crop(x, cropping):
+    # channels_last x.
+    index = tuple(slice(b, n - a) for (b, a), n in zip(pads_per_axis(cropping, x.ndim - 2), x.shape[1:-1]))
+    return x[(slice(None),) + index]
+
+
+def case_spatial_2d():
+    c = Case("spatial_2d", "2-D and 3-D pooling (valid, same, channels_first), global pooling, zero padding, "
+             "cropping and upsampling (nearest, bilinear)", 30)
+    img = c.input("img", "float32", [None, 7, 6, 3], c.uniform(-2, 2, 2, 7, 6, 3))
+    img64 = img.astype(np.float64)
+    img_cf = c.input("img_cf", "float32", [None, 3, 7, 6], to_channels_first(img))
+    vol = c.input("vol", "float32", [None, 4, 5, 3, 2], c.uniform(-2, 2, 2, 4, 5, 3, 2))
+    vol64 = vol.astype(np.float64)
+    seq = c.input("seq", "float32", [None, 5, 3], c.uniform(-2, 2, 2, 5, 3))
+    seq64 = seq.astype(np.float64)
+    cf = lambda y: np.moveaxis(y, -1, 1)
+
+    # name, class, pool size, strides (None: the pool size), padding, input
+    for name, cls, size, stride, padding, source in [
+        ("max", "MaxPooling2D", None, None, "valid", "img"),
+        ("max_same", "MaxPooling2D", [3, 3], [2, 2], "same", "img"),
+        ("avg", "AveragePooling2D", [2, 3], [1, 2], "valid", "img"),
+        ("avg_same", "AveragePooling2D", [3, 3], [1, 1], "same", "img"),
+        ("avg_same_stride", "AveragePooling2D", [2, 3], [2, 2], "same", "img"),
+        ("max3d", "MaxPooling3D", [2, 2, 2], [1, 2, 1], "valid", "vol"),
+        ("avg3d_same", "AveragePooling3D", [3, 2, 2], [2, 2, 2], "same", "vol"),
+    ]:
+        config = {"padding": padding}
+        if size is not None:
+            config["pool_size"] = size
+        if stride is not None:
+            config["strides"] = stride
+        c.layer(name, cls, config, [source])
+        x = img64 if source == "img" else vol64
+        rank = x.ndim - 2
+        sizes = size or [2] * rank
+        op = "max" if cls.startswith("Max") else "avg"
+        c.output(f"out_{name}", name, poolnd(x, sizes, stride or sizes, padding, op))
+    c.layer("avg_cf", "AveragePooling2D", {"pool_size": 3, "strides": 2, "padding": "same", "data_format": "channels_first"},
+            ["img_cf"])
+    c.output("out_avg_cf", "avg_cf", cf(poolnd(img64, [3, 3], [2, 2], "same", "avg")))
+    c.layer("max_cf", "MaxPooling2D", {"pool_size": [2, 2], "strides": [1, 1], "data_format": "channels_first"}, ["img_cf"])
+    c.output("out_max_cf", "max_cf", cf(poolnd(img64, [2, 2], [1, 1], "valid", "max")))
+
+    c.layer("gap_keepdims", "GlobalAveragePooling2D", {"keepdims": True}, ["img"])
+    c.output("out_gap_keepdims", "gap_keepdims", img64.mean(axis=(1, 2), keepdims=True))
+    c.layer("gmp_cf", "GlobalMaxPooling2D", {"data_format": "channels_first"}, ["img_cf"])
+    c.output("out_gmp_cf", "gmp_cf", img64.max(axis=(1, 2)))
+    c.layer("gmp3d", "GlobalMaxPooling3D", {}, ["vol"])
+    c.output("out_gmp3d", "gmp3d", vol64.max(axis=(1, 2, 3)))
+    # The volume read channels first: 4 channels over 5x3x2.
+    c.layer("gap3d_cf_keepdims", "GlobalAveragePooling3D", {"data_format": "channels_first", "keepdims": True}, ["vol"])
+    c.output("out_gap3d_cf_keepdims", "gap3d_cf_keepdims", vol64.mean(axis=(2, 3, 4), keepdims=True))
+
+    for name, cls, padding, source in [
+        ("pad_pairs", "ZeroPadding2D", [[1, 2], [0, 3]], "img"),
+        ("pad_default", "ZeroPadding2D", None, "img"),
+        ("pad_axes", "ZeroPadding2D", [2, 1], "img"),
+        ("pad_1d", "ZeroPadding1D", [2, 1], "seq"),
+        ("pad_1d_int", "ZeroPadding1D", 3, "seq"),
+        ("pad_3d", "ZeroPadding3D", [1, 0, 2], "vol"),
+    ]:
+        c.layer(name, cls, {} if padding is None else {"padding": padding}, [source])
+        x = {"img": img64, "seq": seq64, "vol": vol64}[source]
+        c.output(f"out_{name}", name, zero_pad(x, 1 if padding is None else padding))
+    c.layer("pad_cf", "ZeroPadding2D", {"padding": [[0, 1], [2, 0]], "data_format": "channels_first"}, ["img_cf"])
+    c.output("out_pad_cf", "pad_cf", cf(zero_pad(img64, [[0, 1], [2, 0]])))
+
+    for name, cls, cropping, source in [
+        ("crop_pairs", "Cropping2D", [[1, 2], [0, 3]], "img"),
+        ("crop_int", "Cropping2D", 1, "img"),
+        ("crop_axes", "Cropping2D", [2, 1], "img"),
+        ("crop_default", "Cropping2D", None, "img"),
+        ("crop_1d", "Cropping1D", [1, 2], "seq"),
+        ("crop_3d", "Cropping3D", [[1, 1], [0, 2], [1, 0]], "vol"),
+    ]:
+        c.layer(name, cls, {} if cropping is None else {"cropping": cropping}, [source])
+        x = {"img": img64, "seq": seq64, "vol": vol64}[source]
+        c.output(f"out_{name}", name, crop(x, 0 if cropping is None else cropping))
+    c.layer("crop_cf", "Cropping2D", {"cropping": [[2, 0], [1, 1]], "data_format": "channels_first"}, ["img_cf"])
+    c.output("out_crop_cf", "crop_cf", cf(crop(img64, [[2, 0], [1, 1]])))
+
+    for name, cls, size, source in [
+        ("up_nearest", "UpSampling2D", [2, 3], "img"),
+        ("up_default", "UpSampling2D", None, "img"),
+        ("up_1d", "UpSampling1D", 3, "seq"),
+        ("up_3d", "UpSampling3D", [2, 1, 2], "vol"),
+    ]:
+        c.layer(name, cls, {} if size is None else {"size": size}, [source])
+        x = {"img": img64, "seq": seq64, "vol": vol64}[source]
+        rank = x.ndim - 2
+        sizes = [2] * rank if size is None else [size] * rank if isinstance(size, int) else size
+        c.output(f"out_{name}", name, upsample_nearest(x, sizes))
+    c.layer("up_nearest_cf", "UpSampling2D", {"size": [3, 2], "data_format": "channels_first"}, ["img_cf"])
+    c.output("out_up_nearest_cf", "up_nearest_cf", cf(upsample_nearest(img64, [3, 2])))
+    for name, size in [("up_bilinear", [2, 2]), ("up_bilinear_3_2", [3, 2]), ("up_bilinear_int", 4)]:
+        c.layer(name, "UpSampling2D", {"size": size, "interpolation": "bilinear"}, ["img"])
+        sizes = [size, size] if isinstance(size, int) else size
+        c.output(f"out_{name}", name, upsample_bilinear(img64, sizes))
+    c.layer("up_bilinear_cf", "UpSampling2D", {"size": [2, 3], "interpolation": "bilinear",
+                                               "data_format": "channels_first"}, ["img_cf"])
+    c.output("out_up_bilinear_cf", "up_bilinear_cf", cf(upsample_bilinear(img64, [2, 3])))
+    return c
+
+
+def case_augmentation():
+    c = Case("augmentation", "Random image augmentations change nothing at inference; the geometric ones give float32 for uint8 pixels", 31)
+    pixels = c.input("pixels", "uint8", [None, 5, 4, 3], c.rng.integers(0, 256, (2, 5, 4, 3)).astype(np.uint8))
+    x = c.input("x", "float32", [None, 5, 4, 3], c.normal(2, 5, 4, 3))
+    c.layer("flip", "RandomFlip", {"mode": "horizontal", "seed": None}, ["pixels"])
+    c.layer("rotation", "RandomRotation", {"factor": 0.1}, ["flip"])
+    c.layer("zoom", "RandomZoom", {"height_factor": 0.1}, ["x"])
+    c.layer("translation", "RandomTranslation", {"height_factor": 0.1, "width_factor": 0.1}, ["zoom"])
+    c.layer("contrast", "RandomContrast", {"factor": 0.2}, ["translation"])
+    c.layer("brightness", "RandomBrightness", {"factor": 0.1}, ["contrast"])
+    c.output("out_pixels", "rotation", pixels.astype(np.float32))
+    c.output("out_x", "brightness", x)
+    return c
+
+
 CASES = [
     case_embedding,
     case_dense_activations,
@@ -1011,6 +1344,9 @@ CASES = [
     case_masking,
     case_masked_recurrent,
     case_masking_layer,
+    case_conv2d,
+    case_spatial_2d,
+    case_augmentation,
 ]
 
 

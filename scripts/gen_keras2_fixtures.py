@@ -312,6 +312,24 @@ def keras2_masked_attention(rng):
     return keras.Model([ids_in, ctx_in, x_in], outs, name="keras2_masked_attention"), inputs
 
 
+def keras2_image(rng):
+    """tf.keras 2 image layers: Conv2D, DepthwiseConv2D and SeparableConv2D (their weights
+    named depthwise_kernel and pointwise_kernel in the HDF5 file), pooling, ZeroPadding2D,
+    Cropping2D, UpSampling2D (nearest and bilinear) and a Conv3D."""
+    x_in = keras.Input((8, 8, 3), name="image")
+    v_in = keras.Input((4, 5, 6, 2), name="volume")
+    h = layers.Conv2D(6, 3, padding="same", activation="relu", name="conv")(x_in)
+    h = layers.DepthwiseConv2D(3, depth_multiplier=2, strides=2, name="depthwise")(h)
+    h = layers.SeparableConv2D(4, 2, padding="same", activation="tanh", name="separable")(h)
+    h = layers.ZeroPadding2D(((1, 0), (0, 1)), name="pad")(h)
+    up = layers.UpSampling2D((2, 2), interpolation="bilinear", name="up_bilinear")(h)
+    near = layers.UpSampling2D(3, name="up_nearest")(layers.Cropping2D(((0, 1), (1, 1)), name="crop")(h))
+    pooled = layers.GlobalAveragePooling2D(name="gap")(layers.MaxPooling2D(2, padding="same", name="pool")(up))
+    vol = layers.AveragePooling3D(2, name="pool_3d")(layers.Conv3D(3, 2, padding="same", name="conv_3d")(v_in))
+    inputs = [rng.normal(size=(BATCH, 8, 8, 3)).astype("float32"), rng.normal(size=(BATCH, 4, 5, 6, 2)).astype("float32")]
+    return keras.Model([x_in, v_in], [pooled, near, vol], name="keras2_image"), inputs
+
+
 def main():
     tf.keras.utils.set_random_seed(SEED)
     rng = np.random.default_rng(SEED)
@@ -332,6 +350,7 @@ def main():
         ("keras2_activations", keras2_activations),
         ("keras2_text_cnn", keras2_text_cnn),
         ("keras2_masked_attention", keras2_masked_attention),
+        ("keras2_image", keras2_image),
     ]:
         model, inputs = build(rng)
         save_fixture(manifest, name, model, inputs, rng, zip_format=name.startswith("keras2_zip"))

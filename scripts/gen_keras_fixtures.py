@@ -846,6 +846,150 @@ def masked_rope(rng):
     return keras.Model(ids_in, [out, a], name="masked_rope"), [padded]
 
 
+def image_convolutions(rng):
+    """Conv2D (padding, strides, dilation, groups, channels_first), DepthwiseConv2D,
+    SeparableConv2D, Conv3D, and the 1-D depthwise and separable convolutions."""
+    x = keras.Input((8, 9, 3), name="image")
+    cf = keras.Input((3, 8, 9), name="image_cf")
+    seq = keras.Input((9, 4), name="seq")
+    vol = keras.Input((5, 6, 4, 2), name="volume")
+    outs = [
+        layers.Conv2D(4, 3, name="conv")(x),
+        layers.Conv2D(4, (3, 2), strides=(2, 1), padding="same", activation="relu", name="conv_same_stride")(x),
+        layers.Conv2D(2, 2, dilation_rate=(2, 1), use_bias=False, name="conv_dilated")(x),
+        layers.Conv2D(6, 3, groups=3, padding="same", name="conv_groups")(x),
+        layers.Conv2D(2, 3, data_format="channels_first", activation="tanh", name="conv_cf")(cf),
+        layers.DepthwiseConv2D(3, depth_multiplier=2, padding="same", name="depthwise")(x),
+        layers.DepthwiseConv2D((2, 3), strides=2, activation="relu6", use_bias=False, name="depthwise_stride")(x),
+        layers.DepthwiseConv2D(2, data_format="channels_first", name="depthwise_cf")(cf),
+        layers.SeparableConv2D(5, 3, depth_multiplier=2, activation="relu", name="separable")(x),
+        layers.SeparableConv2D(3, 2, strides=2, padding="same", use_bias=False, name="separable_stride")(x),
+        layers.SeparableConv2D(2, 3, dilation_rate=2, data_format="channels_first", name="separable_cf")(cf),
+        layers.DepthwiseConv1D(3, depth_multiplier=2, padding="same", name="depthwise_1d")(seq),
+        layers.SeparableConv1D(3, 2, strides=2, activation="tanh", name="separable_1d")(seq),
+        layers.Conv3D(3, 2, name="conv_3d")(vol),
+        layers.Conv3D(2, (2, 3, 1), strides=(1, 2, 1), padding="same", activation="sigmoid", name="conv_3d_same")(vol),
+    ]
+    inputs = [floats(rng, 8, 9, 3), floats(rng, 3, 8, 9), floats(rng, 9, 4), floats(rng, 5, 6, 4, 2)]
+    return keras.Model([x, cf, seq, vol], outs, name="image_convolutions"), inputs
+
+
+def image_pooling(rng):
+    """MaxPooling2D, AveragePooling2D, global 2-D pooling and the 3-D poolings."""
+    x = keras.Input((7, 9, 3), name="image")
+    cf = keras.Input((3, 7, 9), name="image_cf")
+    vol = keras.Input((5, 6, 4, 2), name="volume")
+    outs = [
+        layers.MaxPooling2D(name="max")(x),
+        layers.MaxPooling2D(3, strides=2, padding="same", name="max_same")(x),
+        layers.AveragePooling2D((2, 3), strides=1, name="avg")(x),
+        layers.AveragePooling2D(3, strides=(2, 3), padding="same", name="avg_same")(x),
+        layers.MaxPooling2D((2, 2), data_format="channels_first", name="max_cf")(cf),
+        layers.AveragePooling2D(2, padding="same", data_format="channels_first", name="avg_cf")(cf),
+        layers.GlobalAveragePooling2D(name="global_avg")(x),
+        layers.GlobalMaxPooling2D(keepdims=True, name="global_max_keep")(x),
+        layers.GlobalAveragePooling2D(data_format="channels_first", name="global_avg_cf")(cf),
+        layers.MaxPooling3D(2, name="max_3d")(vol),
+        layers.AveragePooling3D((2, 3, 2), strides=(1, 2, 2), padding="same", name="avg_3d")(vol),
+        layers.GlobalAveragePooling3D(name="global_avg_3d")(vol),
+        layers.GlobalMaxPooling3D(name="global_max_3d")(vol),
+    ]
+    inputs = [floats(rng, 7, 9, 3), floats(rng, 3, 7, 9), floats(rng, 5, 6, 4, 2)]
+    return keras.Model([x, cf, vol], outs, name="image_pooling"), inputs
+
+
+def image_resizing(rng):
+    """ZeroPadding, Cropping and UpSampling in one, two and three dimensions."""
+    seq = keras.Input((6, 4), name="seq")
+    x = keras.Input((5, 6, 3), name="image")
+    cf = keras.Input((3, 5, 6), name="image_cf")
+    vol = keras.Input((4, 5, 3, 2), name="volume")
+    outs = [
+        layers.ZeroPadding1D((1, 2), name="pad_1d")(seq),
+        layers.Cropping1D((2, 1), name="crop_1d")(seq),
+        layers.UpSampling1D(3, name="up_1d")(seq),
+        layers.ZeroPadding2D(1, name="pad")(x),
+        layers.ZeroPadding2D(((1, 0), (2, 1)), name="pad_asymmetric")(x),
+        layers.ZeroPadding2D((2, 1), data_format="channels_first", name="pad_cf")(cf),
+        layers.Cropping2D(((1, 2), (0, 1)), name="crop")(x),
+        layers.Cropping2D(1, data_format="channels_first", name="crop_cf")(cf),
+        layers.UpSampling2D(name="up")(x),
+        layers.UpSampling2D((2, 3), interpolation="bilinear", name="up_bilinear")(x),
+        layers.UpSampling2D((3, 2), data_format="channels_first", name="up_cf")(cf),
+        layers.UpSampling2D(2, interpolation="bilinear", data_format="channels_first", name="up_bilinear_cf")(cf),
+        layers.ZeroPadding3D(((1, 0), (0, 2), (1, 1)), name="pad_3d")(vol),
+        layers.Cropping3D(((1, 1), (2, 0), (0, 1)), name="crop_3d")(vol),
+        layers.UpSampling3D((2, 1, 2), name="up_3d")(vol),
+    ]
+    inputs = [floats(rng, 6, 4), floats(rng, 5, 6, 3), floats(rng, 3, 5, 6), floats(rng, 4, 5, 3, 2)]
+    return keras.Model([seq, x, cf, vol], outs, name="image_resizing"), inputs
+
+
+def image_classifier(rng):
+    """A small MobileNet-style image classifier on uint8 pixels: Rescaling, Conv2D,
+    BatchNormalization, ReLU(6), ZeroPadding2D, strided DepthwiseConv2D, a residual
+    SeparableConv2D block, MaxPooling2D, GlobalAveragePooling2D, Dense softmax."""
+    pixels = keras.Input((16, 16, 3), dtype="uint8", name="pixels")
+    h = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale")(pixels)
+    h = layers.Conv2D(8, 3, padding="same", use_bias=False, name="stem")(h)
+    h = layers.BatchNormalization(name="stem_bn")(h)
+    h = layers.ReLU(6.0, name="stem_relu")(h)
+    h = layers.ZeroPadding2D(((0, 1), (0, 1)), name="pad")(h)
+    h = layers.DepthwiseConv2D(3, strides=2, use_bias=False, name="dw")(h)
+    h = layers.BatchNormalization(name="dw_bn")(h)
+    h = layers.ReLU(6.0, name="dw_relu")(h)
+    h = layers.Conv2D(12, 1, use_bias=False, name="project")(h)
+    branch = layers.SeparableConv2D(12, 3, padding="same", activation="relu", name="sep")(h)
+    h = layers.Add(name="residual")([h, branch])
+    h = layers.MaxPooling2D(name="pool")(h)
+    h = layers.GlobalAveragePooling2D(name="gap")(h)
+    h = layers.Dropout(0.2, name="dropout")(h)
+    out = layers.Dense(10, activation="softmax", name="probs")(h)
+    pixel_values = rng.integers(0, 256, (BATCH, 16, 16, 3)).astype("uint8")
+    return keras.Model(pixels, out, name="image_classifier"), [pixel_values]
+
+
+def image_any_size(rng):
+    """A fully convolutional model declared for images of any size (None rows and
+    columns), run on 9x11 images: every spatial dimension is dynamic in the ONNX graph,
+    so the cropping counts from the end and the resizing scales whatever arrives."""
+    x = keras.Input((None, None, 3), name="image")
+    h = layers.Conv2D(4, 3, padding="same", activation="relu", name="conv")(x)
+    h = layers.Cropping2D(((1, 2), (2, 0)), name="crop")(h)
+    h = layers.ZeroPadding2D(((0, 1), (1, 0)), name="pad")(h)
+    h = layers.SeparableConv2D(5, 3, strides=2, padding="same", name="separable")(h)
+    h = layers.DepthwiseConv2D(2, name="depthwise")(h)
+    up = layers.UpSampling2D((2, 3), interpolation="bilinear", name="up_bilinear")(h)
+    near = layers.UpSampling2D(2, name="up_nearest")(h)
+    pooled = layers.GlobalMaxPooling2D(name="global_max")(layers.AveragePooling2D(2, padding="same", name="avg")(up))
+    return keras.Model(x, [near, pooled], name="image_any_size"), [floats(rng, 9, 11, 3)]
+
+
+def image_augmented(rng):
+    """A classifier with its training-time augmentation inside, as Keras' image tutorials
+    build it: RandomFlip, RandomRotation, RandomZoom, RandomTranslation, RandomContrast
+    and RandomBrightness change nothing at inference (the geometric ones give float32 for
+    uint8 pixels), then Rescaling, Conv2D, pooling and Dense."""
+    pixels = keras.Input((12, 12, 3), dtype="uint8", name="pixels")
+    augment = keras.Sequential(
+        [
+            layers.RandomFlip("horizontal", name="flip"),
+            layers.RandomRotation(0.1, name="rotation"),
+            layers.RandomZoom(0.1, name="zoom"),
+            layers.RandomTranslation(0.1, 0.1, name="translation"),
+            layers.RandomContrast(0.2, name="contrast"),
+            layers.RandomBrightness(0.1, value_range=(0, 255), name="brightness"),
+        ],
+        name="augment",
+    )
+    h = layers.Rescaling(1.0 / 255, name="rescale")(augment(pixels))
+    h = layers.Conv2D(4, 3, activation="relu", name="conv")(h)
+    h = layers.GlobalAveragePooling2D(name="gap")(h)
+    out = layers.Dense(3, activation="softmax", name="probs")(h)
+    pixel_values = rng.integers(0, 256, (BATCH, 12, 12, 3)).astype("uint8")
+    return keras.Model(pixels, out, name="image_augmented"), [pixel_values]
+
+
 def main():
     keras.utils.set_random_seed(SEED)
     rng = np.random.default_rng(SEED)
@@ -898,6 +1042,12 @@ def main():
         ("shared_output", shared_output, {}),
         ("masked_attention", masked_attention, {}),
         ("masked_rope", masked_rope, {}),
+        ("image_convolutions", image_convolutions, {}),
+        ("image_pooling", image_pooling, {}),
+        ("image_resizing", image_resizing, {}),
+        ("image_classifier", image_classifier, {}),
+        ("image_any_size", image_any_size, {}),
+        ("image_augmented", image_augmented, {}),
     ]
     for name, build, how in fixtures:
         model, inputs = build(rng)

@@ -75,7 +75,12 @@ defmodule Thunderbolt.BuilderTest do
             ~w(Embedding Dense Activation Softmax GlobalAveragePooling1D GlobalMaxPooling1D
                Flatten Reshape Concatenate Add Subtract Multiply Average Maximum Minimum
                Dropout GaussianNoise GaussianDropout BatchNormalization LayerNormalization
-               AddConstant) do
+               AddConstant Conv2D Conv3D DepthwiseConv1D DepthwiseConv2D SeparableConv1D
+               SeparableConv2D MaxPooling2D AveragePooling2D MaxPooling3D AveragePooling3D
+               GlobalAveragePooling2D GlobalMaxPooling2D GlobalAveragePooling3D
+               GlobalMaxPooling3D ZeroPadding1D ZeroPadding2D ZeroPadding3D Cropping1D
+               Cropping2D Cropping3D UpSampling1D UpSampling2D UpSampling3D RandomFlip
+               RandomRotation RandomZoom RandomTranslation RandomContrast RandomBrightness) do
         assert class in classes, "no fixture uses #{class}"
       end
     end

@@ -208,15 +208,30 @@ impl Default for LayerRegistry {
         r.register("LeakyReLU", activation_classes::ActivationClass::LeakyReLU);
         r.register("ELU", activation_classes::ActivationClass::ELU);
         r.register("PReLU", prelu::PReLU);
-        r.register(
-            "GlobalAveragePooling1D",
-            global_pooling::GlobalPooling1D::Average,
-        );
-        r.register("GlobalMaxPooling1D", global_pooling::GlobalPooling1D::Max);
+        for (rank, d) in [(1, "1D"), (2, "2D"), (3, "3D")] {
+            use pooling::PoolOp::{Average, Max};
+            r.register(format!("Conv{d}"), conv::Conv { rank });
+            r.register(format!("MaxPooling{d}"), pooling::Pooling { op: Max, rank });
+            r.register(
+                format!("AveragePooling{d}"),
+                pooling::Pooling { op: Average, rank },
+            );
+            let global = |op| global_pooling::GlobalPooling { op, rank };
+            r.register(format!("GlobalMaxPooling{d}"), global(Max));
+            r.register(format!("GlobalAveragePooling{d}"), global(Average));
+            r.register(
+                format!("ZeroPadding{d}"),
+                zero_padding::ZeroPadding { rank },
+            );
+            r.register(format!("Cropping{d}"), cropping::Cropping { rank });
+            r.register(format!("UpSampling{d}"), upsampling::UpSampling { rank });
+        }
+        for (rank, d) in [(1, "1D"), (2, "2D")] {
+            let depthwise = |separable| depthwise_conv::DepthwiseConv { rank, separable };
+            r.register(format!("DepthwiseConv{d}"), depthwise(false));
+            r.register(format!("SeparableConv{d}"), depthwise(true));
+        }
         r.register("Flatten", flatten::Flatten);
-        r.register("Conv1D", conv1d::Conv1D);
-        r.register("MaxPooling1D", pooling1d::Pooling1D::Max);
-        r.register("AveragePooling1D", pooling1d::Pooling1D::Average);
         r.register("Reshape", reshape::Reshape);
         r.register("Concatenate", concatenate::Concatenate);
         r.register("Add", merge::Merge::Add);
@@ -232,6 +247,16 @@ impl Default for LayerRegistry {
         r.register("AlphaDropout", identity::Identity);
         r.register("ActivityRegularization", identity::Identity);
         r.register("Identity", identity::Identity);
+        for (class, casts_integers) in [
+            ("RandomFlip", true),
+            ("RandomRotation", true),
+            ("RandomZoom", true),
+            ("RandomTranslation", true),
+            ("RandomContrast", false),
+            ("RandomBrightness", false),
+        ] {
+            r.register(class, augmentation::Augmentation { casts_integers });
+        }
         r.register("Permute", permute::Permute);
         r.register("RepeatVector", repeat_vector::RepeatVector);
         r.register("Rescaling", rescaling::Rescaling);

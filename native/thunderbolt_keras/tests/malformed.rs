@@ -237,13 +237,13 @@ fn dangling_reference() {
 #[test]
 fn unsupported_layer_names_layer_class_and_registration() {
     let mut parts = base();
-    parts.layer_mut("pooling")["class_name"] = json!("Conv2D");
+    parts.layer_mut("pooling")["class_name"] = json!("Conv2DTranspose");
     let err = error_of(parts.to_keras());
     assert_contains(
         &err,
         &[
             "layer \"pooling\"",
-            "class Conv2D",
+            "class Conv2DTranspose",
             "has no converter",
             "LayerRegistry",
             "custom_layers",
@@ -282,7 +282,10 @@ fn custom_registered_layer_maps_onto_a_converter() {
     let mut registry = thunderbolt_keras::LayerRegistry::default();
     registry.register(
         "MyMeanPool",
-        thunderbolt_builder::layers::global_pooling::GlobalPooling1D::Average,
+        thunderbolt_builder::layers::global_pooling::GlobalPooling {
+            op: thunderbolt_builder::layers::pooling::PoolOp::Average,
+            rank: 1,
+        },
     );
     options
         .custom_layers

@@ -5,11 +5,14 @@
 pub mod activation;
 pub mod activation_classes;
 pub mod add_constant;
+pub mod augmentation;
 pub mod batch_normalization;
 pub mod bidirectional;
 pub mod concatenate;
-pub mod conv1d;
+pub mod conv;
+pub mod cropping;
 pub mod dense;
+pub mod depthwise_conv;
 pub mod embedding;
 pub mod flatten;
 pub mod global_pooling;
@@ -21,14 +24,17 @@ pub mod merge;
 pub mod multi_head_attention;
 pub mod normalization;
 pub mod permute;
-pub mod pooling1d;
+pub mod pooling;
 pub mod prelu;
 pub mod recurrent;
 pub mod repeat_vector;
 pub mod rescaling;
 pub mod reshape;
 pub mod softmax;
+pub mod spatial;
 pub mod time_distributed;
+pub mod upsampling;
+pub mod zero_padding;
 
 use crate::error::BuildError;
 use crate::graph::GraphBuilder;
@@ -265,6 +271,7 @@ mod tests {
 
     #[test]
     fn each_converter_rejects_what_it_cannot_convert() {
+        let s4 = [None, Some(3), Some(4), Some(5)];
         let s3 = [None, Some(3), Some(4)];
         let s2 = [None, Some(4)];
         let cases: Vec<(String, &str)> = vec![
@@ -311,13 +318,37 @@ mod tests {
             (reject(&s3, "Bidirectional", json!({"layer": {"class_name": "LSTM", "config": {"units": 2}}, "merge_mode": null}), vec![], 1), "merge_mode=None (two outputs) is not supported"),
             (reject(&s3, "Bidirectional", json!({"layer": {"class_name": "LSTM", "config": {"units": 2}}, "backward_layer": {"class_name": "GRU", "config": {"units": 2, "go_backwards": true}}, "merge_mode": "concat"}), vec![], 1), "the backward layer differs from the forward layer"),
             (reject(&s3, "Conv1D", json!({"filters": 2, "kernel_size": 2}), vec![f32s(&[2, 3, 2]), f32s(&[2])], 1), "weight \"kernel\" has shape [2, 3, 2], expected (2, 4, 2)"),
-            (reject(&s3, "Conv1D", json!({"filters": 2, "kernel_size": 4}), vec![f32s(&[4, 4, 2]), f32s(&[2])], 1), "a window of 4 steps (dilation 1) does not fit"),
+            (reject(&s3, "Conv1D", json!({"filters": 2, "kernel_size": 4}), vec![f32s(&[4, 4, 2]), f32s(&[2])], 1), "a window of 4 does not fit an input of shape (None, 3, 4)"),
             (reject(&s3, "Conv1D", json!({"filters": 3, "kernel_size": 1, "groups": 2}), vec![], 1), "groups 2 must divide both the input channels 4 and filters 3"),
-            (reject(&s3, "Conv1D", json!({"filters": 2, "kernel_size": [1, 1]}), vec![], 1), "\"kernel_size\" must be a positive integer or a list of one"),
+            (reject(&s3, "Conv1D", json!({"filters": 2, "kernel_size": [1, 1]}), vec![], 1), "\"kernel_size\" must be a positive integer or a list of 1"),
             (reject(&s3, "Conv1D", json!({"filters": 2, "kernel_size": 1, "padding": "full"}), vec![], 1), "padding \"full\" is not supported"),
-            (reject(&s3, "MaxPooling1D", json!({"pool_size": 4}), vec![], 1), "a pool of 4 steps does not fit"),
+            (reject(&s3, "MaxPooling1D", json!({"pool_size": 4}), vec![], 1), "a pool of 4 does not fit"),
             (reject(&s3, "AveragePooling1D", json!({"padding": "causal"}), vec![], 1), "padding \"causal\" is not supported"),
             (reject(&s2, "MaxPooling1D", json!({}), vec![], 1), "expects an input of rank 3 (batch, steps, channels)"),
+            (reject(&s3, "Conv2D", json!({"filters": 2, "kernel_size": 1}), vec![], 1), "expects an input of rank 4 (batch, rows, columns, channels)"),
+            (reject(&s4, "Conv2D", json!({"filters": 2, "kernel_size": [2, 3]}), vec![f32s(&[2, 2, 5, 2]), f32s(&[2])], 1), "weight \"kernel\" has shape [2, 2, 5, 2], expected (2, 3, 5, 2)"),
+            (reject(&s4, "Conv2D", json!({"filters": 2, "kernel_size": [4, 1]}), vec![f32s(&[4, 1, 5, 2]), f32s(&[2])], 1), "a window of [4, 1] does not fit an input of shape (None, 3, 4, 5)"),
+            (reject(&s4, "Conv2D", json!({"filters": 2, "kernel_size": [1, 1, 1]}), vec![], 1), "\"kernel_size\" must be a positive integer or a list of 2"),
+            (reject(&s4, "Conv2D", json!({"filters": 2, "kernel_size": 2, "strides": 2, "dilation_rate": [1, 2]}), vec![], 1), "strides and dilation_rate cannot both be above 1"),
+            (reject(&s4, "Conv2D", json!({"filters": 2, "kernel_size": 2, "padding": "causal"}), vec![], 1), "padding \"causal\" is not supported"),
+            (reject(&s4, "Conv3D", json!({"filters": 2, "kernel_size": 2}), vec![], 1), "expects an input of rank 5 (batch, spatial axes, channels)"),
+            (reject(&s4, "DepthwiseConv2D", json!({"kernel_size": 2, "depth_multiplier": 2}), vec![f32s(&[2, 2, 5, 1]), f32s(&[10])], 1), "weight \"kernel\" has shape [2, 2, 5, 1], expected (2, 2, 5, 2)"),
+            (reject(&s4, "DepthwiseConv2D", json!({"kernel_size": 2}), vec![f32s(&[2, 2, 5, 1]), f32s(&[4])], 1), "weight \"bias\" has shape [4], expected (5,)"),
+            (reject(&s4, "SeparableConv2D", json!({"kernel_size": 2, "filters": 3}), vec![f32s(&[2, 2, 5, 1]), f32s(&[1, 1, 5, 3])], 1), "expects 3 weight tensor(s) [depthwise_kernel, pointwise_kernel, bias], got 2"),
+            (reject(&s4, "SeparableConv2D", json!({"kernel_size": 2, "filters": 3, "use_bias": false}), vec![f32s(&[2, 2, 5, 1]), f32s(&[1, 5, 3])], 1), "weight \"pointwise_kernel\" has shape [1, 5, 3], expected (1, 1, 5, 3)"),
+            (reject(&s4, "SeparableConv1D", json!({"kernel_size": 2, "filters": 3}), vec![], 1), "expects an input of rank 3 (batch, steps, channels)"),
+            (reject(&s4, "MaxPooling2D", json!({"pool_size": [1, 5]}), vec![], 1), "a pool of [1, 5] does not fit an input of shape (None, 3, 4, 5)"),
+            (reject(&s4, "AveragePooling2D", json!({"strides": [1, 0]}), vec![], 1), "\"strides\" must be a positive integer or a list of 2"),
+            (reject(&s4, "GlobalAveragePooling2D", json!({"data_format": "channels_middle"}), vec![], 1), "data_format must be"),
+            (reject(&s3, "GlobalMaxPooling2D", json!({}), vec![], 1), "expects an input of rank 4"),
+            (reject(&s4, "ZeroPadding2D", json!({"padding": [[1, 2, 3], [1, 1]]}), vec![], 1), "\"padding\" must be a non-negative integer, a list of 2 or a list of 2 pairs"),
+            (reject(&s4, "ZeroPadding2D", json!({"padding": -1}), vec![], 1), "\"padding\" must be a non-negative integer"),
+            (reject(&s4, "Cropping2D", json!({"cropping": [[1, 2], [0, 0]]}), vec![], 1), "cropping 1 and 2 leaves nothing of an axis of 3"),
+            (reject(&s4, "Cropping3D", json!({}), vec![], 1), "expects an input of rank 5"),
+            (reject(&s4, "UpSampling2D", json!({"interpolation": "bicubic"}), vec![], 1), "interpolation \"bicubic\" is not supported"),
+            (reject(&s3, "UpSampling1D", json!({"interpolation": "bilinear"}), vec![], 1), "interpolation \"bilinear\" is not supported"),
+            (reject(&s4, "UpSampling2D", json!({"size": [2, 0]}), vec![], 1), "\"size\" must be a positive integer or a list of 2"),
+            (reject(&s4, "Conv2D", json!({"filters": 2, "kernel_size": 1}), vec![Tensor::from_f64(vec![1, 1, 5, 2], &[0.0; 10]), f32s(&[2])], 1), "weight \"kernel\": unsupported dtype float64"),
             (reject(&s3, "Permute", json!({"dims": [2, 2]}), vec![], 1), "dims [2, 2] must order the axes 1..2"),
             (reject(&s3, "Permute", json!({"dims": [0, 1]}), vec![], 1), "dims [0, 1] must order the axes 1..2"),
             (reject(&s3, "RepeatVector", json!({"n": 2}), vec![], 1), "expects an input of rank 2 (batch, features)"),
