@@ -1315,6 +1315,89 @@ def case_augmentation():
     return c
 
 
+def conv_transpose_len(steps, size, stride, dilation, padding, output_padding):
+    # Keras' output length (keras.src.ops.operation_utils.compute_conv_transpose_output_length).
+    span = (size - 1) * dilation + 1
+    if output_padding is None:
+        return steps * stride + max(span - stride, 0) if padding == "valid" else steps * stride
+    pad = span // 2 if padding == "same" else 0
+    return (steps - 1) * stride + span - 2 * pad + output_padding
+
+
+def conv_transpose_nd(x, kernel, bias=None, strides=None, dilations=None, padding="valid", output_padding=None):
+    # TensorFlow's conv_transpose: the adjoint of a conv whose input has the output's length
+    # (the first cell at -pad_before, "same" placing the odd pad at the end), channels_last x,
+    # kernel [*sizes, filters, channels].
+    rank = x.ndim - 2
+    sizes = kernel.shape[:rank]
+    strides, dilations = strides or [1] * rank, dilations or [1] * rank
+    output_padding = output_padding or [None] * rank
+    lengths = [conv_transpose_len(x.shape[1 + a], sizes[a], strides[a], dilations[a], padding, output_padding[a])
+               for a in range(rank)]
+    before = []
+    for a in range(rank):
+        span = (sizes[a] - 1) * dilations[a] + 1
+        total = max((-(-lengths[a] // strides[a]) - 1) * strides[a] + span - lengths[a], 0)
+        before.append(total // 2 if padding == "same" else 0)
+    y = np.zeros((x.shape[0], *lengths, kernel.shape[-2]))
+    for i in np.ndindex(*x.shape[1:-1]):
+        for k in np.ndindex(*sizes):
+            j = tuple(i[a] * strides[a] + k[a] * dilations[a] - before[a] for a in range(rank))
+            if all(0 <= j[a] < lengths[a] for a in range(rank)):
+                y[(slice(None),) + j] += x[(slice(None),) + i] @ kernel[k].T
+    return y + (0 if bias is None else bias)
+
+
+def case_conv_transpose():
+    c = Case("conv_transpose", "Conv1D/2D/3DTranspose: valid, same, strides over and under the kernel, "
+             "output_padding, dilation, channels_first", 32)
+    c.atol = 1e-5
+    img = c.input("img", "float32", [None, 4, 5, 3], c.uniform(-2, 2, 2, 4, 5, 3))
+    img64 = img.astype(np.float64)
+    variants = [
+        # name, filters, kernel size, config
+        ("valid", 2, [3, 3], {}),
+        ("valid_stride", 3, [3, 2], {"strides": [2, 1]}),
+        ("stride_over_kernel", 2, [2, 2], {"strides": 3, "use_bias": False}),
+        ("same_stride", 2, [3, 4], {"strides": 2, "padding": "same", "activation": "tanh"}),
+        ("output_padding", 2, [3, 3], {"strides": 2, "output_padding": [1, 0]}),
+        ("same_output_padding", 2, [4, 3], {"strides": [3, 2], "padding": "same", "output_padding": 1}),
+        ("dilated_same", 2, [2, 3], {"dilation_rate": [2, 1], "padding": "same"}),
+    ]
+    for name, filters, size, config in variants:
+        use_bias = config.get("use_bias", True)
+        kernel = c.normal(*size, filters, 3, scale=0.4)
+        bias = c.normal(filters, scale=0.5) if use_bias else None
+        c.layer(name, "Conv2DTranspose", {"filters": filters, "kernel_size": size, **config}, ["img"],
+                [kernel] + ([bias] if use_bias else []))
+        strides = config.get("strides", 1)
+        strides = strides if isinstance(strides, list) else [strides] * 2
+        op = config.get("output_padding")
+        op = None if op is None else (op if isinstance(op, list) else [op] * 2)
+        y = conv_transpose_nd(img64, kernel, bias, strides, config.get("dilation_rate"),
+                              config.get("padding", "valid"), op)
+        c.output(f"out_{name}", name, ACTIVATIONS[config.get("activation", "linear")](y))
+    img_cf = c.input("img_cf", "float32", [None, 3, 4, 5], c.uniform(-2, 2, 2, 3, 4, 5))
+    kernel, bias = c.normal(3, 3, 2, 3, scale=0.4), c.normal(2, scale=0.5)
+    c.layer("channels_first", "Conv2DTranspose",
+            {"filters": 2, "kernel_size": 3, "strides": 2, "data_format": "channels_first"}, ["img_cf"], [kernel, bias])
+    y = conv_transpose_nd(img_cf.astype(np.float64).transpose(0, 2, 3, 1), kernel, bias, [2, 2])
+    c.output("out_channels_first", "channels_first", y.transpose(0, 3, 1, 2))
+    seq = c.input("seq", "float32", [None, 5, 2], c.uniform(-2, 2, 2, 5, 2))
+    kernel, bias = c.normal(3, 4, 2, scale=0.4), c.normal(4, scale=0.5)
+    c.layer("transpose_1d", "Conv1DTranspose", {"filters": 4, "kernel_size": 3, "strides": 2, "padding": "same"},
+            ["seq"], [kernel, bias])
+    c.output("out_transpose_1d", "transpose_1d",
+             conv_transpose_nd(seq.astype(np.float64), kernel, bias, [2], padding="same"))
+    vol = c.input("vol", "float32", [None, 2, 3, 2, 2], c.uniform(-2, 2, 2, 2, 3, 2, 2))
+    kernel, bias = c.normal(2, 2, 2, 3, 2, scale=0.4), c.normal(3, scale=0.5)
+    c.layer("transpose_3d", "Conv3DTranspose", {"filters": 3, "kernel_size": 2, "strides": [1, 2, 2]},
+            ["vol"], [kernel, bias])
+    c.output("out_transpose_3d", "transpose_3d",
+             conv_transpose_nd(vol.astype(np.float64), kernel, bias, [1, 2, 2]))
+    return c
+
+
 CASES = [
     case_embedding,
     case_dense_activations,
@@ -1347,6 +1430,7 @@ CASES = [
     case_conv2d,
     case_spatial_2d,
     case_augmentation,
+    case_conv_transpose,
 ]
 
 

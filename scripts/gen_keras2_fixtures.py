@@ -330,6 +330,29 @@ def keras2_image(rng):
     return keras.Model([x_in, v_in], [pooled, near, vol], name="keras2_image"), inputs
 
 
+def keras2_transposed(rng):
+    """tf.keras 2 transposed convolutions (TensorFlow's conv2d_transpose): valid and
+    same, strides over and under the kernel, output_padding, Conv1DTranspose and
+    Conv3DTranspose."""
+    x_in = keras.Input((5, 4, 3), name="image")
+    s_in = keras.Input((6, 2), name="seq")
+    v_in = keras.Input((3, 4, 2, 2), name="volume")
+    outs = [
+        layers.Conv2DTranspose(2, 3, strides=2, name="valid_stride")(x_in),
+        layers.Conv2DTranspose(3, (4, 3), strides=(2, 3), padding="same", activation="relu", name="same_even")(x_in),
+        layers.Conv2DTranspose(2, 2, strides=3, use_bias=False, name="stride_over_kernel")(x_in),
+        layers.Conv2DTranspose(2, 3, strides=2, padding="same", output_padding=(0, 1), name="same_output_padding")(x_in),
+        layers.Conv1DTranspose(3, 3, strides=2, padding="same", name="transpose_1d")(s_in),
+        layers.Conv3DTranspose(2, 2, strides=(1, 2, 2), name="transpose_3d")(v_in),
+    ]
+    inputs = [
+        rng.normal(size=(BATCH, 5, 4, 3)).astype("float32"),
+        rng.normal(size=(BATCH, 6, 2)).astype("float32"),
+        rng.normal(size=(BATCH, 3, 4, 2, 2)).astype("float32"),
+    ]
+    return keras.Model([x_in, s_in, v_in], outs, name="keras2_transposed"), inputs
+
+
 def main():
     tf.keras.utils.set_random_seed(SEED)
     rng = np.random.default_rng(SEED)
@@ -351,6 +374,7 @@ def main():
         ("keras2_text_cnn", keras2_text_cnn),
         ("keras2_masked_attention", keras2_masked_attention),
         ("keras2_image", keras2_image),
+        ("keras2_transposed", keras2_transposed),
     ]:
         model, inputs = build(rng)
         save_fixture(manifest, name, model, inputs, rng, zip_format=name.startswith("keras2_zip"))

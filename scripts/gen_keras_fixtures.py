@@ -990,6 +990,36 @@ def image_augmented(rng):
     return keras.Model(pixels, out, name="image_augmented"), [pixel_values]
 
 
+def transposed_convolutions(rng):
+    """Conv1DTranspose, Conv2DTranspose and Conv3DTranspose: valid and same padding,
+    strides below, equal to and above the kernel size, output_padding, dilation,
+    channels_first, and a small decoder that upsamples a code to an image."""
+    x = keras.Input((5, 4, 3), name="image")
+    cf = keras.Input((3, 5, 4), name="image_cf")
+    seq = keras.Input((6, 2), name="seq")
+    vol = keras.Input((3, 4, 2, 2), name="volume")
+    code = keras.Input((4,), name="code")
+    h = layers.Reshape((2, 2, 1), name="grid")(code)
+    h = layers.Conv2DTranspose(4, 3, strides=2, padding="same", activation="relu", name="up_1")(h)
+    decoded = layers.Conv2DTranspose(1, 4, strides=2, padding="same", activation="sigmoid", name="up_2")(h)
+    outs = [
+        layers.Conv2DTranspose(2, 3, name="valid")(x),
+        layers.Conv2DTranspose(3, (3, 2), strides=2, name="valid_stride")(x),
+        layers.Conv2DTranspose(2, 2, strides=3, use_bias=False, name="stride_over_kernel")(x),
+        layers.Conv2DTranspose(4, 3, strides=2, padding="same", activation="tanh", name="same_stride")(x),
+        layers.Conv2DTranspose(2, (4, 3), strides=(2, 3), padding="same", name="same_even")(x),
+        layers.Conv2DTranspose(2, 3, strides=2, output_padding=1, name="output_padding")(x),
+        layers.Conv2DTranspose(2, 3, strides=2, padding="same", output_padding=(0, 1), name="same_output_padding")(x),
+        layers.Conv2DTranspose(2, 2, dilation_rate=2, padding="same", name="dilated")(x),
+        layers.Conv2DTranspose(2, 3, strides=2, data_format="channels_first", name="channels_first")(cf),
+        layers.Conv1DTranspose(3, 3, strides=2, padding="same", name="transpose_1d")(seq),
+        layers.Conv3DTranspose(2, 2, strides=(1, 2, 2), name="transpose_3d")(vol),
+        decoded,
+    ]
+    inputs = [floats(rng, 5, 4, 3), floats(rng, 3, 5, 4), floats(rng, 6, 2), floats(rng, 3, 4, 2, 2), floats(rng, 4)]
+    return keras.Model([x, cf, seq, vol, code], outs, name="transposed_convolutions"), inputs
+
+
 def main():
     keras.utils.set_random_seed(SEED)
     rng = np.random.default_rng(SEED)
@@ -1048,6 +1078,7 @@ def main():
         ("image_classifier", image_classifier, {}),
         ("image_any_size", image_any_size, {}),
         ("image_augmented", image_augmented, {}),
+        ("transposed_convolutions", transposed_convolutions, {}),
     ]
     for name, build, how in fixtures:
         model, inputs = build(rng)

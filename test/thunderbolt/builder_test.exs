@@ -80,7 +80,8 @@ defmodule Thunderbolt.BuilderTest do
                GlobalAveragePooling2D GlobalMaxPooling2D GlobalAveragePooling3D
                GlobalMaxPooling3D ZeroPadding1D ZeroPadding2D ZeroPadding3D Cropping1D
                Cropping2D Cropping3D UpSampling1D UpSampling2D UpSampling3D RandomFlip
-               RandomRotation RandomZoom RandomTranslation RandomContrast RandomBrightness) do
+               RandomRotation RandomZoom RandomTranslation RandomContrast RandomBrightness
+               Conv1DTranspose Conv2DTranspose Conv3DTranspose) do
         assert class in classes, "no fixture uses #{class}"
       end
     end

@@ -211,6 +211,10 @@ impl Default for LayerRegistry {
         for (rank, d) in [(1, "1D"), (2, "2D"), (3, "3D")] {
             use pooling::PoolOp::{Average, Max};
             r.register(format!("Conv{d}"), conv::Conv { rank });
+            r.register(
+                format!("Conv{d}Transpose"),
+                conv_transpose::ConvTranspose { rank },
+            );
             r.register(format!("MaxPooling{d}"), pooling::Pooling { op: Max, rank });
             r.register(
                 format!("AveragePooling{d}"),

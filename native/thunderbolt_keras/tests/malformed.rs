@@ -237,13 +237,13 @@ fn dangling_reference() {
 #[test]
 fn unsupported_layer_names_layer_class_and_registration() {
     let mut parts = base();
-    parts.layer_mut("pooling")["class_name"] = json!("Conv2DTranspose");
+    parts.layer_mut("pooling")["class_name"] = json!("ConvLSTM2D");
     let err = error_of(parts.to_keras());
     assert_contains(
         &err,
         &[
             "layer \"pooling\"",
-            "class Conv2DTranspose",
+            "class ConvLSTM2D",
             "has no converter",
             "LayerRegistry",
             "custom_layers",

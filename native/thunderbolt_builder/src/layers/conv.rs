@@ -17,6 +17,7 @@ use crate::registry::{LayerConverter, Masking, ValueRef};
 use crate::shape::TensorInfo;
 use crate::spec::Layer;
 use crate::tensor::{DType, Tensor};
+use onnx_protobuf::AttributeProto;
 
 /// A convolution over `rank` spatial axes (1, 2 or 3).
 pub struct Conv {
@@ -168,19 +169,41 @@ impl LayerConverter for Conv {
             .then(|| g.initializer(&format!("{name}/bias"), &layer.weights[1]));
         let mut attrs = p.window.attrs(true);
         attrs.push(attr_int("group", p.groups as i64));
-        p.layout.emit(
-            g,
-            layer,
-            inputs[0].name,
-            output,
-            Some(&p.activation),
-            |g, x, out| {
-                let mut conv_inputs = vec![x, w.as_str()];
-                conv_inputs.extend(bias.as_deref());
-                g.node_into("Conv", &conv_inputs, out, attrs);
-            },
-        );
+        let op = WeightedOp {
+            op: "Conv",
+            weights: &w,
+            bias: bias.as_deref(),
+            attrs,
+        };
+        op.emit(g, layer, p.layout, &p.activation, inputs[0].name, output);
         Ok(output.name.to_string())
+    }
+}
+
+/// A `Conv` or `ConvTranspose` node with its initializers and attributes.
+pub(crate) struct WeightedOp<'a> {
+    pub op: &'a str,
+    pub weights: &'a str,
+    pub bias: Option<&'a str>,
+    pub attrs: Vec<AttributeProto>,
+}
+
+impl WeightedOp<'_> {
+    /// The node on `input` (in `layout`), then `activation`, into `output`.
+    pub(crate) fn emit(
+        self,
+        g: &mut GraphBuilder,
+        layer: &Layer,
+        layout: Layout,
+        activation: &Activation,
+        input: &str,
+        output: ValueRef<'_>,
+    ) {
+        layout.emit(g, layer, input, output, Some(activation), |g, x, out| {
+            let mut op_inputs = vec![x, self.weights];
+            op_inputs.extend(self.bias);
+            g.node_into(self.op, &op_inputs, out, self.attrs);
+        });
     }
 }
 

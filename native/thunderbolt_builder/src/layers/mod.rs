@@ -10,6 +10,7 @@ pub mod batch_normalization;
 pub mod bidirectional;
 pub mod concatenate;
 pub mod conv;
+pub mod conv_transpose;
 pub mod cropping;
 pub mod dense;
 pub mod depthwise_conv;
@@ -349,6 +350,12 @@ mod tests {
             (reject(&s3, "UpSampling1D", json!({"interpolation": "bilinear"}), vec![], 1), "interpolation \"bilinear\" is not supported"),
             (reject(&s4, "UpSampling2D", json!({"size": [2, 0]}), vec![], 1), "\"size\" must be a positive integer or a list of 2"),
             (reject(&s4, "Conv2D", json!({"filters": 2, "kernel_size": 1}), vec![Tensor::from_f64(vec![1, 1, 5, 2], &[0.0; 10]), f32s(&[2])], 1), "weight \"kernel\": unsupported dtype float64"),
+            (reject(&s4, "Conv2DTranspose", json!({"filters": 2, "kernel_size": 3}), vec![f32s(&[3, 3, 5, 2]), f32s(&[2])], 1), "weight \"kernel\" has shape [3, 3, 5, 2], expected (3, 3, 2, 5)"),
+            (reject(&s4, "Conv2DTranspose", json!({"filters": 2, "kernel_size": 3, "strides": 2, "output_padding": 2}), vec![], 1), "output_padding [2, 2] must be smaller than the strides [2, 2]"),
+            (reject(&s4, "Conv2DTranspose", json!({"filters": 2, "kernel_size": 3, "output_padding": [1, -1]}), vec![], 1), "\"output_padding\" must be a non-negative integer or a list of 2"),
+            (reject(&s4, "Conv2DTranspose", json!({"filters": 2, "kernel_size": 3, "padding": "causal"}), vec![], 1), "padding \"causal\" is not supported"),
+            (reject(&s4, "Conv2DTranspose", json!({"filters": 2, "kernel_size": 3, "strides": 2, "dilation_rate": 2}), vec![], 1), "strides and dilation_rate cannot both be above 1"),
+            (reject(&s4, "Conv1DTranspose", json!({"filters": 2, "kernel_size": 3}), vec![], 1), "expects an input of rank 3"),
             (reject(&s3, "Permute", json!({"dims": [2, 2]}), vec![], 1), "dims [2, 2] must order the axes 1..2"),
             (reject(&s3, "Permute", json!({"dims": [0, 1]}), vec![], 1), "dims [0, 1] must order the axes 1..2"),
             (reject(&s3, "RepeatVector", json!({"n": 2}), vec![], 1), "expects an input of rank 2 (batch, features)"),
