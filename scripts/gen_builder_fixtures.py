@@ -1398,6 +1398,46 @@ def case_conv_transpose():
     return c
 
 
+def resize_bilinear(x, height, width):
+    # Half-pixel-centre bilinear resizing of channels_last x, edges clamped, no antialiasing.
+    def taps(n_in, n_out):
+        pos = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
+        low = np.floor(pos).astype(int)
+        high = np.minimum(low + 1, n_in - 1)
+        return low, high, pos - low
+    r0, r1, rw = taps(x.shape[1], height)
+    c0, c1, cw = taps(x.shape[2], width)
+    rows = x[:, r0] * (1 - rw)[None, :, None, None] + x[:, r1] * rw[None, :, None, None]
+    return rows[:, :, c0] * (1 - cw)[None, None, :, None] + rows[:, :, c1] * cw[None, None, :, None]
+
+
+def case_image_preprocessing():
+    c = Case("image_preprocessing", "Resizing (bilinear, down and up; uint8 rounded and clipped) and CenterCrop", 33)
+    x = c.input("x", "float32", [None, 6, 9, 2], c.normal(2, 6, 9, 2))
+    pixels = c.input("pixels", "uint8", [None, 5, 7, 3], c.rng.integers(0, 256, (2, 5, 7, 3)).astype(np.uint8))
+    c.layer("down", "Resizing", {"height": 4, "width": 5}, ["x"])
+    c.output("out_down", "down", resize_bilinear(x.astype(np.float64), 4, 5))
+    c.layer("up", "Resizing", {"height": 11, "width": 13}, ["x"])
+    c.output("out_up", "up", resize_bilinear(x.astype(np.float64), 11, 13))
+    c.layer("crop", "CenterCrop", {"height": 3, "width": 6}, ["x"])
+    c.output("out_crop", "crop", x[:, 1:4, 1:7])
+    c.layer("pixels_crop", "CenterCrop", {"height": 4, "width": 4}, ["pixels"])
+    c.output("out_pixels_crop", "pixels_crop", pixels[:, 0:4, 1:5].astype(np.float32))
+    return c
+
+
+def case_image_preprocessing_uint8():
+    c = Case("image_preprocessing_uint8", "Resizing uint8 pixels: resized as floats, rounded, clipped, cast back", 34)
+    # A value that lands on .5 in float64 may round either way in ONNX Runtime's float32;
+    # the Keras fixture image_preprocessing checks these exactly against Keras.
+    c.atol = 1.0
+    pixels = c.input("pixels", "uint8", [None, 5, 7, 3], c.rng.integers(0, 256, (2, 5, 7, 3)).astype(np.uint8))
+    c.layer("pixels_resized", "Resizing", {"height": 8, "width": 4}, ["pixels"])
+    resized = np.clip(np.round(resize_bilinear(pixels.astype(np.float64), 8, 4)), 0, 255).astype(np.uint8)
+    c.output("out_pixels_resized", "pixels_resized", resized, dtype=np.uint8)
+    return c
+
+
 CASES = [
     case_embedding,
     case_dense_activations,
@@ -1431,6 +1471,8 @@ CASES = [
     case_spatial_2d,
     case_augmentation,
     case_conv_transpose,
+    case_image_preprocessing,
+    case_image_preprocessing_uint8,
 ]
 
 

@@ -182,7 +182,9 @@ def save_fixture(manifest, name, model, inputs, rng, legacy=False, options=None)
         manifest.tensor(name, "input", input_name, array.astype("int64") if cast else array)
     output_names = [ref[0] for ref in output_refs(model)]
     for output_name, array in zip(output_names, outputs):
-        manifest.tensor(name, "output", output_name, np.asarray(array, dtype="float32"))
+        array = np.asarray(array)
+        # uint8 images stay uint8 (a resized image); everything else is compared as float32.
+        manifest.tensor(name, "output", output_name, array if array.dtype == np.uint8 else array.astype("float32"))
 
 
 def output_refs(model):
@@ -1020,6 +1022,25 @@ def transposed_convolutions(rng):
     return keras.Model([x, cf, seq, vol, code], outs, name="transposed_convolutions"), inputs
 
 
+def image_preprocessing(rng):
+    """Resizing (bilinear, down and up, on float and uint8 images, channels_first) and
+    CenterCrop (float and uint8, odd margins), as an image model takes raw pixels."""
+    x = keras.Input((10, 12, 3), name="image")
+    pixels = keras.Input((9, 11, 3), dtype="uint8", name="pixels")
+    cf = keras.Input((3, 10, 12), name="image_cf")
+    outs = [
+        layers.Resizing(6, 5, name="down")(x),
+        layers.Resizing(13, 17, name="up")(x),
+        layers.Resizing(7, 4, name="pixels_resized")(pixels),
+        layers.Resizing(5, 8, data_format="channels_first", name="resized_cf")(cf),
+        layers.CenterCrop(7, 8, name="crop")(x),
+        layers.CenterCrop(6, 6, name="pixels_crop")(pixels),
+        layers.CenterCrop(3, 7, data_format="channels_first", name="crop_cf")(cf),
+    ]
+    inputs = [floats(rng, 10, 12, 3), rng.integers(0, 256, (BATCH, 9, 11, 3)).astype("uint8"), floats(rng, 3, 10, 12)]
+    return keras.Model([x, pixels, cf], outs, name="image_preprocessing"), inputs
+
+
 def main():
     keras.utils.set_random_seed(SEED)
     rng = np.random.default_rng(SEED)
@@ -1079,6 +1100,7 @@ def main():
         ("image_any_size", image_any_size, {}),
         ("image_augmented", image_augmented, {}),
         ("transposed_convolutions", transposed_convolutions, {}),
+        ("image_preprocessing", image_preprocessing, {}),
     ]
     for name, build, how in fixtures:
         model, inputs = build(rng)

@@ -235,6 +235,8 @@ impl Default for LayerRegistry {
             r.register(format!("DepthwiseConv{d}"), depthwise(false));
             r.register(format!("SeparableConv{d}"), depthwise(true));
         }
+        r.register("Resizing", resizing::Resizing);
+        r.register("CenterCrop", center_crop::CenterCrop);
         r.register("Flatten", flatten::Flatten);
         r.register("Reshape", reshape::Reshape);
         r.register("Concatenate", concatenate::Concatenate);

@@ -94,6 +94,8 @@ pub fn run(
                         s.to_vec(),
                         d.iter().flat_map(|x| x.to_le_bytes()).collect(),
                     )
+                } else if let Ok((s, d)) = v.try_extract_tensor::<u8>() {
+                    (DType::U8, s.to_vec(), d.to_vec())
                 } else if let Ok((s, d)) = v.try_extract_tensor::<i32>() {
                     (
                         DType::I32,

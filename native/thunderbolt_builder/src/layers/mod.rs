@@ -8,6 +8,7 @@ pub mod add_constant;
 pub mod augmentation;
 pub mod batch_normalization;
 pub mod bidirectional;
+pub mod center_crop;
 pub mod concatenate;
 pub mod conv;
 pub mod conv_transpose;
@@ -31,6 +32,7 @@ pub mod recurrent;
 pub mod repeat_vector;
 pub mod rescaling;
 pub mod reshape;
+pub mod resizing;
 pub mod softmax;
 pub mod spatial;
 pub mod time_distributed;
@@ -356,6 +358,12 @@ mod tests {
             (reject(&s4, "Conv2DTranspose", json!({"filters": 2, "kernel_size": 3, "padding": "causal"}), vec![], 1), "padding \"causal\" is not supported"),
             (reject(&s4, "Conv2DTranspose", json!({"filters": 2, "kernel_size": 3, "strides": 2, "dilation_rate": 2}), vec![], 1), "strides and dilation_rate cannot both be above 1"),
             (reject(&s4, "Conv1DTranspose", json!({"filters": 2, "kernel_size": 3}), vec![], 1), "expects an input of rank 3"),
+            (reject(&s4, "Resizing", json!({"height": 2, "width": 2, "interpolation": "nearest"}), vec![], 1), "interpolation \"nearest\" is not supported (bilinear is)"),
+            (reject(&s4, "Resizing", json!({"height": 2, "width": 2, "crop_to_aspect_ratio": true}), vec![], 1), "crop_to_aspect_ratio=true is not supported"),
+            (reject(&s4, "Resizing", json!({"width": 2}), vec![], 1), "\"height\" must be a positive integer"),
+            (reject(&s3, "Resizing", json!({"height": 2, "width": 2}), vec![], 1), "expects an input of rank 4"),
+            (reject(&s4, "CenterCrop", json!({"height": 4, "width": 2}), vec![], 1), "needs static rows and columns of at least (4, 2), got an input of shape (None, 3, 4, 5)"),
+            (reject(&[None, None, Some(4), Some(5)], "CenterCrop", json!({"height": 2, "width": 2}), vec![], 1), "needs static rows and columns"),
             (reject(&s3, "Permute", json!({"dims": [2, 2]}), vec![], 1), "dims [2, 2] must order the axes 1..2"),
             (reject(&s3, "Permute", json!({"dims": [0, 1]}), vec![], 1), "dims [0, 1] must order the axes 1..2"),
             (reject(&s3, "RepeatVector", json!({"n": 2}), vec![], 1), "expects an input of rank 2 (batch, features)"),
