@@ -1438,6 +1438,37 @@ def case_image_preprocessing_uint8():
     return c
 
 
+def unit_normalize(x, axes, cap):
+    # Keras' ops.normalize: x * min(1 / sqrt(sum of squares), cap).
+    squares = np.sum(np.square(x), axis=tuple(axes), keepdims=True)
+    with np.errstate(divide="ignore"):
+        return x * np.minimum(1 / np.sqrt(squares), cap)
+
+
+def case_dot():
+    c = Case("dot", "Dot (rank 2 and 3, axes forms, normalize) and UnitNormalization", 35)
+    u = c.input("u", "float32", [None, 5], c.normal(2, 5))
+    v = c.input("v", "float32", [None, 5], c.normal(2, 5))
+    a = c.input("a", "float32", [None, 3, 4], c.normal(2, 3, 4))
+    b = c.input("b", "float32", [None, 2, 4], c.normal(2, 2, 4))
+    u64, v64, a64, b64 = (t.astype(np.float64) for t in (u, v, a, b))
+    c.layer("dot", "Dot", {"axes": 1}, ["u", "v"])
+    c.output("out_dot", "dot", np.sum(u64 * v64, axis=1, keepdims=True))
+    c.layer("cosine", "Dot", {"axes": [1, 1], "normalize": True}, ["u", "v"])
+    c.output("out_cosine", "cosine",
+             np.sum(unit_normalize(u64, [1], 1e7) * unit_normalize(v64, [1], 1e7), axis=1, keepdims=True))
+    c.layer("rows", "Dot", {"axes": [2, 2]}, ["a", "b"])
+    c.output("out_rows", "rows", np.einsum("bik,bjk->bij", a64, b64))
+    c.layer("columns", "Dot", {"axes": -1, "normalize": True}, ["a", "b"])
+    c.output("out_columns", "columns",
+             np.einsum("bik,bjk->bij", unit_normalize(a64, [2], 1e7), unit_normalize(b64, [2], 1e7)))
+    c.layer("unit", "UnitNormalization", {"axis": -1}, ["a"])
+    c.output("out_unit", "unit", unit_normalize(a64, [2], 1e12))
+    c.layer("unit_both", "UnitNormalization", {"axis": [1, 2]}, ["b"])
+    c.output("out_unit_both", "unit_both", unit_normalize(b64, [1, 2], 1e12))
+    return c
+
+
 CASES = [
     case_embedding,
     case_dense_activations,
@@ -1473,6 +1504,7 @@ CASES = [
     case_conv_transpose,
     case_image_preprocessing,
     case_image_preprocessing_uint8,
+    case_dot,
 ]
 
 

@@ -353,6 +353,22 @@ def keras2_transposed(rng):
     return keras.Model([x_in, s_in, v_in], outs, name="keras2_transposed"), inputs
 
 
+def keras2_dot(rng):
+    """tf.keras 2 Dot (plain and normalize=True, rank 2 and 3) and UnitNormalization."""
+    left = keras.Input((6,), name="left")
+    right = keras.Input((6,), name="right")
+    a = keras.Input((3, 4), name="a")
+    b = keras.Input((5, 4), name="b")
+    outs = [
+        layers.Dot(axes=1, normalize=True, name="cosine")([left, right]),
+        layers.Dot(axes=(2, 2), name="dot_rows")([a, b]),
+        layers.UnitNormalization(name="unit")(a),
+    ]
+    inputs = [rng.normal(size=(BATCH, 6)).astype("float32"), rng.normal(size=(BATCH, 6)).astype("float32"),
+              rng.normal(size=(BATCH, 3, 4)).astype("float32"), rng.normal(size=(BATCH, 5, 4)).astype("float32")]
+    return keras.Model([left, right, a, b], outs, name="keras2_dot"), inputs
+
+
 def main():
     tf.keras.utils.set_random_seed(SEED)
     rng = np.random.default_rng(SEED)
@@ -375,6 +391,7 @@ def main():
         ("keras2_masked_attention", keras2_masked_attention),
         ("keras2_image", keras2_image),
         ("keras2_transposed", keras2_transposed),
+        ("keras2_dot", keras2_dot),
     ]:
         model, inputs = build(rng)
         save_fixture(manifest, name, model, inputs, rng, zip_format=name.startswith("keras2_zip"))

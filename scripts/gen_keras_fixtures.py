@@ -1041,6 +1041,34 @@ def image_preprocessing(rng):
     return keras.Model([x, pixels, cf], outs, name="image_preprocessing"), inputs
 
 
+def dot_products(rng):
+    """Dot (rank 2 and 3, every axes form, normalize=True as cosine similarity) in a
+    siamese similarity model with a shared encoder, and UnitNormalization (one axis and
+    two, a zero vector staying zero)."""
+    left = keras.Input((8,), name="left")
+    right = keras.Input((8,), name="right")
+    a = keras.Input((4, 6), name="a")
+    b = keras.Input((5, 6), name="b")
+    c = keras.Input((6, 3), name="c")
+    encoder = layers.Dense(5, activation="tanh", name="encoder")
+    cosine = layers.Dot(axes=1, normalize=True, name="cosine")([encoder(left), encoder(right)])
+    unit_a = layers.UnitNormalization(name="unit")(a)
+    outs = [
+        cosine,
+        layers.Dot(axes=1, name="dot")([left, right]),
+        layers.Dot(axes=(2, 2), name="dot_rows")([a, b]),
+        layers.Dot(axes=(2, 1), name="dot_matmul")([a, c]),
+        layers.Dot(axes=-1, normalize=True, name="dot_cosine_rows")([a, b]),
+        layers.Dot(axes=(1, 1), name="dot_columns")([layers.Permute((2, 1), name="a_t")(a), c]),
+        unit_a,
+        layers.UnitNormalization(axis=[1, 2], name="unit_both")(b),
+    ]
+    a_values = floats(rng, 4, 6)
+    a_values[0, 1] = 0.0
+    inputs = [floats(rng, 8), floats(rng, 8), a_values, floats(rng, 5, 6), floats(rng, 6, 3)]
+    return keras.Model([left, right, a, b, c], outs, name="dot_products"), inputs
+
+
 def main():
     keras.utils.set_random_seed(SEED)
     rng = np.random.default_rng(SEED)
@@ -1101,6 +1129,7 @@ def main():
         ("image_augmented", image_augmented, {}),
         ("transposed_convolutions", transposed_convolutions, {}),
         ("image_preprocessing", image_preprocessing, {}),
+        ("dot_products", dot_products, {}),
     ]
     for name, build, how in fixtures:
         model, inputs = build(rng)

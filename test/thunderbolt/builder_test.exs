@@ -81,7 +81,8 @@ defmodule Thunderbolt.BuilderTest do
                GlobalMaxPooling3D ZeroPadding1D ZeroPadding2D ZeroPadding3D Cropping1D
                Cropping2D Cropping3D UpSampling1D UpSampling2D UpSampling3D RandomFlip
                RandomRotation RandomZoom RandomTranslation RandomContrast RandomBrightness
-               Conv1DTranspose Conv2DTranspose Conv3DTranspose Resizing CenterCrop) do
+               Conv1DTranspose Conv2DTranspose Conv3DTranspose Resizing CenterCrop Dot
+               UnitNormalization) do
         assert class in classes, "no fixture uses #{class}"
       end
     end

@@ -275,6 +275,8 @@ impl Default for LayerRegistry {
             layer_normalization::LayerNormalization,
         );
         r.register("Normalization", normalization::Normalization);
+        r.register("UnitNormalization", unit_normalization::UnitNormalization);
+        r.register("Dot", dot::Dot);
         r.register("Masking", masking::MaskingLayer);
         r.register("LSTM", recurrent::Recurrent::Lstm);
         r.register("GRU", recurrent::Recurrent::Gru);

@@ -15,6 +15,7 @@ pub mod conv_transpose;
 pub mod cropping;
 pub mod dense;
 pub mod depthwise_conv;
+pub mod dot;
 pub mod embedding;
 pub mod flatten;
 pub mod global_pooling;
@@ -36,6 +37,7 @@ pub mod resizing;
 pub mod softmax;
 pub mod spatial;
 pub mod time_distributed;
+pub mod unit_normalization;
 pub mod upsampling;
 pub mod zero_padding;
 
@@ -364,6 +366,14 @@ mod tests {
             (reject(&s3, "Resizing", json!({"height": 2, "width": 2}), vec![], 1), "expects an input of rank 4"),
             (reject(&s4, "CenterCrop", json!({"height": 4, "width": 2}), vec![], 1), "needs static rows and columns of at least (4, 2), got an input of shape (None, 3, 4, 5)"),
             (reject(&[None, None, Some(4), Some(5)], "CenterCrop", json!({"height": 2, "width": 2}), vec![], 1), "needs static rows and columns"),
+            (reject(&s3, "Dot", json!({"axes": [1, 2]}), vec![], 2), "the dot axes differ in size: 3 (axis 1 of (None, 3, 4)) and 4 (axis 2 of (None, 3, 4))"),
+            (reject(&s3, "Dot", json!({"axes": 0}), vec![], 2), "cannot take the dot product over the batch axis"),
+            (reject(&s3, "Dot", json!({}), vec![], 2), "config key \"axes\" is required"),
+            (reject(&s3, "Dot", json!({"axes": [1, 2, 3]}), vec![], 2), "axes must be one integer or a list of two"),
+            (reject(&s4, "Dot", json!({"axes": 1}), vec![], 2), "rank 2 or 3 alike"),
+            (reject(&s3, "Dot", json!({"axes": 1}), vec![], 1), "expects 2 input(s), got 1"),
+            (reject(&s3, "UnitNormalization", json!({"axis": 0}), vec![], 1), "axis must name axes other than the batch axis"),
+            (reject(&s3, "UnitNormalization", json!({"axis": 3}), vec![], 1), "axis 3 is out of range for an input of rank 3"),
             (reject(&s3, "Permute", json!({"dims": [2, 2]}), vec![], 1), "dims [2, 2] must order the axes 1..2"),
             (reject(&s3, "Permute", json!({"dims": [0, 1]}), vec![], 1), "dims [0, 1] must order the axes 1..2"),
             (reject(&s3, "RepeatVector", json!({"n": 2}), vec![], 1), "expects an input of rank 2 (batch, features)"),
