@@ -1469,6 +1469,37 @@ def case_dot():
     return c
 
 
+def group_norm(x, groups, gamma=None, beta=None, eps=1e-3):
+    # Keras' GroupNormalization over the last axis.
+    shape = x.shape
+    g = x.reshape(*shape[:-1], groups, shape[-1] // groups)
+    axes = tuple(range(1, g.ndim - 2)) + (g.ndim - 1,)
+    mean = g.mean(axis=axes, keepdims=True)
+    var = ((g - mean) ** 2).mean(axis=axes, keepdims=True)
+    y = ((g - mean) / np.sqrt(var + eps)).reshape(shape)
+    if gamma is not None:
+        y = y * gamma
+    if beta is not None:
+        y = y + beta
+    return y
+
+
+def case_group_normalization():
+    c = Case("group_normalization", "GroupNormalization: images, sequences, features; with and without gamma and beta", 36)
+    img = c.input("img", "float32", [None, 3, 4, 6], c.normal(2, 3, 4, 6))
+    seq = c.input("seq", "float32", [None, None, 4], c.normal(2, 5, 4))
+    img64, seq64 = img.astype(np.float64), seq.astype(np.float64)
+    gamma, beta = c.uniform(0.5, 1.5, 6), c.normal(6)
+    c.layer("groups", "GroupNormalization", {"groups": 3}, ["img"], [gamma, beta])
+    c.output("out_groups", "groups", group_norm(img64, 3, gamma, beta))
+    c.layer("instance", "GroupNormalization", {"groups": 6, "epsilon": 1e-5, "center": False}, ["img"], [gamma])
+    c.output("out_instance", "instance", group_norm(img64, 6, gamma, eps=1e-5))
+    beta4 = c.normal(4)
+    c.layer("seq_groups", "GroupNormalization", {"groups": 2, "scale": False}, ["seq"], [beta4])
+    c.output("out_seq_groups", "seq_groups", group_norm(seq64, 2, beta=beta4))
+    return c
+
+
 CASES = [
     case_embedding,
     case_dense_activations,
@@ -1505,6 +1536,7 @@ CASES = [
     case_image_preprocessing,
     case_image_preprocessing_uint8,
     case_dot,
+    case_group_normalization,
 ]
 
 

@@ -369,6 +369,18 @@ def keras2_dot(rng):
     return keras.Model([left, right, a, b], outs, name="keras2_dot"), inputs
 
 
+def keras2_group_norm(rng):
+    """tf.keras 2 GroupNormalization on an image and on features."""
+    x = keras.Input((4, 5, 6), name="image")
+    v = keras.Input((8,), name="features")
+    outs = [
+        layers.GroupNormalization(groups=3, name="groups")(x),
+        layers.GroupNormalization(groups=4, center=False, name="features_groups")(v),
+    ]
+    inputs = [rng.normal(size=(BATCH, 4, 5, 6)).astype("float32"), rng.normal(size=(BATCH, 8)).astype("float32")]
+    return keras.Model([x, v], outs, name="keras2_group_norm"), inputs
+
+
 def main():
     tf.keras.utils.set_random_seed(SEED)
     rng = np.random.default_rng(SEED)
@@ -392,6 +404,7 @@ def main():
         ("keras2_image", keras2_image),
         ("keras2_transposed", keras2_transposed),
         ("keras2_dot", keras2_dot),
+        ("keras2_group_norm", keras2_group_norm),
     ]:
         model, inputs = build(rng)
         save_fixture(manifest, name, model, inputs, rng, zip_format=name.startswith("keras2_zip"))

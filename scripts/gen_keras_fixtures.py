@@ -1069,6 +1069,24 @@ def dot_products(rng):
     return keras.Model([left, right, a, b, c], outs, name="dot_products"), inputs
 
 
+def group_normalization(rng):
+    """GroupNormalization on images, sequences and feature vectors: groups of one channel
+    (instance norm), of all (layer norm), and between; without centre or scale; dynamic
+    spatial dimensions; as graph outputs and between layers."""
+    x = keras.Input((5, 6, 8), name="image")
+    seq = keras.Input((None, 6), name="seq")
+    v = keras.Input((12,), name="features")
+    outs = [
+        layers.GroupNormalization(groups=4, name="groups_4")(x),
+        layers.GroupNormalization(groups=8, epsilon=1e-5, name="instance")(x),
+        layers.GroupNormalization(groups=1, center=False, name="one_group")(x),
+        layers.GroupNormalization(groups=3, scale=False, name="seq_groups")(seq),
+        layers.Dense(2, name="after")(layers.GroupNormalization(groups=2, center=False, scale=False, name="plain")(v)),
+    ]
+    inputs = [floats(rng, 5, 6, 8), floats(rng, 7, 6), floats(rng, 12)]
+    return keras.Model([x, seq, v], outs, name="group_normalization"), inputs
+
+
 def main():
     keras.utils.set_random_seed(SEED)
     rng = np.random.default_rng(SEED)
@@ -1130,6 +1148,7 @@ def main():
         ("transposed_convolutions", transposed_convolutions, {}),
         ("image_preprocessing", image_preprocessing, {}),
         ("dot_products", dot_products, {}),
+        ("group_normalization", group_normalization, {}),
     ]
     for name, build, how in fixtures:
         model, inputs = build(rng)

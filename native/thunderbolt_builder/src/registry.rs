@@ -275,6 +275,10 @@ impl Default for LayerRegistry {
             layer_normalization::LayerNormalization,
         );
         r.register("Normalization", normalization::Normalization);
+        r.register(
+            "GroupNormalization",
+            group_normalization::GroupNormalization,
+        );
         r.register("UnitNormalization", unit_normalization::UnitNormalization);
         r.register("Dot", dot::Dot);
         r.register("Masking", masking::MaskingLayer);

@@ -19,6 +19,7 @@ pub mod dot;
 pub mod embedding;
 pub mod flatten;
 pub mod global_pooling;
+pub mod group_normalization;
 pub mod identity;
 pub mod interleaved_rope;
 pub mod layer_normalization;
@@ -374,6 +375,11 @@ mod tests {
             (reject(&s3, "Dot", json!({"axes": 1}), vec![], 1), "expects 2 input(s), got 1"),
             (reject(&s3, "UnitNormalization", json!({"axis": 0}), vec![], 1), "axis must name axes other than the batch axis"),
             (reject(&s3, "UnitNormalization", json!({"axis": 3}), vec![], 1), "axis 3 is out of range for an input of rank 3"),
+            (reject(&s3, "GroupNormalization", json!({"groups": 3}), vec![f32s(&[4]), f32s(&[4])], 1), "groups 3 must divide the 4 channels"),
+            (reject(&s3, "GroupNormalization", json!({"groups": 2, "axis": 1}), vec![], 1), "only the last axis can hold the groups"),
+            (reject(&s3, "GroupNormalization", json!({"groups": 2}), vec![f32s(&[4])], 1), "expects 2 weight tensor(s) [gamma, beta], got 1"),
+            (reject(&s3, "GroupNormalization", json!({"groups": 2, "center": false}), vec![f32s(&[3])], 1), "weight \"gamma\" has shape [3], expected (4,)"),
+            (reject(&[None, Some(3), None], "GroupNormalization", json!({"groups": 2}), vec![], 1), "the channels dimension must be static"),
             (reject(&s3, "Permute", json!({"dims": [2, 2]}), vec![], 1), "dims [2, 2] must order the axes 1..2"),
             (reject(&s3, "Permute", json!({"dims": [0, 1]}), vec![], 1), "dims [0, 1] must order the axes 1..2"),
             (reject(&s3, "RepeatVector", json!({"n": 2}), vec![], 1), "expects an input of rank 2 (batch, features)"),
