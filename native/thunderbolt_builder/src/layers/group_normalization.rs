@@ -4,13 +4,14 @@
 //! (`ReduceMean`), `(x - mean) / sqrt(variance + epsilon)`, the shape restored, then
 //! `gamma` and `beta` per channel, as Keras computes it.
 
+use super::layer_normalization::centered_and_deviation;
 use super::{
     checked_axis, expect_weight_shape, expect_weights, require_float, require_weight_dtype,
     single_input,
 };
 use crate::config::Config;
 use crate::error::BuildError;
-use crate::graph::{attr_int, GraphBuilder};
+use crate::graph::GraphBuilder;
 use crate::registry::{LayerConverter, Masking, ValueRef};
 use crate::shape::{format_shape, TensorInfo};
 use crate::spec::Layer;
@@ -103,35 +104,8 @@ impl LayerConverter for GroupNormalization {
         );
         // Every axis but the batch and the group axis (rank - 1 of rank + 1).
         let axes: Vec<i64> = (1..rank as i64 - 1).chain([rank as i64]).collect();
-        let axes = g.int64s(&format!("{name}/axes"), &axes);
-        let keep = || vec![attr_int("keepdims", 1)];
-        let mean = g.node(
-            "ReduceMean",
-            &[&split, &axes],
-            &format!("{name}/mean"),
-            keep(),
-        );
-        let centered = g.node("Sub", &[&split, &mean], &format!("{name}/centered"), vec![]);
-        let squares = g.node(
-            "Mul",
-            &[&centered, &centered],
-            &format!("{name}/squares"),
-            vec![],
-        );
-        let variance = g.node(
-            "ReduceMean",
-            &[&squares, &axes],
-            &format!("{name}/variance"),
-            keep(),
-        );
-        let epsilon = g.scalar(&format!("{name}/epsilon"), dtype, p.epsilon);
-        let shifted = g.node(
-            "Add",
-            &[&variance, &epsilon],
-            &format!("{name}/variance_epsilon"),
-            vec![],
-        );
-        let deviation = g.node("Sqrt", &[&shifted], &format!("{name}/deviation"), vec![]);
+        let (centered, deviation) =
+            centered_and_deviation(g, &split, &axes, p.epsilon, dtype, name);
         let normalized = g.node(
             "Div",
             &[&centered, &deviation],

@@ -16,7 +16,7 @@ use crate::graph::{attr_float, attr_int, GraphBuilder};
 use crate::registry::{LayerConverter, Masking, ValueRef};
 use crate::shape::{format_shape, TensorInfo};
 use crate::spec::Layer;
-use crate::tensor::Tensor;
+use crate::tensor::{DType, Tensor};
 
 pub struct LayerNormalization;
 
@@ -137,30 +137,7 @@ impl LayerConverter for LayerNormalization {
             broadcast[a] = d;
         }
         let axes: Vec<i64> = p.axes.iter().map(|&a| a as i64).collect();
-        let axes = g.int64s(&format!("{name}/axes"), &axes);
-        let keep = || vec![attr_int("keepdims", 1)];
-        let mean = g.node("ReduceMean", &[x, &axes], &format!("{name}/mean"), keep());
-        let centered = g.node("Sub", &[x, &mean], &format!("{name}/centered"), vec![]);
-        let squared = g.node(
-            "Mul",
-            &[&centered, &centered],
-            &format!("{name}/squared"),
-            vec![],
-        );
-        let variance = g.node(
-            "ReduceMean",
-            &[&squared, &axes],
-            &format!("{name}/variance"),
-            keep(),
-        );
-        let eps = g.scalar(&format!("{name}/epsilon"), info.dtype, p.epsilon);
-        let shifted = g.node(
-            "Add",
-            &[&variance, &eps],
-            &format!("{name}/variance_eps"),
-            vec![],
-        );
-        let std = g.node("Sqrt", &[&shifted], &format!("{name}/std"), vec![]);
+        let (centered, std) = centered_and_deviation(g, x, &axes, p.epsilon, info.dtype, name);
         // (x - mean) / std, then * gamma, then + beta; the last step writes the output.
         let mut steps = vec![("Div", std)];
         if let Some(t) = gamma {
@@ -186,4 +163,41 @@ impl LayerConverter for LayerNormalization {
         }
         Ok(output.name.to_string())
     }
+}
+
+/// `x - mean` and `sqrt(variance + epsilon)` over `axes` (kept as size-1 dimensions): the
+/// statistics every Keras normalization layer divides by.
+pub(crate) fn centered_and_deviation(
+    g: &mut GraphBuilder,
+    x: &str,
+    axes: &[i64],
+    epsilon: f64,
+    dtype: DType,
+    name: &str,
+) -> (String, String) {
+    let axes = g.int64s(&format!("{name}/axes"), axes);
+    let keep = || vec![attr_int("keepdims", 1)];
+    let mean = g.node("ReduceMean", &[x, &axes], &format!("{name}/mean"), keep());
+    let centered = g.node("Sub", &[x, &mean], &format!("{name}/centered"), vec![]);
+    let squared = g.node(
+        "Mul",
+        &[&centered, &centered],
+        &format!("{name}/squared"),
+        vec![],
+    );
+    let variance = g.node(
+        "ReduceMean",
+        &[&squared, &axes],
+        &format!("{name}/variance"),
+        keep(),
+    );
+    let eps = g.scalar(&format!("{name}/epsilon"), dtype, epsilon);
+    let shifted = g.node(
+        "Add",
+        &[&variance, &eps],
+        &format!("{name}/variance_eps"),
+        vec![],
+    );
+    let std = g.node("Sqrt", &[&shifted], &format!("{name}/std"), vec![]);
+    (centered, std)
 }
