@@ -1500,6 +1500,35 @@ def case_group_normalization():
     return c
 
 
+def one_hot(ids, depth):
+    # Keras' JAX one_hot: an id outside 0..depth encodes as zeros.
+    return (ids[..., None] == np.arange(depth)).astype(np.float32)
+
+
+def case_tabular_encoding():
+    c = Case("tabular_encoding", "Discretization (int, one_hot, multi_hot, count) and CategoryEncoding", 37)
+    x = c.input("x", "float32", [None, 3], np.array([[-2.0, 0.0, 0.5], [1.0, 3.0, -0.5]], dtype=np.float32))
+    ids = c.input("ids", "int64", [None, 4], np.array([[0, 2, 2, 5], [7, -1, 1, 3]], dtype=np.int64))
+    one = c.input("one", "int32", [None, 1], np.array([[4], [1]], dtype=np.int32))
+    bounds = [-1.0, 0.0, 1.0]
+    buckets = np.digitize(x, bounds)
+    c.layer("buckets", "Discretization", {"bin_boundaries": bounds}, ["x"])
+    c.output("out_buckets", "buckets", buckets, dtype=np.int32)
+    c.layer("bucket_hot", "Discretization", {"bin_boundaries": bounds, "output_mode": "multi_hot"}, ["x"])
+    c.output("out_bucket_hot", "bucket_hot", one_hot(buckets, 4).max(axis=1))
+    c.layer("bucket_count", "Discretization", {"bin_boundaries": bounds, "output_mode": "count"}, ["x"])
+    c.output("out_bucket_count", "bucket_count", one_hot(buckets, 4).sum(axis=1))
+    c.layer("bucket_one_hot", "Discretization", {"bin_boundaries": bounds, "output_mode": "one_hot"}, ["x"])
+    c.output("out_bucket_one_hot", "bucket_one_hot", one_hot(buckets, 4))
+    c.layer("multi_hot", "CategoryEncoding", {"num_tokens": 6}, ["ids"])
+    c.output("out_multi_hot", "multi_hot", one_hot(ids, 6).max(axis=1))
+    c.layer("count", "CategoryEncoding", {"num_tokens": 6, "output_mode": "count"}, ["ids"])
+    c.output("out_count", "count", one_hot(ids, 6).sum(axis=1))
+    c.layer("one_hot", "CategoryEncoding", {"num_tokens": 5, "output_mode": "one_hot"}, ["one"])
+    c.output("out_one_hot", "one_hot", one_hot(one[:, 0], 5))
+    return c
+
+
 CASES = [
     case_embedding,
     case_dense_activations,
@@ -1537,6 +1566,7 @@ CASES = [
     case_image_preprocessing_uint8,
     case_dot,
     case_group_normalization,
+    case_tabular_encoding,
 ]
 
 

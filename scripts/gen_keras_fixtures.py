@@ -183,8 +183,9 @@ def save_fixture(manifest, name, model, inputs, rng, legacy=False, options=None)
     output_names = [ref[0] for ref in output_refs(model)]
     for output_name, array in zip(output_names, outputs):
         array = np.asarray(array)
-        # uint8 images stay uint8 (a resized image); everything else is compared as float32.
-        manifest.tensor(name, "output", output_name, array if array.dtype == np.uint8 else array.astype("float32"))
+        # uint8 images and int32 buckets keep their type; the rest is compared as float32.
+        keep = array.dtype in (np.uint8, np.int32)
+        manifest.tensor(name, "output", output_name, array if keep else array.astype("float32"))
 
 
 def output_refs(model):
@@ -1087,6 +1088,41 @@ def group_normalization(rng):
     return keras.Model([x, seq, v], outs, name="group_normalization"), inputs
 
 
+def tabular_encoding(rng):
+    """Tabular preprocessing inside the model: Discretization (int, one_hot, multi_hot
+    and count; adapt() needs TensorFlow, so quantile boundaries are given) and CategoryEncoding (one_hot of one id
+    and of several, multi_hot, count, an id out of range), feeding a Dense classifier."""
+    age = keras.Input((1,), name="age")
+    readings = keras.Input((3,), name="readings")
+    category = keras.Input((1,), dtype="int32", name="category")
+    tags = keras.Input((4,), dtype="int32", name="tags")
+    quantiles = np.quantile(rng.normal(size=600), [0.25, 0.5, 0.75]).tolist()
+    adapted = layers.Discretization(quantiles, name="quantiles")
+    age_bucket = layers.Discretization([18.0, 30.0, 45.0, 60.0], output_mode="one_hot", name="age_one_hot")(age)
+    kind = layers.CategoryEncoding(6, output_mode="one_hot", name="kind")(category)
+    tag_hot = layers.CategoryEncoding(8, name="tag_multi_hot")(tags)
+    # (Keras 3.12 declares Discretization's one_hot output with the input's shape, so it
+    # cannot feed a Dense; it is an output of its own here.)
+    features = layers.Concatenate(name="features")([kind, tag_hot])
+    probs = layers.Dense(2, activation="softmax", name="probs")(features)
+    outs = [
+        probs,
+        age_bucket,
+        layers.Discretization([18.0, 30.0, 45.0, 60.0], name="age_bucket")(age),
+        adapted(readings),
+        layers.Discretization([-1.0, 0.0, 1.0], output_mode="multi_hot", name="multi_hot")(readings),
+        layers.Discretization([-1.0, 0.0, 1.0], output_mode="count", name="count")(readings),
+        layers.CategoryEncoding(8, output_mode="count", name="tag_count")(tags),
+        layers.CategoryEncoding(8, output_mode="one_hot", name="tag_one_hot")(tags),
+    ]
+    ages = np.array([[17.0], [30.0], [61.5]], dtype="float32")
+    tag_ids = rng.integers(0, 8, (BATCH, 4)).astype("int32")
+    tag_ids[0, 0] = tag_ids[0, 1]
+    tag_ids[2, 3] = 9
+    inputs = [ages, floats(rng, 3), rng.integers(0, 6, (BATCH, 1)).astype("int32"), tag_ids]
+    return keras.Model([age, readings, category, tags], outs, name="tabular_encoding"), inputs
+
+
 def main():
     keras.utils.set_random_seed(SEED)
     rng = np.random.default_rng(SEED)
@@ -1149,6 +1185,7 @@ def main():
         ("image_preprocessing", image_preprocessing, {}),
         ("dot_products", dot_products, {}),
         ("group_normalization", group_normalization, {}),
+        ("tabular_encoding", tabular_encoding, {}),
     ]
     for name, build, how in fixtures:
         model, inputs = build(rng)

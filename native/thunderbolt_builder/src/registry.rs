@@ -275,6 +275,8 @@ impl Default for LayerRegistry {
             layer_normalization::LayerNormalization,
         );
         r.register("Normalization", normalization::Normalization);
+        r.register("CategoryEncoding", category_encoding::CategoryEncoding);
+        r.register("Discretization", discretization::Discretization);
         r.register(
             "GroupNormalization",
             group_normalization::GroupNormalization,

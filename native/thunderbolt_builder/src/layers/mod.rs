@@ -8,6 +8,7 @@ pub mod add_constant;
 pub mod augmentation;
 pub mod batch_normalization;
 pub mod bidirectional;
+pub mod category_encoding;
 pub mod center_crop;
 pub mod concatenate;
 pub mod conv;
@@ -15,6 +16,7 @@ pub mod conv_transpose;
 pub mod cropping;
 pub mod dense;
 pub mod depthwise_conv;
+pub mod discretization;
 pub mod dot;
 pub mod embedding;
 pub mod flatten;
@@ -380,6 +382,11 @@ mod tests {
             (reject(&s3, "GroupNormalization", json!({"groups": 2}), vec![f32s(&[4])], 1), "expects 2 weight tensor(s) [gamma, beta], got 1"),
             (reject(&s3, "GroupNormalization", json!({"groups": 2, "center": false}), vec![f32s(&[3])], 1), "weight \"gamma\" has shape [3], expected (4,)"),
             (reject(&[None, Some(3), None], "GroupNormalization", json!({"groups": 2}), vec![], 1), "the channels dimension must be static"),
+            (reject(&s3, "Discretization", json!({"bin_boundaries": [1.0, 0.5]}), vec![], 1), "\"bin_boundaries\" must be a list of increasing numbers"),
+            (reject(&s3, "Discretization", json!({"num_bins": 4}), vec![], 1), "\"bin_boundaries\" must be a list of increasing numbers (an adapted layer saves them there)"),
+            (reject(&s3, "Discretization", json!({"bin_boundaries": [0.0], "output_mode": "count"}), vec![], 1), "Count encoding takes ids of shape (batch, n), got (None, 3, 4)"),
+            (reject(&s3, "Discretization", json!({"bin_boundaries": [0.0], "output_mode": "tf_idf"}), vec![], 1), "output_mode \"tf_idf\" is not supported"),
+            (reject(&s2, "CategoryEncoding", json!({"num_tokens": 3}), vec![], 1), "input: unsupported dtype float32"),
             (reject(&s3, "Permute", json!({"dims": [2, 2]}), vec![], 1), "dims [2, 2] must order the axes 1..2"),
             (reject(&s3, "Permute", json!({"dims": [0, 1]}), vec![], 1), "dims [0, 1] must order the axes 1..2"),
             (reject(&s3, "RepeatVector", json!({"n": 2}), vec![], 1), "expects an input of rank 2 (batch, features)"),
