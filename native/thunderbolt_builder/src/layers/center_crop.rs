@@ -9,25 +9,30 @@ use crate::config::Config;
 use crate::error::BuildError;
 use crate::graph::GraphBuilder;
 use crate::registry::{LayerConverter, Masking, ValueRef};
-use crate::shape::{format_shape, TensorInfo};
+use crate::shape::{format_shape, Dim, TensorInfo};
 use crate::spec::Layer;
 use crate::tensor::DType;
 
 pub struct CenterCrop;
 
-fn params(layer: &Layer) -> Result<(usize, usize, Layout), BuildError> {
-    let cfg = Config::of(layer)?;
-    Ok((
-        cfg.one_usize("height", None)?,
-        cfg.one_usize("width", None)?,
-        Layout::read(&cfg, 2)?,
-    ))
+/// The target size and layout, and the first row and column kept, after checking that the
+/// image holds the target.
+struct Crop {
+    height: usize,
+    width: usize,
+    layout: Layout,
+    channels: Dim,
+    starts: [usize; 2],
 }
 
-/// The first row and column kept, after checking the image holds the target.
-fn starts(layer: &Layer, x: &TensorInfo) -> Result<[usize; 2], BuildError> {
-    let (height, width, layout) = params(layer)?;
-    let (spatial, _) = layout.split(layer, x)?;
+fn crop(layer: &Layer, x: &TensorInfo) -> Result<Crop, BuildError> {
+    let cfg = Config::of(layer)?;
+    let (height, width) = (
+        cfg.one_usize("height", None)?,
+        cfg.one_usize("width", None)?,
+    );
+    let layout = Layout::read(&cfg, 2)?;
+    let (spatial, channels) = layout.split(layer, x)?;
     let mut starts = [0; 2];
     for (i, (size, target)) in spatial.iter().zip([height, width]).enumerate() {
         match size {
@@ -40,7 +45,13 @@ fn starts(layer: &Layer, x: &TensorInfo) -> Result<[usize; 2], BuildError> {
             }
         }
     }
-    Ok(starts)
+    Ok(Crop {
+        height,
+        width,
+        layout,
+        channels,
+        starts,
+    })
 }
 
 impl LayerConverter for CenterCrop {
@@ -52,12 +63,11 @@ impl LayerConverter for CenterCrop {
     fn infer(&self, layer: &Layer, inputs: &[TensorInfo]) -> Result<TensorInfo, BuildError> {
         let x = single_input(layer, inputs)?;
         expect_weights(layer, &[])?;
-        starts(layer, x)?;
-        let (height, width, layout) = params(layer)?;
-        let (_, channels) = layout.split(layer, x)?;
+        let c = crop(layer, x)?;
         Ok(TensorInfo::new(
             DType::F32,
-            layout.shape(x.shape[0], vec![Some(height), Some(width)], channels),
+            c.layout
+                .shape(x.shape[0], vec![Some(c.height), Some(c.width)], c.channels),
         ))
     }
 
@@ -68,8 +78,13 @@ impl LayerConverter for CenterCrop {
         output: ValueRef<'_>,
         g: &mut GraphBuilder,
     ) -> Result<String, BuildError> {
-        let (height, width, layout) = params(layer)?;
-        let [row, column] = starts(layer, inputs[0].info)?;
+        let Crop {
+            height,
+            width,
+            layout,
+            starts: [row, column],
+            ..
+        } = crop(layer, inputs[0].info)?;
         let name = &layer.name;
         let x = cast_to(g, layer, inputs[0].name, inputs[0].info.dtype, DType::F32);
         let starts = g.int64s(&format!("{name}/starts"), &[row as i64, column as i64]);

@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::error::BuildError;
 use crate::graph::{attr_int, GraphBuilder};
 use crate::registry::{LayerConverter, Masking, ValueRef};
-use crate::shape::TensorInfo;
+use crate::shape::{Dim, TensorInfo};
 use crate::spec::Layer;
 use crate::tensor::{DType, Tensor};
 use onnx_protobuf::AttributeProto;
@@ -94,6 +94,21 @@ pub(crate) fn onnx_kernel(kernel: &Tensor, per_group: usize, filters: usize) -> 
     }
 }
 
+/// The float32 output of a convolution-like layer, `channels` deep in `layout`, with its
+/// activation checked against it.
+pub(crate) fn conv_output(
+    layer: &Layer,
+    layout: Layout,
+    batch: Dim,
+    spatial: Vec<Dim>,
+    channels: usize,
+    activation: &Activation,
+) -> Result<TensorInfo, BuildError> {
+    let out = TensorInfo::new(DType::F32, layout.shape(batch, spatial, Some(channels)));
+    activation.check(layer, &out)?;
+    Ok(out)
+}
+
 /// Checks a float32 value and the float32 weights `names` of a convolution-like layer.
 pub(crate) fn require_float32(
     layer: &Layer,
@@ -141,12 +156,14 @@ impl LayerConverter for Conv {
         }
         require_float32(layer, x, names)?;
         let out_spatial = p.window.output_dims(layer, "window", x, &spatial)?;
-        let out = TensorInfo::new(
-            DType::F32,
-            p.layout.shape(x.shape[0], out_spatial, Some(p.filters)),
-        );
-        p.activation.check(layer, &out)?;
-        Ok(out)
+        conv_output(
+            layer,
+            p.layout,
+            x.shape[0],
+            out_spatial,
+            p.filters,
+            &p.activation,
+        )
     }
 
     fn emit(

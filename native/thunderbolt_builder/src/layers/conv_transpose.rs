@@ -10,8 +10,8 @@
 //! trims `k' - 1 - left` cells at the start and `k' - 1 - right` at the end; a negative trim
 //! at the end is ONNX's `output_padding`.
 
-use super::conv::{onnx_kernel, require_float32, WeightedOp};
-use super::spatial::{per_axis, Layout};
+use super::conv::{conv_output, onnx_kernel, require_float32, WeightedOp};
+use super::spatial::{check_strides_or_dilation, per_axis, per_axis_from, Layout, Padding};
 use super::{expect_weight_shape, expect_weights, single_input};
 use crate::activation::Activation;
 use crate::config::Config;
@@ -20,7 +20,6 @@ use crate::graph::{attr_ints, GraphBuilder};
 use crate::registry::{LayerConverter, Masking, ValueRef};
 use crate::shape::{Dim, TensorInfo};
 use crate::spec::Layer;
-use crate::tensor::DType;
 
 /// A transposed convolution over `rank` spatial axes (1, 2 or 3).
 pub struct ConvTranspose {
@@ -66,22 +65,14 @@ impl Params {
     fn read(layer: &Layer, rank: usize) -> Result<Self, BuildError> {
         let cfg = Config::of(layer)?;
         let ones = vec![1; rank];
-        let same = match cfg.str_or("padding", "valid")? {
-            "valid" => false,
-            "same" => true,
-            other => return Err(layer.error(format!("padding {other:?} is not supported"))),
-        };
+        let same = Padding::read(layer, &cfg, false)? == Padding::Same;
         let strides = per_axis(&cfg, layer, "strides", rank, Some(&ones))?;
         let dilations = per_axis(&cfg, layer, "dilation_rate", rank, Some(&ones))?;
-        if strides.iter().any(|&s| s > 1) && dilations.iter().any(|&d| d > 1) {
-            return Err(layer.error("strides and dilation_rate cannot both be above 1"));
-        }
+        check_strides_or_dilation(layer, &strides, &dilations)?;
         let output_padding = match cfg.get("output_padding") {
             None => None,
             Some(_) => {
-                let zeros = vec![0; rank];
-                // Zero is allowed here, unlike the other per-axis settings.
-                let padding = per_axis_or_zero(&cfg, layer, rank, &zeros)?;
+                let padding = per_axis_from(&cfg, layer, "output_padding", rank, None, 0)?;
                 if padding.iter().zip(&strides).any(|(&p, &s)| p >= s) {
                     return Err(layer.error(format!(
                         "output_padding {padding:?} must be smaller than the strides {strides:?}"
@@ -133,31 +124,6 @@ impl Params {
     }
 }
 
-/// `output_padding`: one integer for every axis or one per axis, each zero or more.
-fn per_axis_or_zero(
-    cfg: &Config<'_>,
-    layer: &Layer,
-    rank: usize,
-    zeros: &[usize],
-) -> Result<Vec<usize>, BuildError> {
-    let bad = || {
-        layer.error(format!(
-            "config key \"output_padding\" must be a non-negative integer or a list of {rank}"
-        ))
-    };
-    let Some(value) = cfg.get("output_padding") else {
-        return Ok(zeros.to_vec());
-    };
-    let one = |v: &serde_json::Value| v.as_u64().and_then(|n| usize::try_from(n).ok());
-    match (one(value), value.as_array()) {
-        (Some(n), _) => Ok(vec![n; rank]),
-        (None, Some(items)) if items.len() == rank => {
-            items.iter().map(one).collect::<Option<_>>().ok_or_else(bad)
-        }
-        _ => Err(bad()),
-    }
-}
-
 impl LayerConverter for ConvTranspose {
     // Keras: no `supports_masking`, so the mask ends here (Keras warns).
     fn masking(&self, _layer: &Layer) -> Masking {
@@ -188,12 +154,14 @@ impl LayerConverter for ConvTranspose {
             .zip(p.axes())
             .map(|(d, axis)| d.and_then(|d| axis.output_len(d)))
             .collect();
-        let out = TensorInfo::new(
-            DType::F32,
-            p.layout.shape(x.shape[0], out_spatial, Some(p.filters)),
-        );
-        p.activation.check(layer, &out)?;
-        Ok(out)
+        conv_output(
+            layer,
+            p.layout,
+            x.shape[0],
+            out_spatial,
+            p.filters,
+            &p.activation,
+        )
     }
 
     fn emit(

@@ -9,7 +9,7 @@
 //! `[1, ..., 1, channels · depth_multiplier, filters]` becomes `[filters, channels ·
 //! depth_multiplier, 1, ..., 1]`.
 
-use super::conv::{conv_window, onnx_kernel, require_float32};
+use super::conv::{conv_output, conv_window, onnx_kernel, require_float32, WeightedOp};
 use super::spatial::{Layout, Window};
 use super::{expect_weight_shape, expect_weights, single_input};
 use crate::activation::Activation;
@@ -19,7 +19,6 @@ use crate::graph::{attr_int, attr_ints, GraphBuilder};
 use crate::registry::{LayerConverter, Masking, ValueRef};
 use crate::shape::TensorInfo;
 use crate::spec::Layer;
-use crate::tensor::DType;
 
 /// A depthwise convolution over `rank` spatial axes (1 or 2), followed by a pointwise one
 /// when `separable`.
@@ -89,13 +88,14 @@ impl Params {
         }
         require_float32(layer, x, &names)?;
         let out_spatial = self.window.output_dims(layer, "window", x, &spatial)?;
-        let out = TensorInfo::new(
-            DType::F32,
-            self.layout
-                .shape(x.shape[0], out_spatial, Some(out_channels)),
-        );
-        self.activation.check(layer, &out)?;
-        Ok(out)
+        conv_output(
+            layer,
+            self.layout,
+            x.shape[0],
+            out_spatial,
+            out_channels,
+            &self.activation,
+        )
     }
 
     fn emit(
@@ -124,29 +124,29 @@ impl Params {
             .then(|| g.initializer(&format!("{name}/bias"), layer.weights.last().expect("bias")));
         let mut attrs = self.window.attrs(true);
         attrs.push(attr_int("group", kernel.shape[rank] as i64));
+        let input = inputs[0].name;
+        let Some(pointwise) = pointwise else {
+            let op = WeightedOp {
+                op: "Conv",
+                weights: &w,
+                bias: bias.as_deref(),
+                attrs,
+            };
+            op.emit(g, layer, self.layout, &self.activation, input, output);
+            return;
+        };
         self.layout.emit(
             g,
             layer,
-            inputs[0].name,
+            input,
             output,
             Some(&self.activation),
-            |g, x, out| match pointwise {
-                None => {
-                    let mut conv_inputs = vec![x, w.as_str()];
-                    conv_inputs.extend(bias.as_deref());
-                    g.node_into("Conv", &conv_inputs, out, attrs);
-                }
-                Some(pointwise) => {
-                    let deep = g.node("Conv", &[x, &w], &format!("{name}/depthwise"), attrs);
-                    let mut conv_inputs = vec![deep.as_str(), pointwise.as_str()];
-                    conv_inputs.extend(bias.as_deref());
-                    g.node_into(
-                        "Conv",
-                        &conv_inputs,
-                        out,
-                        vec![attr_ints("kernel_shape", &vec![1; rank])],
-                    );
-                }
+            |g, x, out| {
+                let deep = g.node("Conv", &[x, &w], &format!("{name}/depthwise"), attrs);
+                let mut conv_inputs = vec![deep.as_str(), pointwise.as_str()];
+                conv_inputs.extend(bias.as_deref());
+                let pointwise_attrs = vec![attr_ints("kernel_shape", &vec![1; rank])];
+                g.node_into("Conv", &conv_inputs, out, pointwise_attrs);
             },
         );
     }

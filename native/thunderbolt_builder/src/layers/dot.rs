@@ -18,9 +18,10 @@ pub struct Dot;
 /// The contracted axis of each input, checked against the inputs.
 fn axes(layer: &Layer, a: &TensorInfo, b: &TensorInfo) -> Result<[usize; 2], BuildError> {
     let cfg = Config::of(layer)?;
-    let given = cfg.axes_or("axes", i64::MIN)?;
-    let raw = match given.as_slice() {
-        [i64::MIN] => return Err(layer.error("config key \"axes\" is required")),
+    if cfg.get("axes").is_none() {
+        return Err(layer.error("config key \"axes\" is required"));
+    }
+    let raw = match cfg.axes_or("axes", -1)?.as_slice() {
         [one] => [*one, *one],
         [x, y] => [*x, *y],
         _ => return Err(layer.error("axes must be one integer or a list of two")),

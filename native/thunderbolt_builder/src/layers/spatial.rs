@@ -238,10 +238,7 @@ impl Window {
 
     /// Keras refuses strides and dilation above 1 together; so do we.
     pub(crate) fn check_strides_or_dilation(&self, layer: &Layer) -> Result<(), BuildError> {
-        if self.strides.iter().any(|&s| s > 1) && self.dilations.iter().any(|&d| d > 1) {
-            return Err(layer.error("strides and dilation_rate cannot both be above 1"));
-        }
-        Ok(())
+        check_strides_or_dilation(layer, &self.strides, &self.dilations)
     }
 
     /// The ONNX attributes of this window: `kernel_shape`, `strides`, the padding and, when
@@ -284,6 +281,19 @@ impl Window {
     }
 }
 
+/// Keras refuses strides and dilation above 1 together (every convolution, transposed or
+/// not); so do we.
+pub(crate) fn check_strides_or_dilation(
+    layer: &Layer,
+    strides: &[usize],
+    dilations: &[usize],
+) -> Result<(), BuildError> {
+    if strides.iter().any(|&s| s > 1) && dilations.iter().any(|&d| d > 1) {
+        return Err(layer.error("strides and dilation_rate cannot both be above 1"));
+    }
+    Ok(())
+}
+
 fn format_sizes(sizes: &[usize]) -> String {
     match sizes {
         [one] => one.to_string(),
@@ -300,9 +310,22 @@ pub(crate) fn per_axis(
     rank: usize,
     default: Option<&[usize]>,
 ) -> Result<Vec<usize>, BuildError> {
+    per_axis_from(cfg, layer, key, rank, default, 1)
+}
+
+/// [`per_axis`] with values from `min` (0 for `output_padding`) up.
+pub(crate) fn per_axis_from(
+    cfg: &Config<'_>,
+    layer: &Layer,
+    key: &str,
+    rank: usize,
+    default: Option<&[usize]>,
+    min: usize,
+) -> Result<Vec<usize>, BuildError> {
+    let kind = if min > 0 { "positive" } else { "non-negative" };
     let bad = || {
         layer.error(format!(
-            "config key {key:?} must be a positive integer or a list of {rank}"
+            "config key {key:?} must be a {kind} integer or a list of {rank}"
         ))
     };
     let values = match cfg.get(key) {
@@ -317,7 +340,7 @@ pub(crate) fn per_axis(
             _ => return Err(bad()),
         },
     };
-    if values.iter().any(|&n| n == 0 || n > MAX_SETTING) {
+    if values.iter().any(|&n| n < min || n > MAX_SETTING) {
         return Err(bad());
     }
     Ok(values)
