@@ -1529,6 +1529,47 @@ def case_tabular_encoding():
     return c
 
 
+def case_keras_operation():
+    c = Case("keras_operation", "KerasOperation: keras.ops calls with tensors, arrays and Python numbers; type promotion", 38)
+    x = c.input("x", "float32", [None, 3, 4], c.normal(2, 3, 4))
+    n = c.input("n", "int32", [None, 3], np.array([[0, 2, 5], [3, 0, 1]], dtype=np.int32))
+    x64 = x.astype(np.float64)
+    num = lambda v: np.array(v, dtype=np.float64)  # noqa: E731
+    c.layer("mean", "KerasOperation", {"op": "Mean", "operands": ["tensor"], "axis": 1, "keepdims": True}, ["x"])
+    c.output("out_mean", "mean", x64.mean(axis=1, keepdims=True))
+    c.layer("halved", "KerasOperation", {"op": "TrueDivide", "operands": ["tensor", "float"]}, ["x"], [num(2.0)])
+    c.output("out_halved", "halved", x64 / 2.0)
+    c.layer("ratio", "KerasOperation", {"op": "TrueDivide", "operands": ["tensor", "int"]}, ["n"], [num(4)])
+    c.output("out_ratio", "ratio", n / 4.0)
+    c.layer("shifted", "KerasOperation", {"op": "Add", "operands": ["int", "tensor"]}, ["n"], [num(7)])
+    c.output("out_shifted", "shifted", n + 7, dtype=np.int32)
+    c.layer("present", "KerasOperation", {"op": "NotEqual", "operands": ["tensor", "int"]}, ["n"], [num(0)])
+    c.layer("mask", "KerasOperation", {"op": "Cast", "operands": ["tensor"], "dtype": "float32"}, ["present"])
+    c.output("out_mask", "mask", (n != 0).astype(np.float64))
+    c.layer("masked", "KerasOperation", {"op": "Multiply", "operands": ["tensor", "tensor"]}, ["x", "expanded"])
+    c.layer("expanded", "KerasOperation", {"op": "ExpandDims", "operands": ["tensor"], "axis": -1}, ["mask"])
+    c.output("out_masked", "masked", x64 * (n != 0)[..., None])
+    table = c.normal(6, 4)
+    c.layer("looked_up", "KerasOperation", {"op": "Take", "operands": ["array", "tensor"], "axis": 0}, ["n"], [table])
+    c.output("out_looked_up", "looked_up", table.astype(np.float64)[n])
+    c.layer("leaky", "KerasOperation", {"op": "Where", "operands": ["tensor", "tensor", "tensor"]}, ["positive", "x", "scaled"])
+    c.layer("positive", "KerasOperation", {"op": "Greater", "operands": ["tensor", "float"]}, ["x"], [num(0.0)])
+    c.layer("scaled", "KerasOperation", {"op": "Multiply", "operands": ["float", "tensor"]}, ["x"], [num(0.1)])
+    c.output("out_leaky", "leaky", np.where(x64 > 0, x64, 0.1 * x64))
+    c.layer("swapped", "KerasOperation", {"op": "Transpose", "operands": ["tensor"], "axes": [0, 2, 1]}, ["x"])
+    c.layer("gram", "KerasOperation", {"op": "Matmul", "operands": ["tensor", "tensor"]}, ["x", "swapped"])
+    c.output("out_gram", "gram", x64 @ x64.transpose(0, 2, 1))
+    c.layer("stacked", "KerasOperation", {"op": "Stack", "operands": ["tensor", "tensor"], "axis": -1}, ["mean", "mean"])
+    c.output("out_stacked", "stacked", np.stack([x64.mean(axis=1, keepdims=True)] * 2, axis=-1))
+    c.layer("flat", "KerasOperation", {"op": "Reshape", "operands": ["tensor"], "newshape": [-1, 12]}, ["x"])
+    c.output("out_flat", "flat", x64.reshape(-1, 12))
+    c.layer("biggest", "KerasOperation", {"op": "Argmax", "operands": ["tensor"], "axis": -1}, ["x"])
+    c.output("out_biggest", "biggest", x.argmax(axis=-1), dtype=np.int32)
+    c.layer("soft", "KerasOperation", {"op": "Gelu", "operands": ["tensor"]}, ["x"])
+    c.output("out_soft", "soft", 0.5 * x64 * (1 + np.tanh(np.sqrt(2 / np.pi) * (x64 + 0.044715 * x64 ** 3))))
+    return c
+
+
 CASES = [
     case_embedding,
     case_dense_activations,
@@ -1567,6 +1608,7 @@ CASES = [
     case_dot,
     case_group_normalization,
     case_tabular_encoding,
+    case_keras_operation,
 ]
 
 

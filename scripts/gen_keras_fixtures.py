@@ -183,7 +183,10 @@ def save_fixture(manifest, name, model, inputs, rng, legacy=False, options=None)
     output_names = [ref[0] for ref in output_refs(model)]
     for output_name, array in zip(output_names, outputs):
         array = np.asarray(array)
-        # uint8 images and int32 buckets keep their type; the rest is compared as float32.
+        # uint8 images and int32 buckets keep their type, bools are compared as uint8 (the
+        # type Thunderbolt gives them); the rest is compared as float32.
+        if array.dtype == np.bool_:
+            array = array.astype("uint8")
         keep = array.dtype in (np.uint8, np.int32)
         manifest.tensor(name, "output", output_name, array if keep else array.astype("float32"))
 
@@ -1123,6 +1126,66 @@ def tabular_encoding(rng):
     return keras.Model([age, readings, category, tags], outs, name="tabular_encoding"), inputs
 
 
+def keras_ops_text(rng):
+    """A text classifier written with keras.ops in the functional graph, as Keras 3 users
+    write one: a padding mask from `ids != 0`, a masked mean by hand (cast, expand_dims,
+    sum, maximum, true division), sinusoidal positions from constants, a lookup of a
+    constant table with `take`, gelu, a softmax, `argmax` and `where`."""
+    ids_in = keras.Input((6,), dtype="int32", name="input_ids")
+    e = layers.Embedding(20, 8, name="embedding")(ids_in)
+    angles = np.arange(6)[:, None] / np.power(100.0, np.arange(8)[None, :] / 8.0)
+    e = e + ops.sin(angles.astype("float32")) * 0.1
+    bias = ops.take(rng.normal(size=(20, 8)).astype("float32"), ids_in, axis=0)
+    e = ops.gelu(e + 0.5 * bias)
+    mask = ops.cast(ops.not_equal(ids_in, 0), "float32")
+    summed = ops.sum(e * ops.expand_dims(mask, -1), axis=1)
+    pooled = summed / ops.maximum(ops.sum(mask, axis=1, keepdims=True), 1.0)
+    hidden = layers.Dense(8, name="hidden")(pooled)
+    hidden = ops.where(hidden > 0, hidden, 0.1 * hidden)
+    logits = layers.Dense(4, name="logits")(ops.concatenate([hidden, pooled], axis=-1))
+    probs = ops.softmax(logits, axis=-1)
+    outs = [probs, ops.argmax(logits, axis=-1), pooled]
+    padded = rng.integers(1, 20, (BATCH, 6))
+    padded[0, 4:] = 0
+    padded[1, :] = 0
+    return keras.Model(ids_in, outs, name="keras_ops_text"), [padded.astype("int32")]
+
+
+def keras_ops_math(rng):
+    """keras.ops operations recorded in a functional graph, one output each: the
+    elementwise functions, comparisons and logic, type promotion between integer tensors,
+    Python numbers and floats, and the shape, reduction and matrix operations."""
+    x = keras.Input((3, 4), name="x")
+    y = keras.Input((3, 4), name="y")
+    n = keras.Input((3, 4), dtype="int32", name="n")
+    pos = ops.abs(x) + 0.25
+    outs = [
+        ops.absolute(x), ops.negative(x), ops.sign(x), ops.square(x), ops.exp(x),
+        ops.log(pos), ops.sqrt(pos), ops.rsqrt(pos), ops.reciprocal(pos), ops.sin(x),
+        ops.cos(x), ops.tan(x * 0.5), ops.erf(x), ops.floor(x), ops.ceil(x), ops.round(x),
+        ops.log1p(pos), ops.expm1(x), ops.relu(x), ops.relu6(x * 4.0), ops.sigmoid(x),
+        ops.tanh(x), ops.softplus(x), ops.softsign(x), ops.silu(x),
+        ops.gelu(x, approximate=False), ops.elu(x), ops.selu(x), ops.log_softmax(x, axis=1),
+        ops.subtract(x, y), ops.multiply(y, 3), ops.divide(2.0, pos), ops.power(pos, y),
+        ops.maximum(x, y), ops.minimum(x, 0.5), ops.equal(n, 2), ops.not_equal(x, y),
+        ops.less(x, y), ops.less_equal(n, 1), ops.greater(x, 0.0), ops.greater_equal(y, x),
+        ops.logical_not(x > 0), ops.logical_and(x > 0, y > 0), ops.logical_or(x > 0, n > 2),
+        ops.logical_xor(x > 0, y > 0),
+        n + 1, n * 0.5, n / 2, ops.sum(n > 1, axis=-1), ops.mean(n, axis=0), x + n,
+        ops.cast(x * 3.0, "int32"), ops.cast(n, "bool"),
+        ops.expand_dims(x, [0, -1]), ops.squeeze(ops.expand_dims(x, 2), axis=2),
+        ops.reshape(x, (-1, 2, 6)), ops.transpose(x), ops.transpose(x, (0, 2, 1)),
+        ops.stack([x, y], axis=1), ops.concatenate([x, y, n], axis=2),
+        ops.mean(x, keepdims=True), ops.max(x, axis=[1, 2], keepdims=True), ops.min(y, axis=1),
+        ops.prod(pos, axis=-1), ops.sum(x, axis=(0, 1)),
+        ops.matmul(x, ops.transpose(y, (0, 2, 1))), ops.matmul(x, rng.normal(size=(4, 2)).astype("float32")),
+        ops.clip(x, -0.5, 1.0), ops.clip(n, 1, 3), ops.where(n > 2, x, y), ops.argmin(y, axis=1),
+        ops.take(x, np.array([2, 0]), axis=1),
+    ]
+    inputs = [floats(rng, 3, 4), floats(rng, 3, 4), rng.integers(0, 5, (BATCH, 3, 4)).astype("int32")]
+    return keras.Model([x, y, n], outs, name="keras_ops_math"), inputs
+
+
 def main():
     keras.utils.set_random_seed(SEED)
     rng = np.random.default_rng(SEED)
@@ -1186,6 +1249,8 @@ def main():
         ("dot_products", dot_products, {}),
         ("group_normalization", group_normalization, {}),
         ("tabular_encoding", tabular_encoding, {}),
+        ("keras_ops_text", keras_ops_text, {}),
+        ("keras_ops_math", keras_ops_math, {}),
     ]
     for name, build, how in fixtures:
         model, inputs = build(rng)

@@ -82,7 +82,8 @@ defmodule Thunderbolt.BuilderTest do
                Cropping2D Cropping3D UpSampling1D UpSampling2D UpSampling3D RandomFlip
                RandomRotation RandomZoom RandomTranslation RandomContrast RandomBrightness
                Conv1DTranspose Conv2DTranspose Conv3DTranspose Resizing CenterCrop Dot
-               UnitNormalization GroupNormalization Discretization CategoryEncoding) do
+               UnitNormalization GroupNormalization Discretization CategoryEncoding
+               KerasOperation) do
         assert class in classes, "no fixture uses #{class}"
       end
     end

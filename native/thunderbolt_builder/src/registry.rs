@@ -264,6 +264,7 @@ impl Default for LayerRegistry {
             r.register(class, augmentation::Augmentation { casts_integers });
         }
         r.register("Permute", permute::Permute);
+        r.register("KerasOperation", keras_operation::KerasOperation);
         r.register("RepeatVector", repeat_vector::RepeatVector);
         r.register("Rescaling", rescaling::Rescaling);
         r.register(

@@ -248,6 +248,37 @@ impl Tensor {
         };
         Some(Tensor { dtype, shape, data })
     }
+
+    /// A tensor of any element type from `f64` values: floats rounded to the type, integers
+    /// truncated toward zero (exact for the integers JSON and NumPy constants carry), bools
+    /// true where nonzero.
+    pub fn from_f64_values(dtype: DType, shape: Vec<usize>, values: &[f64]) -> Self {
+        if let Some(t) = Tensor::from_f64_as(dtype, shape.clone(), values) {
+            return t;
+        }
+        let data: Vec<u8> = match dtype {
+            DType::I8 => values
+                .iter()
+                .flat_map(|&v| (v as i8).to_le_bytes())
+                .collect(),
+            DType::I16 => values
+                .iter()
+                .flat_map(|&v| (v as i16).to_le_bytes())
+                .collect(),
+            DType::I32 => values
+                .iter()
+                .flat_map(|&v| (v as i32).to_le_bytes())
+                .collect(),
+            DType::I64 => values
+                .iter()
+                .flat_map(|&v| (v as i64).to_le_bytes())
+                .collect(),
+            DType::U8 => values.iter().map(|&v| v as u8).collect(),
+            DType::Bool => values.iter().map(|&v| u8::from(v != 0.0)).collect(),
+            DType::F32 | DType::F64 | DType::F16 => unreachable!("floats are made above"),
+        };
+        Tensor { dtype, shape, data }
+    }
 }
 
 #[cfg(test)]
@@ -306,5 +337,12 @@ mod tests {
         let t = Tensor::from_f64_as(DType::F16, vec![3], &[0.5, -1.0, 2.0]).unwrap();
         assert_eq!(t.to_f64_vec(), vec![0.5, -1.0, 2.0]);
         assert!(Tensor::from_f64_as(DType::I32, vec![1], &[1.0]).is_none());
+        let ints = Tensor::from_f64_values(DType::I16, vec![2], &[-3.7, 2.0]);
+        assert_eq!(
+            ints.data,
+            [(-3i16).to_le_bytes(), 2i16.to_le_bytes()].concat()
+        );
+        let bools = Tensor::from_f64_values(DType::Bool, vec![3], &[0.0, -2.0, 0.5]);
+        assert_eq!(bools.data, vec![0, 1, 1]);
     }
 }

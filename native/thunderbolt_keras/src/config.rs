@@ -30,8 +30,22 @@ pub enum Arg {
     Tensor(TensorRef),
     /// A constant serialized in the call (for example `x + positional_encoding`).
     Constant(Tensor),
-    /// A Python number; it takes the element type of the tensor it meets.
+    /// A Python float (`0.5`, `2.0`); it takes the element type of the tensor it meets, or
+    /// float32 against integers.
     Scalar(f64),
+    /// A Python integer (`0` in `ids != 0`); it takes the element type of the tensor it meets.
+    Int(i64),
+}
+
+impl Arg {
+    /// The value of a Python number argument, whatever its kind.
+    pub fn number(&self) -> Option<f64> {
+        match self {
+            Arg::Scalar(v) => Some(*v),
+            Arg::Int(v) => Some(*v as f64),
+            _ => None,
+        }
+    }
 }
 
 /// One call of a layer: its positional arguments, flattened in order, its keyword
@@ -559,11 +573,14 @@ fn collect_args(value: &Value, out: &mut Vec<Arg>, what: &str, depth: usize) -> 
             }
             _ => {}
         },
-        Value::Number(n) => {
-            if let Some(v) = n.as_f64() {
-                out.push(Arg::Scalar(v));
+        Value::Number(n) => match n.as_i64() {
+            Some(v) if !n.is_f64() => out.push(Arg::Int(v)),
+            _ => {
+                if let Some(v) = n.as_f64() {
+                    out.push(Arg::Scalar(v));
+                }
             }
-        }
+        },
         _ => {}
     }
     Ok(())
@@ -686,15 +703,7 @@ fn parse_constant(config: &Map<String, Value>, what: &str) -> Result<Tensor> {
     }
     let mut flat = Vec::new();
     flatten_constant(value, &shape, 0, &mut flat, what)?;
-    let tensor = match dtype {
-        DType::F32 | DType::F64 | DType::F16 => Tensor::from_f64_as(dtype, shape, &flat),
-        _ => scalar_tensor_of(dtype, shape, &flat),
-    };
-    tensor.ok_or_else(|| {
-        ImportError::config(format!(
-            "{what}: constant of unsupported dtype {dtype_name:?}"
-        ))
-    })
+    Ok(Tensor::from_f64_values(dtype, shape, &flat))
 }
 
 fn flatten_constant(
@@ -719,32 +728,6 @@ fn flatten_constant(
         _ => return Err(ragged()),
     }
     Ok(())
-}
-
-/// An integer or bool tensor from `f64` values (exact for the values JSON carries).
-pub fn scalar_tensor_of(dtype: DType, shape: Vec<usize>, values: &[f64]) -> Option<Tensor> {
-    let data: Vec<u8> = match dtype {
-        DType::F32 | DType::F64 | DType::F16 => return Tensor::from_f64_as(dtype, shape, values),
-        DType::I8 => values
-            .iter()
-            .flat_map(|&v| (v as i8).to_le_bytes())
-            .collect(),
-        DType::I16 => values
-            .iter()
-            .flat_map(|&v| (v as i16).to_le_bytes())
-            .collect(),
-        DType::I32 => values
-            .iter()
-            .flat_map(|&v| (v as i32).to_le_bytes())
-            .collect(),
-        DType::I64 => values
-            .iter()
-            .flat_map(|&v| (v as i64).to_le_bytes())
-            .collect(),
-        DType::U8 => values.iter().map(|&v| v as u8).collect(),
-        DType::Bool => values.iter().map(|&v| u8::from(v != 0.0)).collect(),
-    };
-    Some(Tensor { dtype, shape, data })
 }
 
 fn as_object<'a>(value: &'a Value, what: &str) -> Result<&'a Map<String, Value>> {

@@ -16,6 +16,7 @@ use crate::weights::{WeightFile, WeightLocation, WeightScope};
 use crate::ImportOptions;
 use serde_json::json;
 use std::collections::{BTreeSet, HashMap, HashSet};
+use thunderbolt_builder::layers::keras_operation::OPERATIONS;
 use thunderbolt_builder::{
     concatenated_mask_source, DType, Input, Layer, LayerRegistry, Masking, ModelSpec, Output,
     Tensor,
@@ -502,7 +503,7 @@ impl<'a> Flattener<'a> {
             if node.args.iter().any(|a| !matches!(a, Arg::Tensor(_))) {
                 return Err(ImportError::config(format!(
                     "layer {:?} ({}) is called with constant arguments, which only keras.ops \
-                     additions support",
+                     operations take",
                     layer.name, layer.class_name
                 )));
             }
@@ -648,7 +649,7 @@ impl<'a> Flattener<'a> {
             };
             match (operation, layer.class_name.as_str(), &node.args[..]) {
                 // Embedding(mask_zero=True): `ids != 0`.
-                (true, "NotEqual", [Arg::Tensor(t), Arg::Scalar(zero)]) if *zero == 0.0 => {
+                (true, "NotEqual", [Arg::Tensor(t), zero]) if zero.number() == Some(0.0) => {
                     ids.insert(value_of(t)?);
                 }
                 // Masking: `any(x != mask_value, axis=-1)`.
@@ -660,7 +661,8 @@ impl<'a> Flattener<'a> {
                         return Err(unknown());
                     };
                     match (inner_layer.class_name.as_str(), &inner_node.args[..]) {
-                        ("NotEqual", [Arg::Tensor(x), Arg::Scalar(value)]) => {
+                        ("NotEqual", [Arg::Tensor(x), value]) if value.number().is_some() => {
+                            let value = value.number().unwrap_or_default();
                             ids.insert(format!("any({} != {value})", value_of(x)?));
                         }
                         // Concatenate: the masks of its inputs, joined along its axis.
@@ -760,8 +762,24 @@ impl<'a> Flattener<'a> {
         ))
     }
 
-    /// A `keras.ops` operation recorded in the graph, such as `x + positional_encoding`.
+    /// A `keras.ops` operation recorded in the graph, such as `x + positional_encoding` or
+    /// `ops.mean(x, axis=1)`; in a tf.keras 2 file, a recorded TensorFlow call.
     fn operation(
+        &self,
+        layer: &LayerConfig,
+        node: &Node,
+        name: &str,
+        inbound: Vec<String>,
+    ) -> Result<Layer> {
+        if layer.class_name == "TFOpLambda" {
+            self.tf_operation(layer, node, name, inbound)
+        } else {
+            keras_operation(layer, node, name, inbound)
+        }
+    }
+
+    /// A tf.keras 2 `TFOpLambda`: the additions, subtractions and multiplications it records.
+    fn tf_operation(
         &self,
         layer: &LayerConfig,
         node: &Node,
@@ -817,10 +835,10 @@ impl<'a> Flattener<'a> {
                 },
                 registered_name: None,
                 hint: format!(
-                    "Of the keras.ops operations (and tf.keras 2 TensorFlow calls) recorded in \
-                     functional graphs, the importer converts Add, Subtract and Multiply of two \
-                     tensors and the addition or subtraction of a constant (this call has {} \
-                     tensor(s) and {} constant(s)).",
+                    "Of the TensorFlow calls a tf.keras 2 functional graph records, the \
+                     importer converts Add, Subtract and Multiply of two tensors and the \
+                     addition or subtraction of a constant (this call has {} tensor(s) and {} \
+                     constant(s)).",
                     inbound.len(),
                     constants.len()
                 ),
@@ -840,6 +858,61 @@ impl<'a> Flattener<'a> {
 }
 
 /// A constant call argument as a tensor, negated for `x - constant`.
+/// A Keras 3 `keras.ops` call as a `KerasOperation` builder layer: its tensors become the
+/// layer's inputs and its constants the layer's weights, in call order (see
+/// `thunderbolt_builder::layers::keras_operation`).
+fn keras_operation(
+    layer: &LayerConfig,
+    node: &Node,
+    name: &str,
+    inbound: Vec<String>,
+) -> Result<Layer> {
+    if !OPERATIONS.contains(&layer.class_name.as_str()) {
+        return Err(ImportError::UnsupportedLayer {
+            layer: layer.name.clone(),
+            class_name: format!("keras.ops.{}", layer.class_name),
+            registered_name: None,
+            hint: format!(
+                "Of the keras.ops operations recorded in functional graphs, the importer \
+                 converts {}.",
+                OPERATIONS.join(", ")
+            ),
+        });
+    }
+    let mut operands = Vec::with_capacity(node.args.len());
+    let mut weights = Vec::new();
+    for arg in &node.args {
+        let kind = match arg {
+            Arg::Tensor(_) => "tensor",
+            Arg::Constant(t) => {
+                weights.push(t.clone());
+                "array"
+            }
+            Arg::Scalar(v) => {
+                weights.push(Tensor::from_f64(vec![], &[*v]));
+                "float"
+            }
+            Arg::Int(v) => {
+                weights.push(Tensor::from_f64(vec![], &[*v as f64]));
+                "int"
+            }
+        };
+        operands.push(kind);
+    }
+    let mut config = layer.config.clone();
+    if let serde_json::Value::Object(map) = &mut config {
+        map.insert("op".into(), json!(layer.class_name));
+        map.insert("operands".into(), json!(operands));
+    }
+    Ok(Layer {
+        name: name.to_string(),
+        class_name: "KerasOperation".to_string(),
+        config,
+        inbound,
+        weights,
+    })
+}
+
 fn constant_tensor(arg: &Arg, negate: bool) -> Result<Tensor> {
     let sign = if negate { -1.0 } else { 1.0 };
     match arg {
@@ -847,9 +920,9 @@ fn constant_tensor(arg: &Arg, negate: bool) -> Result<Tensor> {
         Arg::Constant(t) if !negate => Ok(t.clone()),
         Arg::Constant(t) => {
             let values: Vec<f64> = t.to_f64_vec().into_iter().map(|v| -v).collect();
-            crate::config::scalar_tensor_of(t.dtype, t.shape.clone(), &values)
-                .ok_or_else(|| ImportError::config("cannot negate a constant of this dtype"))
+            Ok(Tensor::from_f64_values(t.dtype, t.shape.clone(), &values))
         }
+        Arg::Int(v) => Ok(Tensor::from_f32(vec![], &[(sign * *v as f64) as f32])),
         Arg::Tensor(_) => Err(ImportError::config("expected a constant argument")),
     }
 }

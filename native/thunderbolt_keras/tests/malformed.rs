@@ -251,6 +251,31 @@ fn unsupported_layer_names_layer_class_and_registration() {
     );
 }
 
+/// A `keras.ops` call the importer does not convert is named with the ones it does; one it
+/// converts but with an impossible argument gets the builder's message naming the layer.
+#[test]
+fn keras_operations_outside_the_supported_set_are_named() {
+    let mut parts = base();
+    let pooling = parts.layer_mut("pooling");
+    pooling["class_name"] = json!("OneHot");
+    pooling["module"] = json!("keras.src.ops.nn");
+    pooling["config"] = json!({"name": "pooling", "num_classes": 4});
+    assert_contains(
+        &error_of(parts.to_keras()),
+        &["layer \"pooling\"", "keras.ops.OneHot", "Matmul", "Take"],
+    );
+
+    let mut parts = base();
+    let pooling = parts.layer_mut("pooling");
+    pooling["class_name"] = json!("Mean");
+    pooling["module"] = json!("keras.src.ops.numpy");
+    pooling["config"] = json!({"name": "pooling", "axis": 7, "keepdims": false});
+    assert_contains(
+        &error_of(parts.to_keras()),
+        &["pooling", "axis 7 is out of range for an input of rank 3"],
+    );
+}
+
 /// A custom layer (registered name `mypkg>MeanPool`) is refused until it is mapped onto a
 /// converter, then converts and still matches Keras.
 #[test]
@@ -548,7 +573,7 @@ fn keras2_tensorflow_calls_other_than_arithmetic_are_refused() {
         &error_of(parts.to_keras()),
         &[
             "tf.math.sqrt",
-            "tf.keras 2 TensorFlow calls",
+            "TensorFlow calls a tf.keras 2 functional graph records",
             "1 tensor(s) and 0 constant(s)",
         ],
     );

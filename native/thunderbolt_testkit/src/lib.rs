@@ -96,6 +96,13 @@ pub fn run(
                     )
                 } else if let Ok((s, d)) = v.try_extract_tensor::<u8>() {
                     (DType::U8, s.to_vec(), d.to_vec())
+                } else if let Ok((s, d)) = v.try_extract_tensor::<bool>() {
+                    // Compared as uint8, the type Thunderbolt gives bool outputs.
+                    (
+                        DType::U8,
+                        s.to_vec(),
+                        d.iter().map(|&b| u8::from(b)).collect(),
+                    )
                 } else if let Ok((s, d)) = v.try_extract_tensor::<i32>() {
                     (
                         DType::I32,

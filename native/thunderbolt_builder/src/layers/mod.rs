@@ -24,6 +24,7 @@ pub mod global_pooling;
 pub mod group_normalization;
 pub mod identity;
 pub mod interleaved_rope;
+pub mod keras_operation;
 pub mod layer_normalization;
 pub mod masking;
 pub mod merge;

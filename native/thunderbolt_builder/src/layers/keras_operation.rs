@@ -1,0 +1,1186 @@
+//! `KerasOperation` (not a Keras class: the name the Keras importer gives a `keras.ops` call
+//! recorded in a functional graph, such as `ops.mean(x, axis=1)`, `x / 2.0` or
+//! `ops.cast(ids != 0, "float32")`) → the ONNX ops of that operation.
+//!
+//! Config: `op`, the Keras operation class (`"Mean"`, `"TrueDivide"`, ...); `operands`, one
+//! entry per call argument in order: `"tensor"` (the layer's inputs, in order), `"array"`
+//! (a constant array, the layer's weights, in order), `"float"` or `"int"` (a Python
+//! number, held as a 0-d float64 weight); then the operation's own keys as Keras writes
+//! them (`axis`, `keepdims`, `dtype`, `newshape`, `axes`, `x_min`, `x_max`, ...).
+//!
+//! Types follow Keras 3's promotion: operands join along bool < integers < floats (the
+//! wider type wins); a Python float meeting integers gives float32, a Python number
+//! otherwise takes the tensors' type; true division, `mean` and the transcendental
+//! functions give float32 for integer input. Masks end, as Keras' operations drop them.
+
+use super::{cast_to, checked_axis, float_output};
+use crate::activation::Activation;
+use crate::config::Config;
+use crate::error::BuildError;
+use crate::graph::{attr_int, attr_ints, GraphBuilder};
+use crate::registry::{LayerConverter, Masking, ValueRef};
+use crate::shape::{broadcast, format_shape, Dim, TensorInfo};
+use crate::spec::Layer;
+use crate::tensor::{DType, Tensor};
+
+pub struct KerasOperation;
+
+/// The `op` names this converter takes, for error messages and documentation.
+#[rustfmt::skip]
+pub const OPERATIONS: &[&str] = &[
+    "Absolute", "Negative", "Sign", "Square", "Exp", "Log", "Sqrt", "Rsqrt", "Reciprocal",
+    "Sin", "Cos", "Tan", "Erf", "Floor", "Ceil", "Round", "Log1p", "Expm1", "Relu", "Relu6",
+    "Sigmoid", "Tanh", "Softplus", "Softsign", "Silu", "Swish", "Gelu", "Elu", "Selu",
+    "Softmax", "LogSoftmax", "LogicalNot", "Add", "Subtract", "Multiply", "TrueDivide",
+    "Divide", "Power", "Maximum", "Minimum", "Equal", "NotEqual", "Less", "LessEqual",
+    "Greater", "GreaterEqual", "LogicalAnd", "LogicalOr", "LogicalXor", "Cast",
+    "ExpandDims", "Squeeze", "Reshape", "Transpose", "Concatenate", "Stack", "Sum", "Mean",
+    "Max", "Min", "Prod", "Matmul", "Clip", "Where", "Take", "Argmax", "Argmin",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Tensor,
+    Array,
+    Float,
+    Int,
+}
+
+/// One call argument: what it is, its type, and where its value comes from (an input or
+/// a weight index).
+#[derive(Debug, Clone)]
+struct Operand {
+    kind: Kind,
+    info: TensorInfo,
+    index: usize,
+}
+
+impl Operand {
+    fn is_weak(&self) -> bool {
+        matches!(self.kind, Kind::Float | Kind::Int)
+    }
+}
+
+fn operands(layer: &Layer, inputs: &[TensorInfo]) -> Result<Vec<Operand>, BuildError> {
+    let cfg = Config::of(layer)?;
+    let list = cfg
+        .get("operands")
+        .and_then(|v| v.as_array())
+        .ok_or_else(|| layer.error("config key \"operands\" (a list) is required"))?;
+    let (mut tensors, mut weights) = (0usize, 0usize);
+    let mut out = Vec::with_capacity(list.len());
+    for entry in list {
+        let kind = match entry.as_str() {
+            Some("tensor") => Kind::Tensor,
+            Some("array") => Kind::Array,
+            Some("float") => Kind::Float,
+            Some("int") => Kind::Int,
+            _ => {
+                return Err(layer.error(format!(
+                    "operands must be \"tensor\", \"array\", \"float\" or \"int\", got {entry}"
+                )))
+            }
+        };
+        let operand = if kind == Kind::Tensor {
+            let info = inputs.get(tensors).ok_or_else(|| {
+                layer.error(format!(
+                    "names more tensor operands than its {} input(s)",
+                    inputs.len()
+                ))
+            })?;
+            tensors += 1;
+            Operand {
+                kind,
+                info: info.clone(),
+                index: tensors - 1,
+            }
+        } else {
+            let w = layer.weights.get(weights).ok_or_else(|| {
+                layer.error(format!(
+                    "names more constant operands than its {} weight(s)",
+                    layer.weights.len()
+                ))
+            })?;
+            weights += 1;
+            if kind != Kind::Array && !w.shape.is_empty() {
+                return Err(layer.error("a number operand must be a 0-d weight"));
+            }
+            let dtype = match kind {
+                Kind::Float => DType::F32,
+                Kind::Int => DType::I32,
+                _ => w.dtype,
+            };
+            let shape = w.shape.iter().map(|&d| Some(d)).collect();
+            Operand {
+                kind,
+                info: TensorInfo::new(dtype, shape),
+                index: weights - 1,
+            }
+        };
+        out.push(operand);
+    }
+    if tensors != inputs.len() || weights != layer.weights.len() {
+        return Err(layer.error(format!(
+            "operands name {tensors} tensor(s) and {weights} constant(s), but the layer has \
+             {} input(s) and {} weight(s)",
+            inputs.len(),
+            layer.weights.len()
+        )));
+    }
+    if tensors == 0 {
+        return Err(layer.error("an operation needs at least one tensor operand"));
+    }
+    Ok(out)
+}
+
+fn type_rank(d: DType) -> u8 {
+    match d {
+        DType::Bool => 0,
+        DType::U8 => 1,
+        DType::I8 => 2,
+        DType::I16 => 3,
+        DType::I32 => 4,
+        DType::I64 => 5,
+        DType::F16 => 6,
+        DType::F32 => 7,
+        DType::F64 => 8,
+    }
+}
+
+/// The type `operands` compute in, by Keras' promotion (see the module docs).
+fn promote(operands: &[Operand]) -> DType {
+    let strong = operands
+        .iter()
+        .filter(|o| !o.is_weak())
+        .map(|o| o.info.dtype)
+        .max_by_key(|&d| type_rank(d));
+    let weak_float = operands.iter().any(|o| o.kind == Kind::Float);
+    let weak_int = operands.iter().any(|o| o.kind == Kind::Int);
+    match strong {
+        Some(d) if weak_float && !d.is_float() => DType::F32,
+        Some(DType::Bool) if weak_int => DType::I32,
+        Some(d) => d,
+        None if weak_float => DType::F32,
+        None => DType::I32,
+    }
+}
+
+fn broadcast_all(layer: &Layer, operands: &[Operand]) -> Result<Vec<Dim>, BuildError> {
+    operands.iter().try_fold(Vec::new(), |acc, o| {
+        broadcast(&acc, &o.info.shape).ok_or_else(|| {
+            layer.error(format!(
+                "operand shapes {} do not broadcast",
+                operands
+                    .iter()
+                    .map(|o| format_shape(&o.info.shape))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })
+    })
+}
+
+fn op_name(layer: &Layer) -> Result<&str, BuildError> {
+    Config::of(layer)?
+        .get("op")
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| layer.error("config key \"op\" (the Keras operation) is required"))
+}
+
+fn numeric(layer: &Layer, what: &str, dtype: DType) -> Result<(), BuildError> {
+    if dtype == DType::Bool {
+        return Err(layer.dtype_error(what, dtype, "a number type"));
+    }
+    Ok(())
+}
+
+/// Axes given as `null` (all), one integer or a list, normalized against `rank`, sorted.
+fn axes(layer: &Layer, key: &str, rank: usize) -> Result<Vec<usize>, BuildError> {
+    let cfg = Config::of(layer)?;
+    let mut axes = match cfg.get(key) {
+        None => (0..rank).collect(),
+        Some(_) => cfg
+            .axes_or(key, 0)?
+            .into_iter()
+            .map(|a| checked_axis(layer, a, rank))
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    axes.sort_unstable();
+    if axes.windows(2).any(|w| w[0] == w[1]) {
+        return Err(layer.error(format!("config key {key:?} names an axis twice")));
+    }
+    Ok(axes)
+}
+
+/// The unary activations `keras.ops` offers under the activation's own name.
+fn activation(layer: &Layer, op: &str) -> Result<Option<Activation>, BuildError> {
+    let cfg = Config::of(layer)?;
+    Ok(Some(match op {
+        "Relu" => Activation::Relu,
+        "Relu6" => Activation::Relu6,
+        "Sigmoid" => Activation::Sigmoid,
+        "Tanh" => Activation::Tanh,
+        "Softplus" => Activation::Softplus,
+        "Softsign" => Activation::Softsign,
+        "Silu" | "Swish" => Activation::Silu,
+        "Selu" => Activation::Selu,
+        "Elu" => Activation::Elu {
+            alpha: cfg.f64_or("alpha", 1.0)?,
+        },
+        // `keras.ops.gelu` defaults to the tanh approximation (the activation does not).
+        "Gelu" => Activation::Gelu {
+            approximate: cfg.bool_or("approximate", true)?,
+        },
+        "Softmax" => Activation::Softmax {
+            axis: one_axis(layer)?,
+        },
+        "LogSoftmax" => Activation::LogSoftmax {
+            axis: one_axis(layer)?,
+        },
+        _ => return Ok(None),
+    }))
+}
+
+fn one_axis(layer: &Layer) -> Result<i64, BuildError> {
+    let cfg = Config::of(layer)?;
+    match cfg.get("axis") {
+        None => Ok(-1),
+        Some(v) => v
+            .as_i64()
+            .ok_or_else(|| layer.error(format!("axis must be one integer here, got {v}"))),
+    }
+}
+
+/// Elementwise ops of one operand that keep its type.
+fn same_type_unary(op: &str) -> Option<&'static str> {
+    Some(match op {
+        "Absolute" => "Abs",
+        "Negative" => "Neg",
+        "Sign" => "Sign",
+        "Square" => "Mul",
+        _ => return None,
+    })
+}
+
+/// Elementwise ops of one operand that compute in a float type.
+fn float_unary(op: &str) -> Option<&'static str> {
+    Some(match op {
+        "Exp" => "Exp",
+        "Log" => "Log",
+        "Sqrt" => "Sqrt",
+        "Rsqrt" => "Sqrt",
+        "Reciprocal" => "Reciprocal",
+        "Sin" => "Sin",
+        "Cos" => "Cos",
+        "Tan" => "Tan",
+        "Erf" => "Erf",
+        "Floor" => "Floor",
+        "Ceil" => "Ceil",
+        "Round" => "Round",
+        "Log1p" => "Log",
+        "Expm1" => "Exp",
+        _ => return None,
+    })
+}
+
+/// Elementwise ops of two operands in their promoted type.
+fn arithmetic(op: &str) -> Option<&'static str> {
+    Some(match op {
+        "Add" => "Add",
+        "Subtract" => "Sub",
+        "Multiply" => "Mul",
+        "Power" => "Pow",
+        "Maximum" => "Max",
+        "Minimum" => "Min",
+        _ => return None,
+    })
+}
+
+fn comparison(op: &str) -> Option<&'static str> {
+    Some(match op {
+        "Equal" | "NotEqual" => "Equal",
+        "Less" => "Less",
+        "LessEqual" => "LessOrEqual",
+        "Greater" => "Greater",
+        "GreaterEqual" => "GreaterOrEqual",
+        _ => return None,
+    })
+}
+
+fn logical(op: &str) -> Option<&'static str> {
+    Some(match op {
+        "LogicalAnd" => "And",
+        "LogicalOr" => "Or",
+        "LogicalXor" => "Xor",
+        _ => return None,
+    })
+}
+
+fn expect_operands(layer: &Layer, ops: &[Operand], n: usize) -> Result<(), BuildError> {
+    if ops.len() != n {
+        return Err(layer.error(format!(
+            "{} takes {n} operand(s), got {}",
+            op_name(layer)?,
+            ops.len()
+        )));
+    }
+    Ok(())
+}
+
+/// The tensor operand at `i`, refusing a constant there.
+fn tensor_at<'o>(layer: &Layer, ops: &'o [Operand], i: usize) -> Result<&'o Operand, BuildError> {
+    match ops.get(i) {
+        Some(o) if o.kind == Kind::Tensor => Ok(o),
+        _ => Err(layer.error(format!(
+            "{} needs a tensor as operand {}",
+            op_name(layer)?,
+            i + 1
+        ))),
+    }
+}
+
+fn reduced_shape(shape: &[Dim], axes: &[usize], keepdims: bool) -> Vec<Dim> {
+    shape
+        .iter()
+        .enumerate()
+        .filter_map(|(i, &d)| match (axes.contains(&i), keepdims) {
+            (false, _) => Some(d),
+            (true, true) => Some(Some(1)),
+            (true, false) => None,
+        })
+        .collect()
+}
+
+/// `newshape` with `-1` resolved where the input's size is static.
+fn reshaped(layer: &Layer, x: &TensorInfo) -> Result<(Vec<i64>, Vec<Dim>), BuildError> {
+    let target = Config::of(layer)?
+        .opt_i64_list("newshape")?
+        .ok_or_else(|| layer.error("config key \"newshape\" (a list) is required"))?;
+    if target.iter().any(|&d| d == 0 || d < -1) || target.iter().filter(|&&d| d == -1).count() > 1 {
+        return Err(layer.error(format!(
+            "newshape {target:?} must hold positive sizes and at most one -1"
+        )));
+    }
+    let total: Option<usize> = x
+        .shape
+        .iter()
+        .try_fold(1usize, |n, d| d.and_then(|d| n.checked_mul(d)));
+    let known: usize = target
+        .iter()
+        .filter(|&&d| d > 0)
+        .map(|&d| d as usize)
+        .product();
+    let shape = target
+        .iter()
+        .map(|&d| match d {
+            -1 => total
+                .filter(|t| known > 0 && t % known == 0)
+                .map(|t| t / known),
+            d => Some(d as usize),
+        })
+        .collect::<Vec<_>>();
+    if let (Some(total), false) = (total, target.contains(&-1)) {
+        if total != known {
+            return Err(layer.error(format!(
+                "cannot reshape {} into {target:?}",
+                format_shape(&x.shape)
+            )));
+        }
+    }
+    Ok((target, shape))
+}
+
+fn transpose_perm(layer: &Layer, rank: usize) -> Result<Vec<usize>, BuildError> {
+    match Config::of(layer)?.opt_i64_list("axes")? {
+        None => Ok((0..rank).rev().collect()),
+        Some(axes) => {
+            let perm = axes
+                .iter()
+                .map(|&a| checked_axis(layer, a, rank))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut sorted = perm.clone();
+            sorted.sort_unstable();
+            if sorted != (0..rank).collect::<Vec<_>>() {
+                return Err(layer.error(format!(
+                    "axes {axes:?} must order the {rank} axes of the input"
+                )));
+            }
+            Ok(perm)
+        }
+    }
+}
+
+fn matmul_shape(layer: &Layer, a: &[Dim], b: &[Dim]) -> Result<Vec<Dim>, BuildError> {
+    if a.is_empty() || b.is_empty() {
+        return Err(layer.error("matmul operands must have rank 1 or more"));
+    }
+    let a2: Vec<Dim> = if a.len() == 1 {
+        vec![Some(1), a[0]]
+    } else {
+        a.to_vec()
+    };
+    let b2: Vec<Dim> = if b.len() == 1 {
+        vec![b[0], Some(1)]
+    } else {
+        b.to_vec()
+    };
+    let (ab, am) = a2.split_at(a2.len() - 2);
+    let (bb, bm) = b2.split_at(b2.len() - 2);
+    if let (Some(k1), Some(k2)) = (am[1], bm[0]) {
+        if k1 != k2 {
+            return Err(layer.error(format!(
+                "matmul of {} and {}: inner sizes {k1} and {k2} differ",
+                format_shape(a),
+                format_shape(b)
+            )));
+        }
+    }
+    let mut shape = broadcast(ab, bb).ok_or_else(|| {
+        layer.error(format!(
+            "matmul batch dimensions of {} and {} do not broadcast",
+            format_shape(a),
+            format_shape(b)
+        ))
+    })?;
+    if a.len() > 1 {
+        shape.push(am[0]);
+    }
+    if b.len() > 1 {
+        shape.push(bm[1]);
+    }
+    Ok(shape)
+}
+
+/// Checks that the operands have one rank and agree on every axis but `except` where both
+/// sizes are static.
+fn check_agree(layer: &Layer, ops: &[Operand], except: Option<usize>) -> Result<(), BuildError> {
+    let first = &ops[0].info.shape;
+    for o in ops {
+        let shape = &o.info.shape;
+        let differs = shape.len() != first.len()
+            || shape
+                .iter()
+                .zip(first)
+                .enumerate()
+                .any(|(i, (&d, &f))| Some(i) != except && d.is_some() && f.is_some() && d != f);
+        if differs {
+            return Err(layer.error(format!(
+                "operand shapes {} and {} do not agree{}",
+                format_shape(first),
+                format_shape(shape),
+                except.map_or(String::new(), |a| format!(" off axis {a}"))
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The size along `axis` of the operands joined there, when every part is static.
+fn check_concat(layer: &Layer, ops: &[Operand], axis: usize) -> Result<Dim, BuildError> {
+    check_agree(layer, ops, Some(axis))?;
+    Ok(ops
+        .iter()
+        .try_fold(0usize, |total, o| o.info.shape[axis].map(|d| total + d)))
+}
+
+/// The output type of the operation over `ops`; emit re-derives it the same way.
+fn infer_output(layer: &Layer, ops: &[Operand]) -> Result<TensorInfo, BuildError> {
+    let op = op_name(layer)?;
+    let cfg = Config::of(layer)?;
+    let x = tensor_at(layer, ops, 0).or_else(|_| {
+        ops.iter()
+            .find(|o| o.kind == Kind::Tensor)
+            .ok_or_else(|| layer.error("no tensor operand"))
+    })?;
+    if same_type_unary(op).is_some() {
+        expect_operands(layer, ops, 1)?;
+        numeric(layer, "input", x.info.dtype)?;
+        return Ok(x.info.clone());
+    }
+    if let Some(act) = activation(layer, op)? {
+        expect_operands(layer, ops, 1)?;
+        let info = TensorInfo::new(float_output(layer, x.info.dtype)?, x.info.shape.clone());
+        act.check(layer, &info)?;
+        return Ok(info);
+    }
+    if float_unary(op).is_some() {
+        expect_operands(layer, ops, 1)?;
+        if op == "Round" && cfg.i64_or("decimals", 0)? != 0 {
+            return Err(layer.error("round with decimals other than 0 is not supported"));
+        }
+        return Ok(TensorInfo::new(
+            float_output(layer, x.info.dtype)?,
+            x.info.shape.clone(),
+        ));
+    }
+    if arithmetic(op).is_some() || matches!(op, "TrueDivide" | "Divide") {
+        expect_operands(layer, ops, 2)?;
+        let dtype = promote(ops);
+        numeric(layer, "operand", dtype)?;
+        let dtype = if matches!(op, "TrueDivide" | "Divide") && !dtype.is_float() {
+            DType::F32
+        } else {
+            dtype
+        };
+        return Ok(TensorInfo::new(dtype, broadcast_all(layer, ops)?));
+    }
+    if comparison(op).is_some() {
+        expect_operands(layer, ops, 2)?;
+        if op != "Equal" && op != "NotEqual" {
+            numeric(layer, "operand", promote(ops))?;
+        }
+        return Ok(TensorInfo::new(DType::Bool, broadcast_all(layer, ops)?));
+    }
+    if logical(op).is_some() {
+        expect_operands(layer, ops, 2)?;
+        return Ok(TensorInfo::new(DType::Bool, broadcast_all(layer, ops)?));
+    }
+    match op {
+        "LogicalNot" => {
+            expect_operands(layer, ops, 1)?;
+            Ok(TensorInfo::new(DType::Bool, x.info.shape.clone()))
+        }
+        "Cast" => {
+            expect_operands(layer, ops, 1)?;
+            let name = cfg.str_or("dtype", "")?;
+            let dtype = DType::from_name(name).map_err(|_| {
+                layer.error(format!("cast to {name:?}: not a supported element type"))
+            })?;
+            Ok(TensorInfo::new(dtype, x.info.shape.clone()))
+        }
+        "ExpandDims" => {
+            expect_operands(layer, ops, 1)?;
+            let axes = expanded_axes(layer, x.info.rank())?;
+            let rank = x.info.rank() + axes.len();
+            let mut rest = x.info.shape.iter();
+            let shape = (0..rank)
+                .map(|i| {
+                    if axes.contains(&i) {
+                        Some(Some(1))
+                    } else {
+                        rest.next().copied()
+                    }
+                })
+                .collect::<Option<Vec<Dim>>>()
+                .ok_or_else(|| layer.error("axis out of range"))?;
+            Ok(TensorInfo::new(x.info.dtype, shape))
+        }
+        "Squeeze" => {
+            expect_operands(layer, ops, 1)?;
+            let axes = squeeze_axes(layer, &x.info)?;
+            Ok(TensorInfo::new(
+                x.info.dtype,
+                reduced_shape(&x.info.shape, &axes, false),
+            ))
+        }
+        "Reshape" => {
+            expect_operands(layer, ops, 1)?;
+            Ok(TensorInfo::new(x.info.dtype, reshaped(layer, &x.info)?.1))
+        }
+        "Transpose" => {
+            expect_operands(layer, ops, 1)?;
+            let perm = transpose_perm(layer, x.info.rank())?;
+            Ok(TensorInfo::new(
+                x.info.dtype,
+                perm.iter().map(|&a| x.info.shape[a]).collect(),
+            ))
+        }
+        "Concatenate" | "Stack" => {
+            let rank = x.info.rank();
+            let stacked = op == "Stack";
+            let axis = checked_axis(layer, cfg.i64_or("axis", 0)?, rank + usize::from(stacked))?;
+            let dtype = promote(ops);
+            if stacked {
+                check_agree(layer, ops, None)?;
+                let mut shape = x.info.shape.clone();
+                shape.insert(axis, Some(ops.len()));
+                Ok(TensorInfo::new(dtype, shape))
+            } else {
+                let total = check_concat(layer, ops, axis)?;
+                let mut shape = x.info.shape.clone();
+                shape[axis] = total;
+                Ok(TensorInfo::new(dtype, shape))
+            }
+        }
+        "Sum" | "Mean" | "Max" | "Min" | "Prod" => {
+            expect_operands(layer, ops, 1)?;
+            if cfg.get("initial").is_some() || cfg.get("dtype").is_some() {
+                return Err(layer.error("initial and dtype arguments are not supported"));
+            }
+            let axes = axes(layer, "axis", x.info.rank())?;
+            let shape = reduced_shape(&x.info.shape, &axes, cfg.bool_or("keepdims", false)?);
+            let dtype = reduction_type(layer, op, x.info.dtype)?;
+            Ok(TensorInfo::new(dtype, shape))
+        }
+        "Matmul" => {
+            expect_operands(layer, ops, 2)?;
+            let dtype = promote(ops);
+            if !matches!(
+                dtype,
+                DType::F32 | DType::F64 | DType::F16 | DType::I32 | DType::I64
+            ) {
+                return Err(layer.dtype_error(
+                    "operand",
+                    dtype,
+                    "float32, float64, float16, int32, int64",
+                ));
+            }
+            Ok(TensorInfo::new(
+                dtype,
+                matmul_shape(layer, &ops[0].info.shape, &ops[1].info.shape)?,
+            ))
+        }
+        "Clip" => {
+            expect_operands(layer, ops, 1)?;
+            let dtype = if x.info.dtype == DType::Bool {
+                DType::I32
+            } else {
+                x.info.dtype
+            };
+            clip_bounds(layer)?;
+            Ok(TensorInfo::new(dtype, x.info.shape.clone()))
+        }
+        "Where" => {
+            expect_operands(layer, ops, 3)?;
+            let dtype = promote(&ops[1..]);
+            Ok(TensorInfo::new(dtype, broadcast_all(layer, ops)?))
+        }
+        "Take" => {
+            expect_operands(layer, ops, 2)?;
+            let (data, indices) = (&ops[0], &ops[1]);
+            if !matches!(indices.info.dtype, DType::I32 | DType::I64) || indices.kind == Kind::Float
+            {
+                return Err(layer.dtype_error("indices", indices.info.dtype, "int32, int64"));
+            }
+            let axis = match cfg.get("axis") {
+                Some(v) => v
+                    .as_i64()
+                    .ok_or_else(|| layer.error("axis must be an integer"))?,
+                None => {
+                    return Err(layer
+                        .error("take with axis=None (over the flattened input) is not supported"))
+                }
+            };
+            let axis = checked_axis(layer, axis, data.info.rank())?;
+            let mut shape = data.info.shape[..axis].to_vec();
+            shape.extend(&indices.info.shape);
+            shape.extend(&data.info.shape[axis + 1..]);
+            Ok(TensorInfo::new(data.info.dtype, shape))
+        }
+        "Argmax" | "Argmin" => {
+            expect_operands(layer, ops, 1)?;
+            numeric(layer, "input", x.info.dtype)?;
+            let axis = match cfg.get("axis") {
+                Some(v) => v
+                    .as_i64()
+                    .ok_or_else(|| layer.error("axis must be an integer"))?,
+                None => return Err(layer.error("argmax/argmin with axis=None is not supported")),
+            };
+            let axis = checked_axis(layer, axis, x.info.rank())?;
+            let shape = reduced_shape(&x.info.shape, &[axis], cfg.bool_or("keepdims", false)?);
+            Ok(TensorInfo::new(DType::I32, shape))
+        }
+        other => Err(layer.error(format!(
+            "keras.ops operation {other:?} is not supported; supported: {}",
+            OPERATIONS.join(", ")
+        ))),
+    }
+}
+
+/// `expand_dims`' axes (required), counted in the output's rank, sorted.
+fn expanded_axes(layer: &Layer, rank: usize) -> Result<Vec<usize>, BuildError> {
+    if Config::of(layer)?.get("axis").is_none() {
+        return Err(layer.error("expand_dims needs an axis"));
+    }
+    let n = Config::of(layer)?.axes_or("axis", 0)?.len();
+    axes(layer, "axis", rank + n)
+}
+
+fn squeeze_axes(layer: &Layer, x: &TensorInfo) -> Result<Vec<usize>, BuildError> {
+    if Config::of(layer)?.get("axis").is_none() {
+        if x.shape.iter().any(Option::is_none) {
+            return Err(layer.error(format!(
+                "squeeze with axis=None of {}: which dynamic dimensions are 1 is unknown",
+                format_shape(&x.shape)
+            )));
+        }
+        return Ok((0..x.rank()).filter(|&i| x.shape[i] == Some(1)).collect());
+    }
+    let axes = axes(layer, "axis", x.rank())?;
+    if let Some(&a) = axes.iter().find(|&&a| x.shape[a].is_some_and(|d| d != 1)) {
+        return Err(layer.error(format!(
+            "cannot squeeze axis {a} of {}: its size is not 1",
+            format_shape(&x.shape)
+        )));
+    }
+    Ok(axes)
+}
+
+fn reduction_type(layer: &Layer, op: &str, dtype: DType) -> Result<DType, BuildError> {
+    Ok(match (op, dtype) {
+        ("Mean", d) if d.is_float() => d,
+        ("Mean", DType::Bool) => return Err(layer.dtype_error("input", dtype, "a number type")),
+        ("Mean", _) => DType::F32,
+        // As Keras' JAX backend: sums of small integers and bools count in int32.
+        ("Sum" | "Prod", DType::Bool | DType::I8 | DType::I16) => DType::I32,
+        ("Sum" | "Prod", DType::U8) => {
+            return Err(layer.dtype_error("input", dtype, "float, int32, int64, int8, int16, bool"))
+        }
+        ("Max" | "Min", DType::Bool) => {
+            return Err(layer.dtype_error("input", dtype, "a number type"))
+        }
+        (_, d) => d,
+    })
+}
+
+fn clip_bounds(layer: &Layer) -> Result<(f64, f64), BuildError> {
+    let cfg = Config::of(layer)?;
+    let bound = |key: &str| {
+        cfg.get(key)
+            .and_then(|v| v.as_f64())
+            .ok_or_else(|| layer.error(format!("clip needs a number {key:?}")))
+    };
+    Ok((bound("x_min")?, bound("x_max")?))
+}
+
+/// A constant operand's values as a weight of `dtype`.
+fn converted(w: &Tensor, dtype: DType) -> Tensor {
+    if w.dtype == dtype {
+        return w.clone();
+    }
+    Tensor::from_f64_values(dtype, w.shape.clone(), &w.to_f64_vec())
+}
+
+/// Operand `o` as a value of type `to`.
+fn value(
+    layer: &Layer,
+    g: &mut GraphBuilder,
+    inputs: &[ValueRef<'_>],
+    o: &Operand,
+    to: DType,
+) -> Result<String, BuildError> {
+    let hint = format!("{}/operand", layer.name);
+    match o.kind {
+        Kind::Tensor => Ok(cast_to(g, layer, inputs[o.index].name, o.info.dtype, to)),
+        Kind::Array => {
+            let t = converted(&layer.weights[o.index], to);
+            Ok(g.initializer_owned(&hint, t))
+        }
+        Kind::Float | Kind::Int => {
+            let v = layer.weights[o.index]
+                .to_f64_vec()
+                .first()
+                .copied()
+                .unwrap_or(0.0);
+            Ok(g.scalar(&hint, to, v))
+        }
+    }
+}
+
+fn values(
+    layer: &Layer,
+    g: &mut GraphBuilder,
+    inputs: &[ValueRef<'_>],
+    ops: &[Operand],
+    to: DType,
+) -> Result<Vec<String>, BuildError> {
+    ops.iter().map(|o| value(layer, g, inputs, o, to)).collect()
+}
+
+fn input_infos(layer: &Layer, inputs: &[ValueRef<'_>]) -> Result<Vec<Operand>, BuildError> {
+    let infos: Vec<TensorInfo> = inputs.iter().map(|v| v.info.clone()).collect();
+    operands(layer, &infos)
+}
+
+impl LayerConverter for KerasOperation {
+    fn masking(&self, _layer: &Layer) -> Masking {
+        Masking::Drops
+    }
+
+    fn infer(&self, layer: &Layer, inputs: &[TensorInfo]) -> Result<TensorInfo, BuildError> {
+        let ops = operands(layer, inputs)?;
+        infer_output(layer, &ops)
+    }
+
+    fn emit(
+        &self,
+        layer: &Layer,
+        inputs: &[ValueRef<'_>],
+        output: ValueRef<'_>,
+        g: &mut GraphBuilder,
+    ) -> Result<String, BuildError> {
+        let ops = input_infos(layer, inputs)?;
+        let out = infer_output(layer, &ops)?;
+        let op = op_name(layer)?;
+        let cfg = Config::of(layer)?;
+        let name = layer.name.as_str();
+        let y = output.name;
+        let x = &ops[0];
+        if let Some(onnx) = same_type_unary(op) {
+            let v = value(layer, g, inputs, x, out.dtype)?;
+            let args: Vec<&str> = if op == "Square" {
+                vec![&v, &v]
+            } else {
+                vec![&v]
+            };
+            g.node_into(onnx, &args, y, vec![]);
+        } else if let Some(act) = activation(layer, op)? {
+            let v = value(layer, g, inputs, x, out.dtype)?;
+            act.emit(g, &v, &out, name, y);
+        } else if let Some(onnx) = float_unary(op) {
+            let v = value(layer, g, inputs, x, out.dtype)?;
+            match op {
+                "Rsqrt" => {
+                    let root = g.node("Sqrt", &[&v], &format!("{name}/sqrt"), vec![]);
+                    g.node_into("Reciprocal", &[&root], y, vec![]);
+                }
+                "Log1p" => {
+                    let one = g.scalar(&format!("{name}/one"), out.dtype, 1.0);
+                    let sum = g.node("Add", &[&v, &one], &format!("{name}/plus_one"), vec![]);
+                    g.node_into("Log", &[&sum], y, vec![]);
+                }
+                "Expm1" => {
+                    let one = g.scalar(&format!("{name}/one"), out.dtype, 1.0);
+                    let e = g.node("Exp", &[&v], &format!("{name}/exp"), vec![]);
+                    g.node_into("Sub", &[&e, &one], y, vec![]);
+                }
+                _ => g.node_into(onnx, &[&v], y, vec![]),
+            }
+        } else if let Some(onnx) = arithmetic(op) {
+            let v = values(layer, g, inputs, &ops, out.dtype)?;
+            g.node_into(onnx, &[&v[0], &v[1]], y, vec![]);
+        } else if matches!(op, "TrueDivide" | "Divide") {
+            let v = values(layer, g, inputs, &ops, out.dtype)?;
+            g.node_into("Div", &[&v[0], &v[1]], y, vec![]);
+        } else if let Some(onnx) = comparison(op) {
+            let v = values(layer, g, inputs, &ops, promote(&ops))?;
+            if op == "NotEqual" {
+                let eq = g.node("Equal", &[&v[0], &v[1]], &format!("{name}/equal"), vec![]);
+                g.node_into("Not", &[&eq], y, vec![]);
+            } else {
+                g.node_into(onnx, &[&v[0], &v[1]], y, vec![]);
+            }
+        } else if let Some(onnx) = logical(op) {
+            let v = values(layer, g, inputs, &ops, DType::Bool)?;
+            g.node_into(onnx, &[&v[0], &v[1]], y, vec![]);
+        } else {
+            self.emit_structural(layer, op, &cfg, &ops, &out, inputs, y, g)?;
+        }
+        Ok(y.to_string())
+    }
+}
+
+impl KerasOperation {
+    #[allow(clippy::too_many_arguments)]
+    fn emit_structural(
+        &self,
+        layer: &Layer,
+        op: &str,
+        cfg: &Config<'_>,
+        ops: &[Operand],
+        out: &TensorInfo,
+        inputs: &[ValueRef<'_>],
+        y: &str,
+        g: &mut GraphBuilder,
+    ) -> Result<(), BuildError> {
+        let name = layer.name.as_str();
+        let x = &ops[0];
+        match op {
+            "LogicalNot" => {
+                let v = value(layer, g, inputs, x, DType::Bool)?;
+                g.node_into("Not", &[&v], y, vec![]);
+            }
+            "Cast" => {
+                let v = value(layer, g, inputs, x, x.info.dtype)?;
+                if out.dtype == x.info.dtype {
+                    g.node_into("Identity", &[&v], y, vec![]);
+                } else {
+                    g.node_into(
+                        "Cast",
+                        &[&v],
+                        y,
+                        vec![attr_int("to", out.dtype.onnx() as i64)],
+                    );
+                }
+            }
+            "ExpandDims" => {
+                let v = value(layer, g, inputs, x, x.info.dtype)?;
+                let axes: Vec<i64> = expanded_axes(layer, x.info.rank())?
+                    .iter()
+                    .map(|&a| a as i64)
+                    .collect();
+                let axes = g.int64s(&format!("{name}/axes"), &axes);
+                g.node_into("Unsqueeze", &[&v, &axes], y, vec![]);
+            }
+            "Squeeze" => {
+                let v = value(layer, g, inputs, x, x.info.dtype)?;
+                let axes: Vec<i64> = squeeze_axes(layer, &x.info)?
+                    .iter()
+                    .map(|&a| a as i64)
+                    .collect();
+                let axes = g.int64s(&format!("{name}/axes"), &axes);
+                g.node_into("Squeeze", &[&v, &axes], y, vec![]);
+            }
+            "Reshape" => {
+                let v = value(layer, g, inputs, x, x.info.dtype)?;
+                let (target, _) = reshaped(layer, &x.info)?;
+                let shape = g.int64s(&format!("{name}/shape"), &target);
+                g.node_into("Reshape", &[&v, &shape], y, vec![]);
+            }
+            "Transpose" => {
+                let v = value(layer, g, inputs, x, x.info.dtype)?;
+                let perm: Vec<i64> = transpose_perm(layer, x.info.rank())?
+                    .iter()
+                    .map(|&a| a as i64)
+                    .collect();
+                g.node_into("Transpose", &[&v], y, vec![attr_ints("perm", &perm)]);
+            }
+            "Concatenate" => {
+                let v = values(layer, g, inputs, ops, out.dtype)?;
+                let axis = checked_axis(layer, cfg.i64_or("axis", 0)?, out.rank())? as i64;
+                let refs: Vec<&str> = v.iter().map(String::as_str).collect();
+                g.node_into("Concat", &refs, y, vec![attr_int("axis", axis)]);
+            }
+            "Stack" => {
+                let v = values(layer, g, inputs, ops, out.dtype)?;
+                let axis = checked_axis(layer, cfg.i64_or("axis", 0)?, out.rank())? as i64;
+                let axes = g.int64s(&format!("{name}/axes"), &[axis]);
+                let parts: Vec<String> = v
+                    .iter()
+                    .map(|p| g.node("Unsqueeze", &[p, &axes], &format!("{name}/part"), vec![]))
+                    .collect();
+                let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+                g.node_into("Concat", &refs, y, vec![attr_int("axis", axis)]);
+            }
+            "Sum" | "Mean" | "Max" | "Min" | "Prod" => {
+                let v = value(layer, g, inputs, x, out.dtype)?;
+                let reduce = match op {
+                    "Sum" => "ReduceSum",
+                    "Mean" => "ReduceMean",
+                    "Max" => "ReduceMax",
+                    "Min" => "ReduceMin",
+                    _ => "ReduceProd",
+                };
+                let axes: Vec<i64> = axes(layer, "axis", x.info.rank())?
+                    .iter()
+                    .map(|&a| a as i64)
+                    .collect();
+                let keepdims = i64::from(cfg.bool_or("keepdims", false)?);
+                let axes = g.int64s(&format!("{name}/axes"), &axes);
+                g.node_into(
+                    reduce,
+                    &[&v, &axes],
+                    y,
+                    vec![attr_int("keepdims", keepdims)],
+                );
+            }
+            "Matmul" => {
+                let v = values(layer, g, inputs, ops, out.dtype)?;
+                g.node_into("MatMul", &[&v[0], &v[1]], y, vec![]);
+            }
+            "Clip" => {
+                let v = value(layer, g, inputs, x, out.dtype)?;
+                let (lo, hi) = clip_bounds(layer)?;
+                let lo = g.scalar(&format!("{name}/min"), out.dtype, lo);
+                let hi = g.scalar(&format!("{name}/max"), out.dtype, hi);
+                g.node_into("Clip", &[&v, &lo, &hi], y, vec![]);
+            }
+            "Where" => {
+                let c = value(layer, g, inputs, x, DType::Bool)?;
+                let a = value(layer, g, inputs, &ops[1], out.dtype)?;
+                let b = value(layer, g, inputs, &ops[2], out.dtype)?;
+                g.node_into("Where", &[&c, &a, &b], y, vec![]);
+            }
+            "Take" => {
+                let data = value(layer, g, inputs, x, out.dtype)?;
+                let idx = value(layer, g, inputs, &ops[1], ops[1].info.dtype)?;
+                let axis = checked_axis(layer, cfg.i64_or("axis", 0)?, x.info.rank())? as i64;
+                g.node_into("Gather", &[&data, &idx], y, vec![attr_int("axis", axis)]);
+            }
+            "Argmax" | "Argmin" => {
+                let v = value(layer, g, inputs, x, x.info.dtype)?;
+                let axis = checked_axis(layer, cfg.i64_or("axis", -1)?, x.info.rank())? as i64;
+                let keepdims = i64::from(cfg.bool_or("keepdims", false)?);
+                let onnx = if op == "Argmax" { "ArgMax" } else { "ArgMin" };
+                let idx = g.node(
+                    onnx,
+                    &[&v],
+                    &format!("{name}/index"),
+                    vec![attr_int("axis", axis), attr_int("keepdims", keepdims)],
+                );
+                g.node_into(
+                    "Cast",
+                    &[&idx],
+                    y,
+                    vec![attr_int("to", DType::I32.onnx() as i64)],
+                );
+            }
+            other => {
+                return Err(layer.error(format!("keras.ops operation {other:?} is not supported")))
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn layer(config: serde_json::Value, weights: Vec<Tensor>) -> Layer {
+        Layer {
+            name: "op".into(),
+            class_name: "KerasOperation".into(),
+            config,
+            inbound: vec![],
+            weights,
+        }
+    }
+
+    fn number(v: f64) -> Tensor {
+        Tensor::from_f64(vec![], &[v])
+    }
+
+    fn info(dtype: DType, shape: &[Dim]) -> TensorInfo {
+        TensorInfo::new(dtype, shape.to_vec())
+    }
+
+    fn infer(
+        op: serde_json::Value,
+        weights: Vec<Tensor>,
+        inputs: &[TensorInfo],
+    ) -> Result<TensorInfo, BuildError> {
+        KerasOperation.infer(&layer(op, weights), inputs)
+    }
+
+    #[test]
+    fn types_promote_as_keras_does() {
+        let ints = info(DType::I32, &[None, Some(3)]);
+        let floats = info(DType::F16, &[None, Some(3)]);
+        let add = |operands: serde_json::Value, weights, inputs: &[TensorInfo]| {
+            infer(json!({"op": "Add", "operands": operands}), weights, inputs)
+                .unwrap()
+                .dtype
+        };
+        // A Python integer takes the tensor's type, a Python float makes integers float32.
+        assert_eq!(
+            add(
+                json!(["tensor", "int"]),
+                vec![number(1.0)],
+                std::slice::from_ref(&ints)
+            ),
+            DType::I32
+        );
+        assert_eq!(
+            add(
+                json!(["tensor", "float"]),
+                vec![number(0.5)],
+                std::slice::from_ref(&ints)
+            ),
+            DType::F32
+        );
+        assert_eq!(
+            add(
+                json!(["float", "tensor"]),
+                vec![number(0.5)],
+                std::slice::from_ref(&floats)
+            ),
+            DType::F16
+        );
+        // Tensors join along bool < integers < floats.
+        assert_eq!(
+            add(json!(["tensor", "tensor"]), vec![], &[ints.clone(), floats]),
+            DType::F16
+        );
+        let bools = info(DType::Bool, &[None, Some(3)]);
+        assert_eq!(
+            add(json!(["tensor", "int"]), vec![number(1.0)], &[bools]),
+            DType::I32
+        );
+        let divide = infer(
+            json!({"op": "TrueDivide", "operands": ["tensor", "int"]}),
+            vec![number(2.0)],
+            &[ints],
+        );
+        assert_eq!(divide.unwrap().dtype, DType::F32);
+    }
+
+    #[test]
+    fn shapes_broadcast_and_reduce() {
+        let x = info(DType::F32, &[None, Some(3), Some(4)]);
+        let row = info(DType::F32, &[Some(4)]);
+        let sum = infer(
+            json!({"op": "Add", "operands": ["tensor", "tensor"]}),
+            vec![],
+            &[x.clone(), row],
+        );
+        assert_eq!(sum.unwrap().shape, vec![None, Some(3), Some(4)]);
+        let mean = infer(
+            json!({"op": "Mean", "operands": ["tensor"], "axis": [1, -1], "keepdims": true}),
+            vec![],
+            std::slice::from_ref(&x),
+        );
+        assert_eq!(mean.unwrap().shape, vec![None, Some(1), Some(1)]);
+        let flat = infer(
+            json!({"op": "Reshape", "operands": ["tensor"], "newshape": [-1, 12]}),
+            vec![],
+            std::slice::from_ref(&x),
+        );
+        assert_eq!(flat.unwrap().shape, vec![None, Some(12)]);
+        let gram = infer(
+            json!({"op": "Matmul", "operands": ["tensor", "array"]}),
+            vec![Tensor::from_f32(vec![4, 2], &[0.0; 8])],
+            &[x],
+        );
+        assert_eq!(gram.unwrap().shape, vec![None, Some(3), Some(2)]);
+    }
+
+    #[test]
+    fn malformed_calls_are_refused_with_the_reason() {
+        let x = info(DType::F32, &[None, Some(3)]);
+        let message = |op, weights, inputs: &[TensorInfo]| {
+            infer(op, weights, inputs).unwrap_err().to_string()
+        };
+        assert!(
+            message(json!({"op": "Add"}), vec![], std::slice::from_ref(&x))
+                .contains("\"operands\"")
+        );
+        assert!(message(
+            json!({"op": "Add", "operands": ["tensor", "float"]}),
+            vec![],
+            std::slice::from_ref(&x)
+        )
+        .contains("more constant operands"));
+        assert!(message(
+            json!({"op": "OneHot", "operands": ["tensor"]}),
+            vec![],
+            std::slice::from_ref(&x)
+        )
+        .contains("\"OneHot\" is not supported"));
+        assert!(message(
+            json!({"op": "Squeeze", "operands": ["tensor"]}),
+            vec![],
+            std::slice::from_ref(&x)
+        )
+        .contains("dynamic dimensions"));
+        assert!(message(
+            json!({"op": "Take", "operands": ["tensor", "tensor"]}),
+            vec![],
+            &[x.clone(), info(DType::I64, &[Some(2)])]
+        )
+        .contains("axis=None"));
+        assert!(message(
+            json!({"op": "Matmul", "operands": ["tensor", "tensor"]}),
+            vec![],
+            &[x.clone(), info(DType::F32, &[Some(4), Some(2)])]
+        )
+        .contains("inner sizes 3 and 4 differ"));
+        assert!(message(
+            json!({"op": "Less", "operands": ["tensor", "tensor"]}),
+            vec![],
+            &[info(DType::Bool, &[Some(2)]), info(DType::Bool, &[Some(2)])]
+        )
+        .contains("a number type"));
+    }
+}
