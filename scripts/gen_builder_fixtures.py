@@ -1567,6 +1567,11 @@ def case_keras_operation():
     c.output("out_biggest", "biggest", x.argmax(axis=-1), dtype=np.int32)
     c.layer("soft", "KerasOperation", {"op": "Gelu", "operands": ["tensor"]}, ["x"])
     c.output("out_soft", "soft", 0.5 * x64 * (1 + np.tanh(np.sqrt(2 / np.pi) * (x64 + 0.044715 * x64 ** 3))))
+    every, last = {"slice": [None, None, None]}, {"index": -1}
+    c.layer("last_step", "KerasOperation", {"op": "GetItem", "operands": ["tensor"], "key": [every, last, {"slice": [1, 3, None]}]}, ["x"])
+    c.output("out_last_step", "last_step", x64[:, -1, 1:3])
+    c.layer("reversed", "KerasOperation", {"op": "GetItem", "operands": ["tensor"], "key": [every, None, {"slice": [None, None, -1]}, {"index": 0}]}, ["x"])
+    c.output("out_reversed", "reversed", x64[:, None, ::-1, 0])
     return c
 
 

@@ -1186,6 +1186,22 @@ def keras_ops_math(rng):
     return keras.Model([x, y, n], outs, name="keras_ops_math"), inputs
 
 
+def keras_ops_indexing(rng):
+    """Indexing and slicing of tensors in a functional graph (`GetItem`): the first and
+    last steps (as a transformer pools its class token), ranges with steps, reversal,
+    ellipsis and new axes, over static and dynamic steps."""
+    ids_in = keras.Input((None,), dtype="int32", name="input_ids")
+    x = keras.Input((6, 4), name="x")
+    e = layers.Embedding(10, 4, name="embedding")(ids_in)
+    first = layers.Dense(3, name="head")(e[:, 0])
+    outs = [
+        first, e[:, -1], e[:, 1:], e[:, ::-1, 1:3], e[..., -2], e[:, None, 0],
+        x[:, 0], x[:, -1, :], x[:, 1:4, ::2], x[..., 0], x[:, None, 2], x[:, -2:],
+        x[:, :, 1:-1], x[:, ::-2], x[:, 4:1:-1, 3], x[:, 10:], x[None, :, 2:5],
+    ]
+    return keras.Model([ids_in, x], outs, name="keras_ops_indexing"), [ids(rng, 10, 5), floats(rng, 6, 4)]
+
+
 def main():
     keras.utils.set_random_seed(SEED)
     rng = np.random.default_rng(SEED)
@@ -1251,6 +1267,7 @@ def main():
         ("tabular_encoding", tabular_encoding, {}),
         ("keras_ops_text", keras_ops_text, {}),
         ("keras_ops_math", keras_ops_math, {}),
+        ("keras_ops_indexing", keras_ops_indexing, {}),
     ]
     for name, build, how in fixtures:
         model, inputs = build(rng)

@@ -58,6 +58,9 @@ pub struct Node {
     /// The masks an attention call was given as `query_mask`, `value_mask` and `key_mask`,
     /// which Keras 3 releases up to 3.7 record (`None`: recorded as none).
     pub attention_masks: Vec<(String, Option<TensorRef>)>,
+    /// The call's positional arguments as a Keras 3 file writes them (`Null` elsewhere), for
+    /// the calls whose structure the flattened `args` lose: a `GetItem` key of slices.
+    pub raw_args: Value,
 }
 
 /// The call keywords in which Keras records an attention layer's input masks.
@@ -325,6 +328,7 @@ fn parse_sequential(config: &Map<String, Value>, depth: usize) -> Result<ModelCo
             kwargs: Map::new(),
             mask: CallMask::Implicit,
             attention_masks: Vec::new(),
+            raw_args: Value::Null,
         }];
     }
     let first = TensorRef {
@@ -441,12 +445,14 @@ fn parse_node(value: &Value, what: &str) -> Result<Node> {
     let mut plain_kwargs = Map::new();
     let mut mask = CallMask::Implicit;
     let mut attention_masks = Vec::new();
+    let mut raw_args = Value::Null;
     match value {
         // Keras 3: {"args": [...], "kwargs": {...}}
         Value::Object(obj) => {
             mask = CallMask::Absent;
             if let Some(a) = obj.get("args") {
                 collect_args(a, &mut args, what, 0)?;
+                raw_args = a.clone();
             }
             if let Some(Value::Object(kwargs)) = obj.get("kwargs") {
                 for (key, v) in kwargs {
@@ -535,6 +541,7 @@ fn parse_node(value: &Value, what: &str) -> Result<Node> {
         kwargs: plain_kwargs,
         mask,
         attention_masks,
+        raw_args,
     })
 }
 

@@ -879,6 +879,20 @@ fn keras_operation(
             ),
         });
     }
+    if layer.class_name == "GetItem" {
+        return Ok(Layer {
+            name: name.to_string(),
+            class_name: "KerasOperation".to_string(),
+            config: json!({
+                "name": layer.name,
+                "op": "GetItem",
+                "operands": ["tensor"],
+                "key": index_key(layer, node)?,
+            }),
+            inbound,
+            weights: vec![],
+        });
+    }
     let mut operands = Vec::with_capacity(node.args.len());
     let mut weights = Vec::new();
     for arg in &node.args {
@@ -911,6 +925,56 @@ fn keras_operation(
         inbound,
         weights,
     })
+}
+
+/// A `GetItem` call's key (`x[:, 1:4, ::2]`, `x[..., 0]`, `x[:, None]`) in the form the
+/// builder takes: per entry `{"slice": [start, stop, step]}` (nulls for defaults),
+/// `{"index": i}`, `"..."` or `null` (a new axis).
+fn index_key(layer: &LayerConfig, node: &Node) -> Result<serde_json::Value> {
+    use serde_json::Value;
+    let refuse = |why: &str| {
+        ImportError::config(format!(
+            "keras.ops operation {:?} (GetItem): {why}",
+            layer.name
+        ))
+    };
+    let key = match node.raw_args.as_array().map(Vec::as_slice) {
+        Some([_, key]) => key,
+        _ => return Err(refuse("expected a tensor and a key")),
+    };
+    let entries = match key {
+        Value::Array(items) => items.as_slice(),
+        one => std::slice::from_ref(one),
+    };
+    entries
+        .iter()
+        .map(|entry| match entry {
+            Value::Null => Ok(Value::Null),
+            Value::Number(n) => n
+                .as_i64()
+                .map(|i| json!({ "index": i }))
+                .ok_or_else(|| refuse(&format!("index {n} is not an integer"))),
+            Value::Object(obj) => match obj.get("class_name").and_then(Value::as_str) {
+                Some("__ellipsis__") => Ok(json!("...")),
+                Some("__slice__") => {
+                    let config = obj.get("config");
+                    let part = |k: &str| {
+                        let v = config.and_then(|c| c.get(k)).unwrap_or(&Value::Null);
+                        match v {
+                            Value::Null => Ok(Value::Null),
+                            Value::Number(n) if n.is_i64() => Ok(v.clone()),
+                            _ => Err(refuse(&format!("slice {k} {v} is not an integer"))),
+                        }
+                    };
+                    Ok(json!({ "slice": [part("start")?, part("stop")?, part("step")?] }))
+                }
+                Some("__keras_tensor__") => Err(refuse("indexing with a tensor is not supported")),
+                _ => Err(refuse(&format!("unsupported index {entry}"))),
+            },
+            other => Err(refuse(&format!("unsupported index {other}"))),
+        })
+        .collect::<Result<Vec<_>>>()
+        .map(Value::Array)
 }
 
 fn constant_tensor(arg: &Arg, negate: bool) -> Result<Tensor> {

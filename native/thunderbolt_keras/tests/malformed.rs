@@ -267,6 +267,21 @@ fn keras_operations_outside_the_supported_set_are_named() {
 
     let mut parts = base();
     let pooling = parts.layer_mut("pooling");
+    pooling["class_name"] = json!("GetItem");
+    pooling["module"] = json!("keras.src.ops.numpy");
+    pooling["config"] = json!({"name": "pooling"});
+    let tensor = pooling["inbound_nodes"][0]["args"][0].clone();
+    pooling["inbound_nodes"][0]["args"] = json!([tensor.clone(), [tensor]]);
+    assert_contains(
+        &error_of(parts.to_keras()),
+        &[
+            "\"pooling\" (GetItem)",
+            "indexing with a tensor is not supported",
+        ],
+    );
+
+    let mut parts = base();
+    let pooling = parts.layer_mut("pooling");
     pooling["class_name"] = json!("Mean");
     pooling["module"] = json!("keras.src.ops.numpy");
     pooling["config"] = json!({"name": "pooling", "axis": 7, "keepdims": false});

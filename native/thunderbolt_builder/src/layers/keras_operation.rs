@@ -35,7 +35,7 @@ pub const OPERATIONS: &[&str] = &[
     "Divide", "Power", "Maximum", "Minimum", "Equal", "NotEqual", "Less", "LessEqual",
     "Greater", "GreaterEqual", "LogicalAnd", "LogicalOr", "LogicalXor", "Cast",
     "ExpandDims", "Squeeze", "Reshape", "Transpose", "Concatenate", "Stack", "Sum", "Mean",
-    "Max", "Min", "Prod", "Matmul", "Clip", "Where", "Take", "Argmax", "Argmin",
+    "Max", "Min", "Prod", "Matmul", "Clip", "Where", "Take", "Argmax", "Argmin", "GetItem",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -680,11 +680,138 @@ fn infer_output(layer: &Layer, ops: &[Operand]) -> Result<TensorInfo, BuildError
             let shape = reduced_shape(&x.info.shape, &[axis], cfg.bool_or("keepdims", false)?);
             Ok(TensorInfo::new(DType::I32, shape))
         }
+        "GetItem" => {
+            expect_operands(layer, ops, 1)?;
+            let plan = index_plan(layer, &x.info)?;
+            Ok(TensorInfo::new(x.info.dtype, plan.shape))
+        }
         other => Err(layer.error(format!(
             "keras.ops operation {other:?} is not supported; supported: {}",
             OPERATIONS.join(", ")
         ))),
     }
+}
+
+/// What a `GetItem` key does: one `Slice` over `slices` (axis, start, end, step), then a
+/// `Squeeze` of the `dropped` axes (integer indices) and an `Unsqueeze` of the `added` ones
+/// (`None`), giving `shape`.
+struct IndexPlan {
+    slices: Vec<(i64, i64, i64, i64)>,
+    dropped: Vec<i64>,
+    added: Vec<i64>,
+    shape: Vec<Dim>,
+}
+
+/// The length of `start:stop:step` over `n` cells, as Python's `slice.indices` counts.
+fn slice_len(n: usize, start: Option<i64>, stop: Option<i64>, step: i64) -> usize {
+    let n = n as i64;
+    let (lower, upper) = if step > 0 { (0, n) } else { (-1, n - 1) };
+    let clamp = |v: Option<i64>, default: i64| match v {
+        None => default,
+        Some(v) if v < 0 => (v + n).max(lower),
+        Some(v) => v.min(upper),
+    };
+    let (start, stop) = if step > 0 {
+        (clamp(start, lower), clamp(stop, upper))
+    } else {
+        (clamp(start, upper), clamp(stop, lower))
+    };
+    let span = if step > 0 { stop - start } else { start - stop };
+    if span > 0 {
+        ((span - 1) / step.abs() + 1) as usize
+    } else {
+        0
+    }
+}
+
+fn index_plan(layer: &Layer, x: &TensorInfo) -> Result<IndexPlan, BuildError> {
+    let key = Config::of(layer)?
+        .get("key")
+        .and_then(|v| v.as_array())
+        .ok_or_else(|| layer.error("GetItem needs a \"key\" list"))?;
+    let int = |v: &serde_json::Value| v.as_i64();
+    let consuming = key.iter().filter(|e| e.is_object()).count();
+    let ellipses = key.iter().filter(|e| e.as_str() == Some("...")).count();
+    if ellipses > 1 || consuming > x.rank() {
+        return Err(layer.error(format!(
+            "key {} does not fit an input of shape {}",
+            serde_json::Value::Array(key.clone()),
+            format_shape(&x.shape)
+        )));
+    }
+    let mut plan = IndexPlan {
+        slices: vec![],
+        dropped: vec![],
+        added: vec![],
+        shape: vec![],
+    };
+    let mut axis = 0usize;
+    let full = |plan: &mut IndexPlan, axis: usize| plan.shape.push(x.shape[axis]);
+    for entry in key {
+        match entry {
+            serde_json::Value::Null => {
+                plan.added.push(plan.shape.len() as i64);
+                plan.shape.push(Some(1));
+            }
+            serde_json::Value::String(s) if s == "..." => {
+                for _ in 0..x.rank() - consuming {
+                    full(&mut plan, axis);
+                    axis += 1;
+                }
+            }
+            serde_json::Value::Object(obj) if obj.contains_key("index") => {
+                let i = obj
+                    .get("index")
+                    .and_then(int)
+                    .ok_or_else(|| layer.error("index must be an integer"))?;
+                if let Some(n) = x.shape[axis] {
+                    if i >= n as i64 || i < -(n as i64) {
+                        return Err(layer.error(format!(
+                            "index {i} is out of range for axis {axis} of size {n}"
+                        )));
+                    }
+                }
+                let end = if i == -1 { i64::MAX } else { i + 1 };
+                plan.slices.push((axis as i64, i, end, 1));
+                plan.dropped.push(axis as i64);
+                axis += 1;
+            }
+            serde_json::Value::Object(obj) if obj.contains_key("slice") => {
+                let parts = obj
+                    .get("slice")
+                    .and_then(|v| v.as_array())
+                    .filter(|p| p.len() == 3);
+                let parts = parts.ok_or_else(|| layer.error("a slice is [start, stop, step]"))?;
+                let (start, stop) = (int(&parts[0]), int(&parts[1]));
+                let step = int(&parts[2]).unwrap_or(1);
+                if step == 0 {
+                    return Err(layer.error("slice step cannot be zero"));
+                }
+                if start.is_some() || stop.is_some() || step != 1 {
+                    let (from, to) = if step > 0 {
+                        (0, i64::MAX)
+                    } else {
+                        (i64::MAX, i64::MIN)
+                    };
+                    plan.slices.push((
+                        axis as i64,
+                        start.unwrap_or(from),
+                        stop.unwrap_or(to),
+                        step,
+                    ));
+                }
+                plan.shape
+                    .push(x.shape[axis].map(|n| slice_len(n, start, stop, step)));
+                axis += 1;
+            }
+            other => return Err(layer.error(format!("unsupported key entry {other}"))),
+        }
+    }
+    while axis < x.rank() {
+        full(&mut plan, axis);
+        axis += 1;
+    }
+    Ok(plan)
 }
 
 /// `expand_dims`' axes (required), counted in the output's rank, sorted.
@@ -1015,6 +1142,45 @@ impl KerasOperation {
                     vec![attr_int("to", DType::I32.onnx() as i64)],
                 );
             }
+            "GetItem" => {
+                let v = value(layer, g, inputs, x, x.info.dtype)?;
+                let plan = index_plan(layer, &x.info)?;
+                let mut current = v;
+                if !plan.slices.is_empty() {
+                    let column = |f: fn(&(i64, i64, i64, i64)) -> i64| -> Vec<i64> {
+                        plan.slices.iter().map(f).collect()
+                    };
+                    let starts = g.int64s(&format!("{name}/starts"), &column(|s| s.1));
+                    let ends = g.int64s(&format!("{name}/ends"), &column(|s| s.2));
+                    let axes = g.int64s(&format!("{name}/axes"), &column(|s| s.0));
+                    let steps = g.int64s(&format!("{name}/steps"), &column(|s| s.3));
+                    current = g.node(
+                        "Slice",
+                        &[&current, &starts, &ends, &axes, &steps],
+                        &format!("{name}/slice"),
+                        vec![],
+                    );
+                }
+                if !plan.dropped.is_empty() {
+                    let axes = g.int64s(&format!("{name}/dropped"), &plan.dropped);
+                    current = g.node(
+                        "Squeeze",
+                        &[&current, &axes],
+                        &format!("{name}/squeeze"),
+                        vec![],
+                    );
+                }
+                if !plan.added.is_empty() {
+                    let axes = g.int64s(&format!("{name}/added"), &plan.added);
+                    current = g.node(
+                        "Unsqueeze",
+                        &[&current, &axes],
+                        &format!("{name}/unsqueeze"),
+                        vec![],
+                    );
+                }
+                g.node_into("Identity", &[&current], y, vec![]);
+            }
             other => {
                 return Err(layer.error(format!("keras.ops operation {other:?} is not supported")))
             }
@@ -1134,6 +1300,50 @@ mod tests {
             &[x],
         );
         assert_eq!(gram.unwrap().shape, vec![None, Some(3), Some(2)]);
+    }
+
+    #[test]
+    fn slices_count_cells_as_python_does() {
+        // len(range(10)[start:stop:step]) in Python.
+        let cases = [
+            (None, None, 1, 10),
+            (Some(1), None, 1, 9),
+            (Some(-2), None, 1, 2),
+            (None, None, -1, 10),
+            (None, None, -3, 4),
+            (Some(8), Some(2), -2, 3),
+            (Some(20), None, 1, 0),
+            (Some(-20), Some(3), 1, 3),
+            (Some(3), Some(3), 1, 0),
+            (None, Some(-20), -1, 10),
+        ];
+        for (start, stop, step, expected) in cases {
+            assert_eq!(
+                slice_len(10, start, stop, step),
+                expected,
+                "{start:?}:{stop:?}:{step}"
+            );
+        }
+    }
+
+    #[test]
+    fn indexing_plans_one_slice_then_squeeze_and_unsqueeze() {
+        let x = info(DType::F32, &[None, Some(6), Some(4)]);
+        let key =
+            json!([{"slice": [null, null, null]}, {"index": -1}, null, {"slice": [1, null, 2]}]);
+        let get = layer(
+            json!({"op": "GetItem", "operands": ["tensor"], "key": key}),
+            vec![],
+        );
+        let plan = index_plan(&get, &x).unwrap();
+        assert_eq!(plan.slices, vec![(1, -1, i64::MAX, 1), (2, 1, i64::MAX, 2)]);
+        assert_eq!((plan.dropped, plan.added), (vec![1], vec![1]));
+        assert_eq!(plan.shape, vec![None, Some(1), Some(2)]);
+        let out_of_range = json!({"op": "GetItem", "operands": ["tensor"], "key": [{"slice": [null, null, null]}, {"index": 6}]});
+        let err = infer(out_of_range, vec![], std::slice::from_ref(&x)).unwrap_err();
+        assert!(err
+            .to_string()
+            .contains("index 6 is out of range for axis 1 of size 6"));
     }
 
     #[test]
