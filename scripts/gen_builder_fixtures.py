@@ -1572,6 +1572,12 @@ def case_keras_operation():
     c.output("out_last_step", "last_step", x64[:, -1, 1:3])
     c.layer("reversed", "KerasOperation", {"op": "GetItem", "operands": ["tensor"], "key": [every, None, {"slice": [None, None, -1]}, {"index": 0}]}, ["x"])
     c.output("out_reversed", "reversed", x64[:, None, ::-1, 0])
+    c.layer("l2", "KerasOperation", {"op": "Norm", "operands": ["tensor"], "ord": None, "axis": -1, "keepdims": True}, ["x"])
+    c.output("out_l2", "l2", np.linalg.norm(x64, axis=-1, keepdims=True))
+    c.layer("l1", "KerasOperation", {"op": "Norm", "operands": ["tensor"], "ord": 1, "axis": 1, "keepdims": False}, ["x"])
+    c.output("out_l1", "l1", np.linalg.norm(x64, ord=1, axis=1))
+    c.layer("fro", "KerasOperation", {"op": "Norm", "operands": ["tensor"], "ord": "fro", "axis": [1, 2], "keepdims": False}, ["x"])
+    c.output("out_fro", "fro", np.linalg.norm(x64, ord="fro", axis=(1, 2)))
     return c
 
 

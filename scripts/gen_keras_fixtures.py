@@ -1202,6 +1202,27 @@ def keras_ops_indexing(rng):
     return keras.Model([ids_in, x], outs, name="keras_ops_indexing"), [ids(rng, 10, 5), floats(rng, 6, 4)]
 
 
+def keras_ops_more(rng):
+    """More keras.ops calls: one_hot (ids out of range included), any and all, cumsum,
+    tile, the activations leaky_relu, hard_sigmoid, hard_silu and log_sigmoid, and a
+    softmax over two axes. (Keras 3.12's JAX backend cannot run a loaded model that calls
+    ops.norm, "unhashable type: 'list'" for its axis, so the builder fixture
+    keras_operation checks norms against NumPy instead.)"""
+    x = keras.Input((3, 4), name="x")
+    n = keras.Input((3,), dtype="int32", name="n")
+    outs = [
+        ops.one_hot(n, 5), ops.one_hot(n, 4, axis=1),
+        ops.any(x > 1.0, axis=-1), ops.all(x > -1.5, axis=1, keepdims=True),
+        ops.cumsum(x, axis=1), ops.cumsum(n, axis=-1), ops.tile(x, (1, 2, 1)), ops.tile(n, 2),
+        ops.leaky_relu(x, negative_slope=0.1), ops.hard_sigmoid(x * 3.0), ops.hard_silu(x * 3.0),
+        ops.log_sigmoid(x), ops.softmax(x, axis=(1, 2)),
+    ]
+    ids_ = rng.integers(0, 5, (BATCH, 3)).astype("int32")
+    ids_[0, 0] = 7
+    ids_[1, 2] = -1
+    return keras.Model([x, n], outs, name="keras_ops_more"), [floats(rng, 3, 4), ids_]
+
+
 def main():
     keras.utils.set_random_seed(SEED)
     rng = np.random.default_rng(SEED)
@@ -1268,6 +1289,7 @@ def main():
         ("keras_ops_text", keras_ops_text, {}),
         ("keras_ops_math", keras_ops_math, {}),
         ("keras_ops_indexing", keras_ops_indexing, {}),
+        ("keras_ops_more", keras_ops_more, {}),
     ]
     for name, build, how in fixtures:
         model, inputs = build(rng)

@@ -257,12 +257,12 @@ fn unsupported_layer_names_layer_class_and_registration() {
 fn keras_operations_outside_the_supported_set_are_named() {
     let mut parts = base();
     let pooling = parts.layer_mut("pooling");
-    pooling["class_name"] = json!("OneHot");
-    pooling["module"] = json!("keras.src.ops.nn");
-    pooling["config"] = json!({"name": "pooling", "num_classes": 4});
+    pooling["class_name"] = json!("Einsum");
+    pooling["module"] = json!("keras.src.ops.numpy");
+    pooling["config"] = json!({"name": "pooling", "subscripts": "bij->bj"});
     assert_contains(
         &error_of(parts.to_keras()),
-        &["layer \"pooling\"", "keras.ops.OneHot", "Matmul", "Take"],
+        &["layer \"pooling\"", "keras.ops.Einsum", "Matmul", "Take"],
     );
 
     let mut parts = base();

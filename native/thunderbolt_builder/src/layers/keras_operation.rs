@@ -36,6 +36,8 @@ pub const OPERATIONS: &[&str] = &[
     "Greater", "GreaterEqual", "LogicalAnd", "LogicalOr", "LogicalXor", "Cast",
     "ExpandDims", "Squeeze", "Reshape", "Transpose", "Concatenate", "Stack", "Sum", "Mean",
     "Max", "Min", "Prod", "Matmul", "Clip", "Where", "Take", "Argmax", "Argmin", "GetItem",
+    "LeakyRelu", "HardSigmoid", "HardSilu", "LogSigmoid", "Norm", "OneHot", "Any", "All",
+    "Cumsum", "Tile",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -231,6 +233,12 @@ fn activation(layer: &Layer, op: &str) -> Result<Option<Activation>, BuildError>
         "Gelu" => Activation::Gelu {
             approximate: cfg.bool_or("approximate", true)?,
         },
+        "LeakyRelu" => Activation::LeakyRelu {
+            negative_slope: cfg.f64_or("negative_slope", 0.2)?,
+        },
+        "HardSigmoid" => Activation::HardSigmoid { slope: 1.0 / 6.0 },
+        "HardSilu" => Activation::HardSilu,
+        "Softmax" if cfg.get("axis").is_some_and(|a| a.is_array()) => return Ok(None),
         "Softmax" => Activation::Softmax {
             axis: one_axis(layer)?,
         },
@@ -279,6 +287,7 @@ fn float_unary(op: &str) -> Option<&'static str> {
         "Round" => "Round",
         "Log1p" => "Log",
         "Expm1" => "Exp",
+        "LogSigmoid" => "Softplus",
         _ => return None,
     })
 }
@@ -685,6 +694,85 @@ fn infer_output(layer: &Layer, ops: &[Operand]) -> Result<TensorInfo, BuildError
             let plan = index_plan(layer, &x.info)?;
             Ok(TensorInfo::new(x.info.dtype, plan.shape))
         }
+        "Softmax" => {
+            // Over several axes (one axis is the activation above).
+            expect_operands(layer, ops, 1)?;
+            axes(layer, "axis", x.info.rank())?;
+            Ok(TensorInfo::new(
+                float_output(layer, x.info.dtype)?,
+                x.info.shape.clone(),
+            ))
+        }
+        "Norm" => {
+            expect_operands(layer, ops, 1)?;
+            let (axes, _) = norm_kind(layer, x.info.rank())?;
+            let shape = reduced_shape(&x.info.shape, &axes, cfg.bool_or("keepdims", false)?);
+            Ok(TensorInfo::new(float_output(layer, x.info.dtype)?, shape))
+        }
+        "OneHot" => {
+            expect_operands(layer, ops, 1)?;
+            if !x.info.dtype.is_integer() {
+                return Err(layer.dtype_error("input", x.info.dtype, "an integer type"));
+            }
+            if cfg.bool_or("sparse", false)? {
+                return Err(layer.error("sparse one_hot is not supported"));
+            }
+            let classes = cfg
+                .opt_usize("num_classes")?
+                .filter(|&n| n > 0)
+                .ok_or_else(|| layer.error("one_hot needs a positive num_classes"))?;
+            super::generated_len(layer, &[classes])?;
+            let axis = checked_axis(layer, cfg.i64_or("axis", -1)?, x.info.rank() + 1)?;
+            let mut shape = x.info.shape.clone();
+            shape.insert(axis, Some(classes));
+            let dtype = match cfg.get("dtype").and_then(|d| d.as_str()) {
+                None => DType::F32,
+                Some(name) => DType::from_name(name)
+                    .map_err(|_| layer.error(format!("one_hot dtype {name:?} is not supported")))?,
+            };
+            Ok(TensorInfo::new(dtype, shape))
+        }
+        "Any" | "All" => {
+            expect_operands(layer, ops, 1)?;
+            let axes = axes(layer, "axis", x.info.rank())?;
+            let shape = reduced_shape(&x.info.shape, &axes, cfg.bool_or("keepdims", false)?);
+            Ok(TensorInfo::new(DType::Bool, shape))
+        }
+        "Cumsum" => {
+            expect_operands(layer, ops, 1)?;
+            if cfg.get("dtype").is_some() {
+                return Err(layer.error("cumsum with a dtype is not supported"));
+            }
+            let axis = match cfg.get("axis") {
+                Some(v) => v
+                    .as_i64()
+                    .ok_or_else(|| layer.error("axis must be an integer"))?,
+                None => return Err(layer.error("cumsum with axis=None is not supported")),
+            };
+            checked_axis(layer, axis, x.info.rank())?;
+            let dtype = reduction_type(layer, "Sum", x.info.dtype)?;
+            if !matches!(dtype, DType::F32 | DType::F64 | DType::I32 | DType::I64) {
+                return Err(layer.dtype_error("input", dtype, "float32, float64, int32, int64"));
+            }
+            Ok(TensorInfo::new(dtype, x.info.shape.clone()))
+        }
+        "Tile" => {
+            expect_operands(layer, ops, 1)?;
+            let repeats = tile_repeats(layer, x.info.rank())?;
+            if repeats.len() > x.info.rank() {
+                return Err(
+                    layer.error("tile repeats longer than the input's rank are not supported")
+                );
+            }
+            let shape = x
+                .info
+                .shape
+                .iter()
+                .zip(&repeats)
+                .map(|(d, &r)| d.map(|d| d * r as usize))
+                .collect();
+            Ok(TensorInfo::new(x.info.dtype, shape))
+        }
         other => Err(layer.error(format!(
             "keras.ops operation {other:?} is not supported; supported: {}",
             OPERATIONS.join(", ")
@@ -812,6 +900,53 @@ fn index_plan(layer: &Layer, x: &TensorInfo) -> Result<IndexPlan, BuildError> {
         axis += 1;
     }
     Ok(plan)
+}
+
+/// The axes and ONNX reduction of `ops.norm`: the 2-norm (`ord` none or 2) or 1-norm of
+/// vectors over one axis, the Frobenius norm (`ord` none or "fro") of matrices over two.
+fn norm_kind(layer: &Layer, rank: usize) -> Result<(Vec<usize>, &'static str), BuildError> {
+    let cfg = Config::of(layer)?;
+    let axes = match cfg.get("axis") {
+        None => (0..rank).collect(),
+        Some(_) => axes(layer, "axis", rank)?,
+    };
+    let ord = cfg.get("ord");
+    let reduce = match (
+        axes.len(),
+        ord.and_then(|o| o.as_f64()),
+        ord.and_then(|o| o.as_str()),
+    ) {
+        (1, None, None) | (1, Some(2.0), _) => "ReduceL2",
+        (1, Some(1.0), _) => "ReduceL1",
+        (2, None, None) | (2, _, Some("fro")) => "ReduceL2",
+        _ => {
+            return Err(layer.error(format!(
+                "norm with ord {} over {} axes is not supported (only the 1- and 2-norms of \
+                 vectors and the Frobenius norm of matrices)",
+                ord.map_or("null".to_string(), |o| o.to_string()),
+                axes.len()
+            )))
+        }
+    };
+    Ok((axes, reduce))
+}
+
+/// `ops.tile`'s repeats, padded with ones in front to the input's rank (NumPy's rule for
+/// fewer repeats than axes).
+fn tile_repeats(layer: &Layer, rank: usize) -> Result<Vec<i64>, BuildError> {
+    let cfg = Config::of(layer)?;
+    let repeats = match cfg.get("repeats") {
+        Some(v) if v.is_i64() => vec![v.as_i64().unwrap_or(1)],
+        _ => cfg
+            .opt_i64_list("repeats")?
+            .ok_or_else(|| layer.error("tile needs repeats"))?,
+    };
+    if repeats.iter().any(|&r| r < 0) {
+        return Err(layer.error("tile repeats must not be negative"));
+    }
+    let mut padded = vec![1; rank.saturating_sub(repeats.len())];
+    padded.extend(repeats);
+    Ok(padded)
 }
 
 /// `expand_dims`' axes (required), counted in the output's rank, sorted.
@@ -965,6 +1100,11 @@ impl LayerConverter for KerasOperation {
                     let one = g.scalar(&format!("{name}/one"), out.dtype, 1.0);
                     let sum = g.node("Add", &[&v, &one], &format!("{name}/plus_one"), vec![]);
                     g.node_into("Log", &[&sum], y, vec![]);
+                }
+                "LogSigmoid" => {
+                    let negated = g.node("Neg", &[&v], &format!("{name}/negated"), vec![]);
+                    let soft = g.node("Softplus", &[&negated], &format!("{name}/softplus"), vec![]);
+                    g.node_into("Neg", &[&soft], y, vec![]);
                 }
                 "Expm1" => {
                     let one = g.scalar(&format!("{name}/one"), out.dtype, 1.0);
@@ -1141,6 +1281,110 @@ impl KerasOperation {
                     y,
                     vec![attr_int("to", DType::I32.onnx() as i64)],
                 );
+            }
+            "Softmax" => {
+                let v = value(layer, g, inputs, x, out.dtype)?;
+                let axes: Vec<i64> = axes(layer, "axis", x.info.rank())?
+                    .iter()
+                    .map(|&a| a as i64)
+                    .collect();
+                let axes = g.int64s(&format!("{name}/axes"), &axes);
+                let total = g.node(
+                    "ReduceLogSumExp",
+                    &[&v, &axes],
+                    &format!("{name}/logsumexp"),
+                    vec![attr_int("keepdims", 1)],
+                );
+                let shifted = g.node("Sub", &[&v, &total], &format!("{name}/shifted"), vec![]);
+                g.node_into("Exp", &[&shifted], y, vec![]);
+            }
+            "Norm" => {
+                let v = value(layer, g, inputs, x, out.dtype)?;
+                let (axes, reduce) = norm_kind(layer, x.info.rank())?;
+                let axes: Vec<i64> = axes.iter().map(|&a| a as i64).collect();
+                let axes = g.int64s(&format!("{name}/axes"), &axes);
+                let keepdims = i64::from(cfg.bool_or("keepdims", false)?);
+                g.node_into(
+                    reduce,
+                    &[&v, &axes],
+                    y,
+                    vec![attr_int("keepdims", keepdims)],
+                );
+            }
+            "OneHot" => {
+                // As jax.nn.one_hot: an id outside 0..num_classes (negative ones too) is all
+                // zeros, where ONNX's OneHot would count negative ids from the end.
+                let axis = checked_axis(layer, cfg.i64_or("axis", -1)?, out.rank())?;
+                let classes = out.shape[axis].unwrap_or(0);
+                let axis = axis as i64;
+                let ids = value(layer, g, inputs, x, DType::I64)?;
+                let where_axis = g.int64s(&format!("{name}/axis"), &[axis]);
+                let ids = g.node(
+                    "Unsqueeze",
+                    &[&ids, &where_axis],
+                    &format!("{name}/ids"),
+                    vec![],
+                );
+                let mut range_shape = vec![1usize; out.rank()];
+                range_shape[axis as usize] = classes;
+                let range: Vec<i64> = (0..classes as i64).collect();
+                let range = g.initializer_owned(
+                    &format!("{name}/classes"),
+                    Tensor::from_i64(range_shape, &range),
+                );
+                let hot = g.node("Equal", &[&ids, &range], &format!("{name}/hot"), vec![]);
+                g.node_into(
+                    "Cast",
+                    &[&hot],
+                    y,
+                    vec![attr_int("to", out.dtype.onnx() as i64)],
+                );
+            }
+            "Any" | "All" => {
+                let v = value(layer, g, inputs, x, DType::Bool)?;
+                let as_int = g.node(
+                    "Cast",
+                    &[&v],
+                    &format!("{name}/as_int"),
+                    vec![attr_int("to", DType::I32.onnx() as i64)],
+                );
+                let axes: Vec<i64> = axes(layer, "axis", x.info.rank())?
+                    .iter()
+                    .map(|&a| a as i64)
+                    .collect();
+                let axes = g.int64s(&format!("{name}/axes"), &axes);
+                let keepdims = i64::from(cfg.bool_or("keepdims", false)?);
+                let reduce = if op == "Any" {
+                    "ReduceMax"
+                } else {
+                    "ReduceMin"
+                };
+                let r = g.node(
+                    reduce,
+                    &[&as_int, &axes],
+                    &format!("{name}/reduced"),
+                    vec![attr_int("keepdims", keepdims)],
+                );
+                g.node_into(
+                    "Cast",
+                    &[&r],
+                    y,
+                    vec![attr_int("to", DType::Bool.onnx() as i64)],
+                );
+            }
+            "Cumsum" => {
+                let v = value(layer, g, inputs, x, out.dtype)?;
+                let axis = checked_axis(layer, cfg.i64_or("axis", 0)?, x.info.rank())? as i64;
+                let axis = g.scalar(&format!("{name}/axis"), DType::I64, axis as f64);
+                g.node_into("CumSum", &[&v, &axis], y, vec![]);
+            }
+            "Tile" => {
+                let v = value(layer, g, inputs, x, x.info.dtype)?;
+                let repeats = g.int64s(
+                    &format!("{name}/repeats"),
+                    &tile_repeats(layer, x.info.rank())?,
+                );
+                g.node_into("Tile", &[&v, &repeats], y, vec![]);
             }
             "GetItem" => {
                 let v = value(layer, g, inputs, x, x.info.dtype)?;
@@ -1363,11 +1607,11 @@ mod tests {
         )
         .contains("more constant operands"));
         assert!(message(
-            json!({"op": "OneHot", "operands": ["tensor"]}),
+            json!({"op": "Einsum", "operands": ["tensor"]}),
             vec![],
             std::slice::from_ref(&x)
         )
-        .contains("\"OneHot\" is not supported"));
+        .contains("\"Einsum\" is not supported"));
         assert!(message(
             json!({"op": "Squeeze", "operands": ["tensor"]}),
             vec![],
