@@ -1223,6 +1223,28 @@ def keras_ops_more(rng):
     return keras.Model([x, n], outs, name="keras_ops_more"), [floats(rng, 3, 4), ids_]
 
 
+def mixed_precision(rng):
+    """A model trained under Keras' mixed_float16 policy (float32 weights, float16
+    compute): a text classifier with attention, a Conv1D, LayerNormalization,
+    BatchNormalization and a float32 head, plus a float16 output. The import computes in
+    float32, so it is compared within a float16 tolerance."""
+    keras.mixed_precision.set_dtype_policy("mixed_float16")
+    try:
+        ids_in = keras.Input((6,), dtype="int32", name="input_ids")
+        e = layers.Embedding(30, 8, name="embedding")(ids_in)
+        a = layers.MultiHeadAttention(2, 4, name="attention")(e, e)
+        h = layers.LayerNormalization(name="norm")(e + a)
+        h = layers.Conv1D(8, 3, padding="same", activation="relu", name="conv")(h)
+        pooled = layers.GlobalAveragePooling1D(name="pool")(h)
+        hidden = layers.BatchNormalization(name="batch_norm")(layers.Dense(8, activation="gelu", name="hidden")(pooled))
+        probs = layers.Dense(4, activation="softmax", dtype="float32", name="probs")(hidden)
+        half = layers.Dense(3, name="half")(hidden)
+        model = keras.Model(ids_in, [probs, half], name="mixed_precision")
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+    return model, [ids(rng, 30, 6)]
+
+
 def main():
     keras.utils.set_random_seed(SEED)
     rng = np.random.default_rng(SEED)
@@ -1290,6 +1312,7 @@ def main():
         ("keras_ops_math", keras_ops_math, {}),
         ("keras_ops_indexing", keras_ops_indexing, {}),
         ("keras_ops_more", keras_ops_more, {}),
+        ("mixed_precision", mixed_precision, {"options": {"tolerance": "5e-3"}}),
     ]
     for name, build, how in fixtures:
         model, inputs = build(rng)

@@ -47,6 +47,15 @@ impl Fixture {
         }
         options
     }
+
+    /// The relative and absolute tolerance of the comparison with Keras: 1e-5, or the
+    /// fixture's `tolerance` option (a mixed-precision model, which Keras computes in
+    /// float16 and the import in float32).
+    pub fn tolerance(&self) -> f64 {
+        self.options
+            .get("tolerance")
+            .map_or(RTOL, |t| t.parse().expect("a numeric tolerance"))
+    }
 }
 
 /// Every fixture: Keras 3's, then Keras 2's.
@@ -111,6 +120,11 @@ fn load_manifest(dir: &Path) -> Vec<Fixture> {
 /// description of the first mismatch.
 pub fn mismatch(got: &Tensor, expected: &Tensor) -> Option<String> {
     thunderbolt_testkit::mismatch(got, expected, RTOL, ATOL)
+}
+
+/// [`mismatch`] within `tolerance`, relative and absolute.
+pub fn mismatch_within(got: &Tensor, expected: &Tensor, tolerance: f64) -> Option<String> {
+    thunderbolt_testkit::mismatch(got, expected, tolerance, tolerance)
 }
 
 /// `../shared/models/<name>`, or `None` with a message saying the test is skipped.
