@@ -374,11 +374,11 @@ fn reshaped(layer: &Layer, x: &TensorInfo) -> Result<(Vec<i64>, Vec<Dim>), Build
         .shape
         .iter()
         .try_fold(1usize, |n, d| d.and_then(|d| n.checked_mul(d)));
-    let known: usize = target
+    let known = target
         .iter()
         .filter(|&&d| d > 0)
-        .map(|&d| d as usize)
-        .product();
+        .try_fold(1usize, |n, &d| n.checked_mul(d as usize))
+        .ok_or_else(|| layer.error(format!("newshape {target:?} is too large")))?;
     let shape = target
         .iter()
         .map(|&d| match d {
@@ -769,8 +769,12 @@ fn infer_output(layer: &Layer, ops: &[Operand]) -> Result<TensorInfo, BuildError
                 .shape
                 .iter()
                 .zip(&repeats)
-                .map(|(d, &r)| d.map(|d| d * r as usize))
-                .collect();
+                .map(|(d, &r)| match d {
+                    Some(d) => d.checked_mul(r as usize).map(Some),
+                    None => Some(None),
+                })
+                .collect::<Option<Vec<Dim>>>()
+                .ok_or_else(|| layer.error("tile repeats make the output too large"))?;
             Ok(TensorInfo::new(x.info.dtype, shape))
         }
         other => Err(layer.error(format!(
@@ -806,7 +810,7 @@ fn slice_len(n: usize, start: Option<i64>, stop: Option<i64>, step: i64) -> usiz
     };
     let span = if step > 0 { stop - start } else { start - stop };
     if span > 0 {
-        ((span - 1) / step.abs() + 1) as usize
+        ((span - 1) as u64 / step.unsigned_abs() + 1) as usize
     } else {
         0
     }
@@ -859,7 +863,11 @@ fn index_plan(layer: &Layer, x: &TensorInfo) -> Result<IndexPlan, BuildError> {
                         )));
                     }
                 }
-                let end = if i == -1 { i64::MAX } else { i + 1 };
+                let end = if i == -1 {
+                    i64::MAX
+                } else {
+                    i.saturating_add(1)
+                };
                 plan.slices.push((axis as i64, i, end, 1));
                 plan.dropped.push(axis as i64);
                 axis += 1;
@@ -1588,6 +1596,26 @@ mod tests {
         assert!(err
             .to_string()
             .contains("index 6 is out of range for axis 1 of size 6"));
+    }
+
+    /// Sizes and steps at the ends of i64 (from a hostile file) give errors or valid
+    /// plans, never an overflow.
+    #[test]
+    fn extreme_sizes_do_not_overflow() {
+        let x = info(DType::F32, &[None, Some(6), Some(4)]);
+        let one = std::slice::from_ref(&x);
+        let huge = i64::MAX / 2;
+        let reshape = json!({"op": "Reshape", "operands": ["tensor"], "newshape": [huge, huge, 3]});
+        assert!(infer(reshape, vec![], one).is_err());
+        let tile = json!({"op": "Tile", "operands": ["tensor"], "repeats": [1, huge, huge]});
+        assert!(infer(tile, vec![], one).is_err());
+        let key = json!([{"index": i64::MAX}, {"slice": [i64::MIN, i64::MAX, i64::MIN]}]);
+        let get = json!({"op": "GetItem", "operands": ["tensor"], "key": key});
+        // range(6)[i64::MIN:i64::MAX:i64::MIN] is empty in Python too.
+        assert_eq!(
+            infer(get, vec![], one).unwrap().shape,
+            vec![Some(0), Some(4)]
+        );
     }
 
     #[test]
