@@ -381,6 +381,35 @@ def keras2_group_norm(rng):
     return keras.Model([x, v], outs, name="keras2_group_norm"), inputs
 
 
+def keras2_tf_calls(rng):
+    """More TensorFlow calls in a tf.keras 2 graph, as a TensorFlow text model writes
+    them: a padding mask from tf.math.not_equal and tf.cast, a masked mean by hand
+    (expand_dims, reduce_sum, maximum, truediv), tf.gather from a constant table, slicing,
+    reshape, transpose, concat, the activations and reductions under their tf names."""
+    ids_in = keras.Input((6,), dtype="int32", name="input_ids")
+    x = keras.Input((3, 4), name="x")
+    e = layers.Embedding(20, 4, name="embedding")(ids_in)
+    mask = tf.cast(tf.math.not_equal(ids_in, 0), tf.float32)
+    summed = tf.reduce_sum(e * tf.expand_dims(mask, -1), axis=1)
+    pooled = summed / tf.maximum(tf.reduce_sum(mask, axis=1, keepdims=True), 1.0)
+    outs = [
+        pooled, e[:, 0], e[:, -1, 1:3], tf.gather(x, [2, 0], axis=1),
+        tf.reshape(x, [-1, 12]), tf.transpose(x, [0, 2, 1]), tf.concat([x, -x], axis=-1),
+        tf.nn.softmax(x, axis=1), tf.nn.gelu(x), tf.nn.relu(x), tf.math.sigmoid(x),
+        tf.math.tanh(x), tf.math.sqrt(tf.abs(x)), tf.math.rsqrt(x * x + 1.0), tf.math.exp(x),
+        tf.math.log(tf.abs(x) + 0.5), tf.math.square(x), tf.nn.leaky_relu(x, alpha=0.1),
+        tf.reduce_mean(x, axis=[1, 2], keepdims=True), tf.reduce_max(x, axis=1),
+        tf.reduce_min(x, 2), tf.clip_by_value(x, -0.5, 0.5), tf.squeeze(tf.expand_dims(x, 1), 1),
+        tf.stack([x, x], axis=1), tf.math.minimum(x, 0.25), tf.math.pow(tf.abs(x), 1.5),
+        tf.cast(tf.math.greater(x, 0.0), tf.float32), tf.cast(ids_in + 3, tf.float32),
+        tf.cast(ids_in / 2, tf.float32),
+    ]
+    padded = rng.integers(1, 20, (BATCH, 6))
+    padded[0, 4:] = 0
+    inputs = [padded.astype("int32"), rng.normal(size=(BATCH, 3, 4)).astype("float32")]
+    return keras.Model([ids_in, x], outs, name="keras2_tf_calls"), inputs
+
+
 def main():
     tf.keras.utils.set_random_seed(SEED)
     rng = np.random.default_rng(SEED)
@@ -405,6 +434,7 @@ def main():
         ("keras2_transposed", keras2_transposed),
         ("keras2_dot", keras2_dot),
         ("keras2_group_norm", keras2_group_norm),
+        ("keras2_tf_calls", keras2_tf_calls),
     ]:
         model, inputs = build(rng)
         save_fixture(manifest, name, model, inputs, rng, zip_format=name.startswith("keras2_zip"))

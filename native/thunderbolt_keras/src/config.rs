@@ -406,7 +406,7 @@ fn parse_layer(value: &Value, depth: usize, functional: bool) -> Result<LayerCon
     } else if module.starts_with("keras.src.ops")
         || module.starts_with("keras.ops")
         // tf.keras 2's record of a TensorFlow call in a functional graph (`x + pe`).
-        || (class_name == "TFOpLambda" && module.is_empty())
+        || (matches!(class_name.as_str(), "TFOpLambda" | "SlicingOpLambda") && module.is_empty())
     {
         LayerKind::Operation
     } else {
@@ -598,10 +598,13 @@ fn collect_args(value: &Value, out: &mut Vec<Arg>, what: &str, depth: usize) -> 
 fn operand(value: &Value, what: &str) -> Result<Arg> {
     match value {
         _ if is_reference(value) => Ok(Arg::Tensor(parse_ref(value, what)?)),
-        Value::Number(n) => n
-            .as_f64()
-            .map(Arg::Scalar)
-            .ok_or_else(|| ImportError::config(format!("{what}: an operand is not a number"))),
+        Value::Number(n) => match n.as_i64() {
+            Some(v) if !n.is_f64() => Ok(Arg::Int(v)),
+            _ => n
+                .as_f64()
+                .map(Arg::Scalar)
+                .ok_or_else(|| ImportError::config(format!("{what}: an operand is not a number"))),
+        },
         Value::Array(_) => {
             let mut config = Map::new();
             config.insert("value".into(), value.clone());
@@ -681,7 +684,7 @@ fn dtype_name(value: &Value) -> Option<&str> {
 }
 
 /// A `__numpy__` / `__tensor__` constant: `{"value": nested lists, "dtype": "float32"}`.
-fn parse_constant(config: &Map<String, Value>, what: &str) -> Result<Tensor> {
+pub fn parse_constant(config: &Map<String, Value>, what: &str) -> Result<Tensor> {
     let dtype_name = config
         .get("dtype")
         .and_then(Value::as_str)

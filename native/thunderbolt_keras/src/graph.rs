@@ -771,14 +771,16 @@ impl<'a> Flattener<'a> {
         name: &str,
         inbound: Vec<String>,
     ) -> Result<Layer> {
-        if layer.class_name == "TFOpLambda" {
+        if matches!(layer.class_name.as_str(), "TFOpLambda" | "SlicingOpLambda") {
             self.tf_operation(layer, node, name, inbound)
         } else {
             keras_operation(layer, node, name, inbound)
         }
     }
 
-    /// A tf.keras 2 `TFOpLambda`: the additions, subtractions and multiplications it records.
+    /// A tf.keras 2 `TFOpLambda` (or `SlicingOpLambda`): additions and subtractions of a
+    /// constant and merges of two tensors as before, the other TensorFlow calls of
+    /// [`TF_OPERATIONS`] as the `KerasOperation` of the same meaning.
     fn tf_operation(
         &self,
         layer: &LayerConfig,
@@ -823,26 +825,13 @@ impl<'a> Flattener<'a> {
             ("Add", 2, []) => Ok(merge("Add")),
             ("Subtract", 2, []) => Ok(merge("Subtract")),
             ("Multiply", 2, []) => Ok(merge("Multiply")),
-            ("Add", 1, [constant]) => Ok(add_constant(constant_tensor(constant, false)?)),
-            ("Subtract", 1, [constant]) if first_is_tensor => {
-                Ok(add_constant(constant_tensor(constant, true)?))
+            // A table (a positional encoding); a Python number takes the tensor's type
+            // through KerasOperation instead.
+            ("Add", 1, [Arg::Constant(table)]) => Ok(add_constant(constant_tensor(table, false))),
+            ("Subtract", 1, [Arg::Constant(table)]) if first_is_tensor => {
+                Ok(add_constant(constant_tensor(table, true)))
             }
-            _ => Err(ImportError::UnsupportedLayer {
-                layer: layer.name.clone(),
-                class_name: match function {
-                    Some(function) if op == "TFOpLambda" => format!("tf.{function}"),
-                    _ => format!("keras.ops.{op}"),
-                },
-                registered_name: None,
-                hint: format!(
-                    "Of the TensorFlow calls a tf.keras 2 functional graph records, the \
-                     importer converts Add, Subtract and Multiply of two tensors and the \
-                     addition or subtraction of a constant (this call has {} tensor(s) and {} \
-                     constant(s)).",
-                    inbound.len(),
-                    constants.len()
-                ),
-            }),
+            _ => tf_keras_operation(layer, node, name, inbound, function.unwrap_or_default()),
         }
     }
 
@@ -858,6 +847,191 @@ impl<'a> Flattener<'a> {
 }
 
 /// A constant call argument as a tensor, negated for `x - constant`.
+/// The TensorFlow calls a tf.keras 2 graph records (`TFOpLambda`'s `function`) that the
+/// importer converts, each with the `keras.ops` operation of the same meaning.
+pub const TF_OPERATIONS: &[(&str, &str)] = &[
+    ("math.abs", "Absolute"),
+    ("math.negative", "Negative"),
+    ("math.sign", "Sign"),
+    ("math.square", "Square"),
+    ("math.exp", "Exp"),
+    ("math.log", "Log"),
+    ("math.sqrt", "Sqrt"),
+    ("math.rsqrt", "Rsqrt"),
+    ("math.reciprocal", "Reciprocal"),
+    ("math.sin", "Sin"),
+    ("math.cos", "Cos"),
+    ("math.erf", "Erf"),
+    ("math.floor", "Floor"),
+    ("math.ceil", "Ceil"),
+    ("math.round", "Round"),
+    ("math.tanh", "Tanh"),
+    ("math.sigmoid", "Sigmoid"),
+    ("nn.sigmoid", "Sigmoid"),
+    ("nn.relu", "Relu"),
+    ("nn.relu6", "Relu6"),
+    ("nn.gelu", "Gelu"),
+    ("nn.silu", "Silu"),
+    ("nn.swish", "Silu"),
+    ("math.softplus", "Softplus"),
+    ("nn.softplus", "Softplus"),
+    ("nn.elu", "Elu"),
+    ("nn.leaky_relu", "LeakyRelu"),
+    ("nn.softmax", "Softmax"),
+    ("math.softmax", "Softmax"),
+    ("nn.log_softmax", "LogSoftmax"),
+    ("math.multiply", "Multiply"),
+    ("__operators__.add", "Add"),
+    ("math.add", "Add"),
+    ("math.subtract", "Subtract"),
+    ("math.truediv", "TrueDivide"),
+    ("math.maximum", "Maximum"),
+    ("math.minimum", "Minimum"),
+    ("math.pow", "Power"),
+    ("math.equal", "Equal"),
+    ("math.not_equal", "NotEqual"),
+    ("math.less", "Less"),
+    ("math.less_equal", "LessEqual"),
+    ("math.greater", "Greater"),
+    ("math.greater_equal", "GreaterEqual"),
+    ("math.logical_and", "LogicalAnd"),
+    ("math.logical_or", "LogicalOr"),
+    ("math.logical_not", "LogicalNot"),
+    ("math.reduce_sum", "Sum"),
+    ("math.reduce_mean", "Mean"),
+    ("math.reduce_max", "Max"),
+    ("math.reduce_min", "Min"),
+    ("math.reduce_prod", "Prod"),
+    ("math.reduce_any", "Any"),
+    ("math.reduce_all", "All"),
+    ("cast", "Cast"),
+    ("reshape", "Reshape"),
+    ("expand_dims", "ExpandDims"),
+    ("compat.v1.squeeze", "Squeeze"),
+    ("squeeze", "Squeeze"),
+    ("compat.v1.transpose", "Transpose"),
+    ("transpose", "Transpose"),
+    ("concat", "Concatenate"),
+    ("stack", "Stack"),
+    ("compat.v1.gather", "Take"),
+    ("gather", "Take"),
+    ("clip_by_value", "Clip"),
+    ("__operators__.getitem", "GetItem"),
+];
+
+/// A tf.keras 2 TensorFlow call as a `KerasOperation`: TensorFlow's keyword names become
+/// `keras.ops`' (`shape` → `newshape`, `perm` → `axes`, `alpha` → `negative_slope`), and
+/// `tf.gather`'s indices and `tf.clip_by_value`'s bounds, kept with the call, its operands.
+fn tf_keras_operation(
+    layer: &LayerConfig,
+    node: &Node,
+    name: &str,
+    inbound: Vec<String>,
+    function: &str,
+) -> Result<Layer> {
+    let unsupported = || {
+        let names: Vec<String> = TF_OPERATIONS
+            .iter()
+            .map(|(f, _)| format!("tf.{f}"))
+            .collect();
+        ImportError::UnsupportedLayer {
+            layer: layer.name.clone(),
+            class_name: format!("tf.{function}"),
+            registered_name: None,
+            hint: format!(
+                "Of the TensorFlow calls a tf.keras 2 functional graph records, the importer \
+                 converts {}, with the keyword arguments keras.ops would take.",
+                names.join(", ")
+            ),
+        }
+    };
+    let op = TF_OPERATIONS
+        .iter()
+        .find(|(f, _)| *f == function)
+        .map(|(_, op)| *op)
+        .ok_or_else(unsupported)?;
+    let kwargs = &node.kwargs;
+    let mut config = serde_json::Map::new();
+    config.insert("name".into(), json!(layer.name));
+    config.insert("op".into(), json!(op));
+    let rename = |config: &mut serde_json::Map<String, serde_json::Value>, from: &str, to: &str| {
+        if let Some(v) = kwargs.get(from).filter(|v| !v.is_null()) {
+            config.insert(to.into(), v.clone());
+        }
+    };
+    for key in ["axis", "keepdims", "dtype"] {
+        rename(&mut config, key, key);
+    }
+    rename(&mut config, "shape", "newshape");
+    rename(&mut config, "perm", "axes");
+    rename(&mut config, "alpha", "negative_slope");
+    rename(&mut config, "clip_value_min", "x_min");
+    rename(&mut config, "clip_value_max", "x_max");
+    // TensorFlow's gelu is exact unless asked; keras.ops' is approximate by default.
+    if op == "Gelu" {
+        config.insert(
+            "approximate".into(),
+            json!(kwargs
+                .get("approximate")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false)),
+        );
+    }
+    let (mut operands, mut weights) = operands_of(node);
+    match op {
+        "Take" => {
+            if kwargs
+                .get("batch_dims")
+                .and_then(|v| v.as_i64())
+                .unwrap_or(0)
+                != 0
+            {
+                return Err(unsupported());
+            }
+            let indices = kwargs.get("indices").ok_or_else(unsupported)?;
+            let mut wrapped = serde_json::Map::new();
+            wrapped.insert("value".into(), indices.clone());
+            wrapped.insert("dtype".into(), json!("int64"));
+            weights.push(crate::config::parse_constant(&wrapped, &layer.name)?);
+            operands.push("array");
+            config.entry("axis").or_insert(json!(0));
+        }
+        "GetItem" => {
+            let spec = kwargs.get("slice_spec").ok_or_else(unsupported)?;
+            let entries = match spec {
+                serde_json::Value::Array(items) => items.clone(),
+                one => vec![one.clone()],
+            };
+            let key = entries
+                .iter()
+                .map(|e| match e {
+                    serde_json::Value::Null => Ok(serde_json::Value::Null),
+                    serde_json::Value::Number(n) if n.is_i64() => Ok(json!({ "index": n })),
+                    serde_json::Value::Object(o)
+                        if ["start", "stop", "step"].iter().all(|k| o.contains_key(*k)) =>
+                    {
+                        Ok(json!({ "slice": [o["start"], o["stop"], o["step"]] }))
+                    }
+                    _ => Err(ImportError::config(format!(
+                        "tf.keras operation {:?}: unsupported index {e}",
+                        layer.name
+                    ))),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            config.insert("key".into(), json!(key));
+        }
+        _ => {}
+    }
+    config.insert("operands".into(), json!(operands));
+    Ok(Layer {
+        name: name.to_string(),
+        class_name: "KerasOperation".to_string(),
+        config: serde_json::Value::Object(config),
+        inbound,
+        weights,
+    })
+}
+
 /// A Keras 3 `keras.ops` call as a `KerasOperation` builder layer: its tensors become the
 /// layer's inputs and its constants the layer's weights, in call order (see
 /// `thunderbolt_builder::layers::keras_operation`).
@@ -893,26 +1067,7 @@ fn keras_operation(
             weights: vec![],
         });
     }
-    let mut operands = Vec::with_capacity(node.args.len());
-    let mut weights = Vec::new();
-    for arg in &node.args {
-        let kind = match arg {
-            Arg::Tensor(_) => "tensor",
-            Arg::Constant(t) => {
-                weights.push(t.clone());
-                "array"
-            }
-            Arg::Scalar(v) => {
-                weights.push(Tensor::from_f64(vec![], &[*v]));
-                "float"
-            }
-            Arg::Int(v) => {
-                weights.push(Tensor::from_f64(vec![], &[*v as f64]));
-                "int"
-            }
-        };
-        operands.push(kind);
-    }
+    let (operands, weights) = operands_of(node);
     let mut config = layer.config.clone();
     if let serde_json::Value::Object(map) = &mut config {
         map.insert("op".into(), json!(layer.class_name));
@@ -977,18 +1132,39 @@ fn index_key(layer: &LayerConfig, node: &Node) -> Result<serde_json::Value> {
         .map(Value::Array)
 }
 
-fn constant_tensor(arg: &Arg, negate: bool) -> Result<Tensor> {
-    let sign = if negate { -1.0 } else { 1.0 };
-    match arg {
-        Arg::Scalar(v) => Ok(Tensor::from_f32(vec![], &[(sign * v) as f32])),
-        Arg::Constant(t) if !negate => Ok(t.clone()),
-        Arg::Constant(t) => {
-            let values: Vec<f64> = t.to_f64_vec().into_iter().map(|v| -v).collect();
-            Ok(Tensor::from_f64_values(t.dtype, t.shape.clone(), &values))
-        }
-        Arg::Int(v) => Ok(Tensor::from_f32(vec![], &[(sign * *v as f64) as f32])),
-        Arg::Tensor(_) => Err(ImportError::config("expected a constant argument")),
+/// A call's arguments as `KerasOperation` operands (`"tensor"`, `"array"`, `"float"`,
+/// `"int"`) and, in the same order, its constants as weights (numbers as 0-d float64).
+fn operands_of(node: &Node) -> (Vec<&'static str>, Vec<Tensor>) {
+    let mut weights = Vec::new();
+    let operands = node
+        .args
+        .iter()
+        .map(|arg| match arg {
+            Arg::Tensor(_) => "tensor",
+            Arg::Constant(t) => {
+                weights.push(t.clone());
+                "array"
+            }
+            Arg::Scalar(v) => {
+                weights.push(Tensor::from_f64(vec![], &[*v]));
+                "float"
+            }
+            Arg::Int(v) => {
+                weights.push(Tensor::from_f64(vec![], &[*v as f64]));
+                "int"
+            }
+        })
+        .collect();
+    (operands, weights)
+}
+
+/// A constant table, negated for a subtraction.
+fn constant_tensor(t: &Tensor, negate: bool) -> Tensor {
+    if !negate {
+        return t.clone();
     }
+    let values: Vec<f64> = t.to_f64_vec().into_iter().map(|v| -v).collect();
+    Tensor::from_f64_values(t.dtype, t.shape.clone(), &values)
 }
 
 /// The layer's config with the call arguments its converter reads added: Keras keeps

@@ -569,28 +569,43 @@ fn masks_nested_in_concatenates_are_followed_within_a_bound() {
 }
 
 #[test]
-fn keras2_tensorflow_calls_other_than_arithmetic_are_refused() {
-    // A tf.keras 2 functional graph: x -> tf.math.sqrt(x).
+fn keras2_tensorflow_calls_outside_the_converted_set_are_refused() {
+    // A tf.keras 2 functional graph: x -> tf.math.cumsum(x), then x -> tf.gather with
+    // batch_dims, which the conversion does not take.
+    let graph = |function: &str, kwargs: serde_json::Value| {
+        json!({"class_name": "Functional", "config": {
+            "name": "m",
+            "layers": [
+                {"class_name": "InputLayer", "name": "x", "inbound_nodes": [],
+                 "config": {"batch_input_shape": [null, 4], "dtype": "float32", "name": "x"}},
+                {"class_name": "TFOpLambda", "name": "call",
+                 "config": {"name": "call", "function": function, "dtype": "float32"},
+                 "inbound_nodes": [["x", 0, 0, kwargs]]}
+            ],
+            "input_layers": [["x", 0, 0]],
+            "output_layers": [["call", 0, 0]]
+        }})
+    };
     let mut parts = KerasParts::read(&keras2_fixture_dir().join("keras2_zip_sequential.keras"));
-    parts.config = json!({"class_name": "Functional", "config": {
-        "name": "m",
-        "layers": [
-            {"class_name": "InputLayer", "name": "x", "inbound_nodes": [],
-             "config": {"batch_input_shape": [null, 4], "dtype": "float32", "name": "x"}},
-            {"class_name": "TFOpLambda", "name": "tf.math.sqrt",
-             "config": {"name": "tf.math.sqrt", "function": "math.sqrt", "dtype": "float32"},
-             "inbound_nodes": [["x", 0, 0, {"name": null}]]}
-        ],
-        "input_layers": [["x", 0, 0]],
-        "output_layers": [["tf.math.sqrt", 0, 0]]
-    }});
+    parts.config = graph("math.cumsum", json!({"axis": 1}));
     assert_contains(
         &error_of(parts.to_keras()),
         &[
-            "tf.math.sqrt",
+            "tf.math.cumsum",
             "TensorFlow calls a tf.keras 2 functional graph records",
-            "1 tensor(s) and 0 constant(s)",
+            "tf.math.reduce_mean",
         ],
+    );
+    parts.config = graph(
+        "compat.v1.gather",
+        json!({"indices": [0], "axis": 1, "batch_dims": 1}),
+    );
+    assert_contains(&error_of(parts.to_keras()), &["tf.compat.v1.gather"]);
+    // One it converts, with an argument it checks: an axis beyond the input's rank.
+    parts.config = graph("math.reduce_mean", json!({"axis": 5}));
+    assert_contains(
+        &error_of(parts.to_keras()),
+        &["axis 5 is out of range for an input of rank 2"],
     );
 }
 

@@ -6,7 +6,9 @@
 //! entry per call argument in order: `"tensor"` (the layer's inputs, in order), `"array"`
 //! (a constant array, the layer's weights, in order), `"float"` or `"int"` (a Python
 //! number, held as a 0-d float64 weight); then the operation's own keys as Keras writes
-//! them (`axis`, `keepdims`, `dtype`, `newshape`, `axes`, `x_min`, `x_max`, ...).
+//! them (`axis`, `keepdims`, `dtype`, `newshape`, `axes`, `x_min`, `x_max`, ...). `GetItem`
+//! (`x[:, 0]`) takes its key as `key`, one entry per index: `{"slice": [start, stop, step]}`
+//! (nulls for the defaults), `{"index": i}`, `"..."` or `null` (a new axis).
 //!
 //! Types follow Keras 3's promotion: operands join along bool < integers < floats (the
 //! wider type wins); a Python float meeting integers gives float32, a Python number
@@ -526,10 +528,11 @@ fn infer_output(layer: &Layer, ops: &[Operand]) -> Result<TensorInfo, BuildError
         expect_operands(layer, ops, 2)?;
         let dtype = promote(ops);
         numeric(layer, "operand", dtype)?;
-        let dtype = if matches!(op, "TrueDivide" | "Divide") && !dtype.is_float() {
-            DType::F32
-        } else {
-            dtype
+        let dtype = match dtype {
+            d if d.is_float() || !matches!(op, "TrueDivide" | "Divide") => d,
+            // TensorFlow's truediv, in a tf.keras 2 file: wide integers divide in float64.
+            DType::I32 | DType::I64 if super::saved_by_keras_2(layer) => DType::F64,
+            _ => DType::F32,
         };
         return Ok(TensorInfo::new(dtype, broadcast_all(layer, ops)?));
     }
@@ -990,6 +993,10 @@ fn reduction_type(layer: &Layer, op: &str, dtype: DType) -> Result<DType, BuildE
     Ok(match (op, dtype) {
         ("Mean", d) if d.is_float() => d,
         ("Mean", DType::Bool) => return Err(layer.dtype_error("input", dtype, "a number type")),
+        // TensorFlow's reduce_mean of integers divides as integers; not converted.
+        ("Mean", _) if super::saved_by_keras_2(layer) => {
+            return Err(layer.dtype_error("input", dtype, "a float type (tf.keras 2)"))
+        }
         ("Mean", _) => DType::F32,
         // As Keras' JAX backend: sums of small integers and bools count in int32.
         ("Sum" | "Prod", DType::Bool | DType::I8 | DType::I16) => DType::I32,
