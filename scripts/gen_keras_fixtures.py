@@ -1245,6 +1245,36 @@ def mixed_precision(rng):
     return model, [ids(rng, 30, 6)]
 
 
+def keras_ops_extra(rng):
+    """The rest of the converted keras.ops calls: inverse and hyperbolic functions, log2
+    and log10, trunc, isnan/isinf/isfinite (NaN and infinity among the inputs), logsumexp,
+    var and std, ones_like/zeros_like/full_like, moveaxis and swapaxes, mod and
+    floor_divide with negative operands (NumPy's signs), pad, flip, normalize and repeat."""
+    x = keras.Input((3, 4), name="x")
+    n = keras.Input((3,), dtype="int32", name="n")
+    finite = ops.where(ops.isfinite(x), x, 0.0)
+    outs = [
+        ops.arctan(finite), ops.arcsin(ops.tanh(finite)), ops.arccos(ops.tanh(finite)),
+        ops.sinh(finite), ops.cosh(finite), ops.arctanh(ops.tanh(finite) * 0.9),
+        ops.arcsinh(finite), ops.arccosh(ops.abs(finite) + 1.0), ops.log2(ops.abs(finite) + 1.0),
+        ops.log10(ops.abs(finite) + 1.0), ops.trunc(finite * 3.0), ops.trunc(n),
+        ops.isnan(x), ops.isinf(x), ops.isfinite(x), ops.logsumexp(finite, axis=-1),
+        ops.var(finite, axis=1), ops.std(finite, axis=-1, keepdims=True), ops.ones_like(x),
+        ops.zeros_like(n), ops.full_like(x, 2.5), ops.moveaxis(finite, 1, 2),
+        ops.moveaxis(finite, [0, 1], [2, 0]), ops.swapaxes(finite, 1, 2), finite % 0.75,
+        finite % -0.75, n % 3, (n - 2) % -3, finite // 0.5, (n - 2) // 3, (n - 2) // -2,
+        ops.pad(finite, [[0, 0], [1, 2], [0, 1]]), ops.pad(n, [[0, 0], [2, 1]], constant_values=7),
+        ops.flip(finite, axis=1), ops.flip(finite, axis=[1, 2]), ops.normalize(finite, axis=-1),
+        ops.normalize(finite, axis=1, order=1), ops.repeat(finite, 2, axis=1),
+    ]
+    data = floats(rng, 3, 4)
+    data[0, 0, 0] = np.nan
+    data[1, 2, 3] = np.inf
+    data[2, 1, 1] = -np.inf
+    data[2, 0, 0] = 0.0
+    return keras.Model([x, n], outs, name="keras_ops_extra"), [data, rng.integers(-6, 7, (BATCH, 3)).astype("int32")]
+
+
 def main():
     keras.utils.set_random_seed(SEED)
     rng = np.random.default_rng(SEED)
@@ -1313,6 +1343,7 @@ def main():
         ("keras_ops_indexing", keras_ops_indexing, {}),
         ("keras_ops_more", keras_ops_more, {}),
         ("mixed_precision", mixed_precision, {"options": {"tolerance": "5e-3"}}),
+        ("keras_ops_extra", keras_ops_extra, {}),
     ]
     for name, build, how in fixtures:
         model, inputs = build(rng)

@@ -1072,6 +1072,12 @@ fn keras_operation(
     if let serde_json::Value::Object(map) = &mut config {
         map.insert("op".into(), json!(layer.class_name));
         map.insert("operands".into(), json!(operands));
+        // Arguments the call passed by keyword (`ops.pad(x, w, constant_values=7)`).
+        for (key, value) in &node.kwargs {
+            if !value.is_null() && !map.contains_key(key) {
+                map.insert(key.clone(), value.clone());
+            }
+        }
     }
     Ok(Layer {
         name: name.to_string(),

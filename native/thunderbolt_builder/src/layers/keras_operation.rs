@@ -39,7 +39,10 @@ pub const OPERATIONS: &[&str] = &[
     "ExpandDims", "Squeeze", "Reshape", "Transpose", "Concatenate", "Stack", "Sum", "Mean",
     "Max", "Min", "Prod", "Matmul", "Clip", "Where", "Take", "Argmax", "Argmin", "GetItem",
     "LeakyRelu", "HardSigmoid", "HardSilu", "LogSigmoid", "Norm", "OneHot", "Any", "All",
-    "Cumsum", "Tile",
+    "Cumsum", "Tile", "Arctan", "Arcsin", "Arccos", "Sinh", "Cosh", "Arctanh", "Arcsinh",
+    "Arccosh", "Log2", "Log10", "Trunc", "Isnan", "Isinf", "Isfinite", "Logsumexp", "OnesLike",
+    "ZerosLike", "FullLike", "Moveaxis", "Swapaxes", "Mod", "FloorDivide", "Var", "Std", "Pad",
+    "Flip", "Normalize", "Repeat",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -290,6 +293,16 @@ fn float_unary(op: &str) -> Option<&'static str> {
         "Log1p" => "Log",
         "Expm1" => "Exp",
         "LogSigmoid" => "Softplus",
+        "Arctan" => "Atan",
+        "Arcsin" => "Asin",
+        "Arccos" => "Acos",
+        "Sinh" => "Sinh",
+        "Cosh" => "Cosh",
+        "Arctanh" => "Atanh",
+        "Arcsinh" => "Asinh",
+        "Arccosh" => "Acosh",
+        "Log2" => "Log",
+        "Log10" => "Log",
         _ => return None,
     })
 }
@@ -524,7 +537,7 @@ fn infer_output(layer: &Layer, ops: &[Operand]) -> Result<TensorInfo, BuildError
             x.info.shape.clone(),
         ));
     }
-    if arithmetic(op).is_some() || matches!(op, "TrueDivide" | "Divide") {
+    if arithmetic(op).is_some() || matches!(op, "TrueDivide" | "Divide" | "Mod" | "FloorDivide") {
         expect_operands(layer, ops, 2)?;
         let dtype = promote(ops);
         numeric(layer, "operand", dtype)?;
@@ -696,6 +709,92 @@ fn infer_output(layer: &Layer, ops: &[Operand]) -> Result<TensorInfo, BuildError
             expect_operands(layer, ops, 1)?;
             let plan = index_plan(layer, &x.info)?;
             Ok(TensorInfo::new(x.info.dtype, plan.shape))
+        }
+        "Trunc" => {
+            expect_operands(layer, ops, 1)?;
+            numeric(layer, "input", x.info.dtype)?;
+            Ok(x.info.clone())
+        }
+        "Isnan" | "Isinf" | "Isfinite" => {
+            expect_operands(layer, ops, 1)?;
+            numeric(layer, "input", x.info.dtype)?;
+            Ok(TensorInfo::new(DType::Bool, x.info.shape.clone()))
+        }
+        "Logsumexp" | "Var" | "Std" => {
+            expect_operands(layer, ops, 1)?;
+            let axes = axes(layer, "axis", x.info.rank())?;
+            let shape = reduced_shape(&x.info.shape, &axes, cfg.bool_or("keepdims", false)?);
+            Ok(TensorInfo::new(float_output(layer, x.info.dtype)?, shape))
+        }
+        "OnesLike" | "ZerosLike" | "FullLike" => {
+            expect_operands(layer, ops, if op == "FullLike" { 2 } else { 1 })?;
+            if op == "FullLike" && !ops[1].is_weak() {
+                return Err(layer.error("full_like needs a number as its fill value"));
+            }
+            let dtype = match cfg.get("dtype").and_then(|d| d.as_str()) {
+                None => x.info.dtype,
+                Some(name) => DType::from_name(name)
+                    .map_err(|_| layer.error(format!("dtype {name:?} is not supported")))?,
+            };
+            Ok(TensorInfo::new(dtype, x.info.shape.clone()))
+        }
+        "Moveaxis" | "Swapaxes" => {
+            expect_operands(layer, ops, 1)?;
+            let perm = moved_axes(layer, op, x.info.rank())?;
+            Ok(TensorInfo::new(
+                x.info.dtype,
+                perm.iter().map(|&a| x.info.shape[a]).collect(),
+            ))
+        }
+        "Pad" => {
+            if !(ops.len() == 1 || (ops.len() == 2 && ops[1].is_weak())) {
+                return Err(layer.error("pad takes a tensor and at most a number to pad with"));
+            }
+            if cfg.str_or("mode", "constant")? != "constant" {
+                return Err(layer.error("only pad mode \"constant\" is supported"));
+            }
+            let pads = pad_widths(layer, x.info.rank())?;
+            let shape = x
+                .info
+                .shape
+                .iter()
+                .zip(&pads)
+                .map(|(d, &(before, after))| match d {
+                    Some(d) => d
+                        .checked_add(before)
+                        .and_then(|d| d.checked_add(after))
+                        .map(Some),
+                    None => Some(None),
+                })
+                .collect::<Option<Vec<Dim>>>()
+                .ok_or_else(|| layer.error("pad widths make the output too large"))?;
+            Ok(TensorInfo::new(x.info.dtype, shape))
+        }
+        "Flip" => {
+            expect_operands(layer, ops, 1)?;
+            axes(layer, "axis", x.info.rank())?;
+            Ok(x.info.clone())
+        }
+        "Normalize" => {
+            expect_operands(layer, ops, 1)?;
+            if !matches!(cfg.i64_or("order", 2)?, 1 | 2) {
+                return Err(layer.error("normalize of an order other than 1 or 2 is not supported"));
+            }
+            axes(layer, "axis", x.info.rank())?;
+            Ok(TensorInfo::new(
+                float_output(layer, x.info.dtype)?,
+                x.info.shape.clone(),
+            ))
+        }
+        "Repeat" => {
+            expect_operands(layer, ops, 1)?;
+            let (axis, repeats) = repeat_of(layer, &x.info)?;
+            let mut shape = x.info.shape.clone();
+            shape[axis] = shape[axis].and_then(|d| d.checked_mul(repeats));
+            if shape[axis].is_none() {
+                return Err(layer.error("repeat makes the axis too large"));
+            }
+            Ok(TensorInfo::new(x.info.dtype, shape))
         }
         "Softmax" => {
             // Over several axes (one axis is the activation above).
@@ -960,6 +1059,159 @@ fn tile_repeats(layer: &Layer, rank: usize) -> Result<Vec<i64>, BuildError> {
     Ok(padded)
 }
 
+/// NumPy's `mod` (the remainder takes the divisor's sign) or `floor_divide` of `a` and
+/// `b`, both of `dtype`, written to `y`, computed as JAX does: from C's remainder (ONNX
+/// `Mod` with `fmod`, the dividend's sign), the quotient `(a - r) / b` (exact, rounded for
+/// floats), both corrected where the remainder is nonzero and the signs differ.
+fn floor_mod(
+    g: &mut GraphBuilder,
+    name: &str,
+    a: &str,
+    b: &str,
+    dtype: DType,
+    modulo: bool,
+    y: &str,
+) {
+    let r = g.node(
+        "Mod",
+        &[a, b],
+        &format!("{name}/remainder"),
+        vec![attr_int("fmod", 1)],
+    );
+    let zero = g.scalar(&format!("{name}/zero"), dtype, 0.0);
+    let nonzero = g.node("Equal", &[&r, &zero], &format!("{name}/exact"), vec![]);
+    let nonzero = g.node("Not", &[&nonzero], &format!("{name}/inexact"), vec![]);
+    let r_negative = g.node(
+        "Less",
+        &[&r, &zero],
+        &format!("{name}/remainder_negative"),
+        vec![],
+    );
+    let b_negative = g.node(
+        "Less",
+        &[b, &zero],
+        &format!("{name}/divisor_negative"),
+        vec![],
+    );
+    let differ = g.node(
+        "Xor",
+        &[&r_negative, &b_negative],
+        &format!("{name}/signs_differ"),
+        vec![],
+    );
+    let fix = g.node(
+        "And",
+        &[&nonzero, &differ],
+        &format!("{name}/corrected"),
+        vec![],
+    );
+    if modulo {
+        let moved = g.node("Add", &[&r, b], &format!("{name}/moved"), vec![]);
+        g.node_into("Where", &[&fix, &moved, &r], y, vec![]);
+    } else {
+        let whole = g.node("Sub", &[a, &r], &format!("{name}/whole"), vec![]);
+        let mut q = g.node("Div", &[&whole, b], &format!("{name}/quotient"), vec![]);
+        if dtype.is_float() {
+            q = g.node("Round", &[&q], &format!("{name}/rounded"), vec![]);
+        }
+        let one = g.scalar(&format!("{name}/one"), dtype, 1.0);
+        let lower = g.node("Sub", &[&q, &one], &format!("{name}/lower"), vec![]);
+        g.node_into("Where", &[&fix, &lower, &q], y, vec![]);
+    }
+}
+
+/// The permutation `moveaxis` (`source`, `destination`: one axis or lists of one length)
+/// or `swapaxes` (`axis1`, `axis2`) makes, as NumPy's.
+fn moved_axes(layer: &Layer, op: &str, rank: usize) -> Result<Vec<usize>, BuildError> {
+    let cfg = Config::of(layer)?;
+    let list = |key: &str| -> Result<Vec<usize>, BuildError> {
+        cfg.axes_or(key, 0)?
+            .into_iter()
+            .map(|a| checked_axis(layer, a, rank))
+            .collect()
+    };
+    if op == "Swapaxes" {
+        let (a, b) = (list("axis1")?, list("axis2")?);
+        let (&[a], &[b]) = (a.as_slice(), b.as_slice()) else {
+            return Err(layer.error("swapaxes takes one axis1 and one axis2"));
+        };
+        let mut perm: Vec<usize> = (0..rank).collect();
+        perm.swap(a, b);
+        return Ok(perm);
+    }
+    let (source, destination) = (list("source")?, list("destination")?);
+    let mut unique = source.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    let mut targets = destination.clone();
+    targets.sort_unstable();
+    targets.dedup();
+    if source.len() != destination.len()
+        || unique.len() != source.len()
+        || targets.len() != destination.len()
+    {
+        return Err(layer.error("moveaxis needs as many distinct sources as destinations"));
+    }
+    let mut rest = (0..rank).filter(|a| !source.contains(a));
+    let mut perm = vec![usize::MAX; rank];
+    for (&s, &d) in source.iter().zip(&destination) {
+        perm[d] = s;
+    }
+    for slot in perm.iter_mut().filter(|p| **p == usize::MAX) {
+        *slot = rest.next().unwrap_or_default();
+    }
+    Ok(perm)
+}
+
+/// `pad`'s widths as (before, after) per axis: one pair per axis, one pair for every axis,
+/// or one number for every side.
+fn pad_widths(layer: &Layer, rank: usize) -> Result<Vec<(usize, usize)>, BuildError> {
+    let bad =
+        || layer.error("pad_width must be a number, a pair, or a pair per axis, none negative");
+    let value = Config::of(layer)?.get("pad_width").ok_or_else(bad)?;
+    let width = |v: &serde_json::Value| v.as_u64().and_then(|n| usize::try_from(n).ok());
+    let pair = |v: &serde_json::Value| match v.as_array().map(Vec::as_slice) {
+        Some([a, b]) => width(a).zip(width(b)),
+        Some([a]) => width(a).map(|a| (a, a)),
+        _ => width(v).map(|a| (a, a)),
+    };
+    match value.as_array().map(Vec::as_slice) {
+        Some(items) if items.len() == rank && items.iter().all(|i| i.is_array()) => {
+            items.iter().map(|i| pair(i).ok_or_else(bad)).collect()
+        }
+        _ => pair(value).map(|p| vec![p; rank]).ok_or_else(bad),
+    }
+}
+
+/// `repeat`'s axis and count: one count, over an axis of static size.
+fn repeat_of(layer: &Layer, x: &TensorInfo) -> Result<(usize, usize), BuildError> {
+    let cfg = Config::of(layer)?;
+    let repeats = cfg.opt_usize("repeats").ok().flatten().ok_or_else(|| {
+        layer.error("repeat needs one non-negative count (lists are not supported)")
+    })?;
+    let axis = match cfg.get("axis") {
+        Some(v) => v
+            .as_i64()
+            .ok_or_else(|| layer.error("axis must be an integer"))?,
+        None => return Err(layer.error("repeat with axis=None is not supported")),
+    };
+    let axis = checked_axis(layer, axis, x.rank())?;
+    if x.shape[axis].is_none() {
+        return Err(layer.error(format!(
+            "repeat over the dynamic axis {axis} is not supported"
+        )));
+    }
+    Ok((axis, repeats))
+}
+
+/// [`axes`] of the `axis` key as ONNX takes them.
+fn axis_list(layer: &Layer, rank: usize) -> Result<Vec<i64>, BuildError> {
+    Ok(axes(layer, "axis", rank)?
+        .iter()
+        .map(|&a| a as i64)
+        .collect())
+}
+
 /// `expand_dims`' axes (required), counted in the output's rank, sorted.
 fn expanded_axes(layer: &Layer, rank: usize) -> Result<Vec<usize>, BuildError> {
     if Config::of(layer)?.get("axis").is_none() {
@@ -1116,6 +1368,12 @@ impl LayerConverter for KerasOperation {
                     let sum = g.node("Add", &[&v, &one], &format!("{name}/plus_one"), vec![]);
                     g.node_into("Log", &[&sum], y, vec![]);
                 }
+                "Log2" | "Log10" => {
+                    let base: f64 = if op == "Log2" { 2.0 } else { 10.0 };
+                    let ln = g.node("Log", &[&v], &format!("{name}/ln"), vec![]);
+                    let scale = g.scalar(&format!("{name}/scale"), out.dtype, 1.0 / base.ln());
+                    g.node_into("Mul", &[&ln, &scale], y, vec![]);
+                }
                 "LogSigmoid" => {
                     let negated = g.node("Neg", &[&v], &format!("{name}/negated"), vec![]);
                     let soft = g.node("Softplus", &[&negated], &format!("{name}/softplus"), vec![]);
@@ -1131,6 +1389,9 @@ impl LayerConverter for KerasOperation {
         } else if let Some(onnx) = arithmetic(op) {
             let v = values(layer, g, inputs, &ops, out.dtype)?;
             g.node_into(onnx, &[&v[0], &v[1]], y, vec![]);
+        } else if matches!(op, "Mod" | "FloorDivide") {
+            let v = values(layer, g, inputs, &ops, out.dtype)?;
+            floor_mod(g, name, &v[0], &v[1], out.dtype, op == "Mod", y);
         } else if matches!(op, "TrueDivide" | "Divide") {
             let v = values(layer, g, inputs, &ops, out.dtype)?;
             g.node_into("Div", &[&v[0], &v[1]], y, vec![]);
@@ -1243,10 +1504,7 @@ impl KerasOperation {
                     "Min" => "ReduceMin",
                     _ => "ReduceProd",
                 };
-                let axes: Vec<i64> = axes(layer, "axis", x.info.rank())?
-                    .iter()
-                    .map(|&a| a as i64)
-                    .collect();
+                let axes = axis_list(layer, x.info.rank())?;
                 let keepdims = i64::from(cfg.bool_or("keepdims", false)?);
                 let axes = g.int64s(&format!("{name}/axes"), &axes);
                 g.node_into(
@@ -1297,12 +1555,184 @@ impl KerasOperation {
                     vec![attr_int("to", DType::I32.onnx() as i64)],
                 );
             }
-            "Softmax" => {
+            "Trunc" if !x.info.dtype.is_float() => {
+                let v = value(layer, g, inputs, x, x.info.dtype)?;
+                g.node_into("Identity", &[&v], y, vec![]);
+            }
+            "Trunc" => {
+                let v = value(layer, g, inputs, x, x.info.dtype)?;
+                let size = g.node("Abs", &[&v], &format!("{name}/abs"), vec![]);
+                let whole = g.node("Floor", &[&size], &format!("{name}/floor"), vec![]);
+                let sign = g.node("Sign", &[&v], &format!("{name}/sign"), vec![]);
+                g.node_into("Mul", &[&sign, &whole], y, vec![]);
+            }
+            "Isnan" | "Isinf" | "Isfinite" => {
+                let float = if x.info.dtype.is_float() {
+                    x.info.dtype
+                } else {
+                    DType::F32
+                };
+                let v = value(layer, g, inputs, x, float)?;
+                match op {
+                    "Isnan" => g.node_into("IsNaN", &[&v], y, vec![]),
+                    "Isinf" => g.node_into("IsInf", &[&v], y, vec![]),
+                    _ => {
+                        let nan = g.node("IsNaN", &[&v], &format!("{name}/nan"), vec![]);
+                        let inf = g.node("IsInf", &[&v], &format!("{name}/inf"), vec![]);
+                        let either =
+                            g.node("Or", &[&nan, &inf], &format!("{name}/not_finite"), vec![]);
+                        g.node_into("Not", &[&either], y, vec![]);
+                    }
+                }
+            }
+            "Logsumexp" | "Var" | "Std" => {
                 let v = value(layer, g, inputs, x, out.dtype)?;
-                let axes: Vec<i64> = axes(layer, "axis", x.info.rank())?
+                let axes = axis_list(layer, x.info.rank())?;
+                let axes = g.int64s(&format!("{name}/axes"), &axes);
+                let keepdims = i64::from(cfg.bool_or("keepdims", false)?);
+                if op == "Logsumexp" {
+                    g.node_into(
+                        "ReduceLogSumExp",
+                        &[&v, &axes],
+                        y,
+                        vec![attr_int("keepdims", keepdims)],
+                    );
+                } else {
+                    let mean = g.node(
+                        "ReduceMean",
+                        &[&v, &axes],
+                        &format!("{name}/mean"),
+                        vec![attr_int("keepdims", 1)],
+                    );
+                    let centered = g.node("Sub", &[&v, &mean], &format!("{name}/centered"), vec![]);
+                    let squared = g.node(
+                        "Mul",
+                        &[&centered, &centered],
+                        &format!("{name}/squared"),
+                        vec![],
+                    );
+                    let variance = if op == "Var" {
+                        y.to_string()
+                    } else {
+                        g.fresh(&format!("{name}/variance"))
+                    };
+                    g.node_into(
+                        "ReduceMean",
+                        &[&squared, &axes],
+                        &variance,
+                        vec![attr_int("keepdims", keepdims)],
+                    );
+                    if op == "Std" {
+                        g.node_into("Sqrt", &[&variance], y, vec![]);
+                    }
+                }
+            }
+            "OnesLike" | "ZerosLike" | "FullLike" => {
+                let v = value(layer, g, inputs, x, x.info.dtype)?;
+                let fill = match op {
+                    "OnesLike" => 1.0,
+                    "ZerosLike" => 0.0,
+                    _ => layer.weights[ops[1].index]
+                        .to_f64_vec()
+                        .first()
+                        .copied()
+                        .unwrap_or(0.0),
+                };
+                let fill = g.scalar(&format!("{name}/fill"), out.dtype, fill);
+                let shape = g.node("Shape", &[&v], &format!("{name}/shape"), vec![]);
+                g.node_into("Expand", &[&fill, &shape], y, vec![]);
+            }
+            "Moveaxis" | "Swapaxes" => {
+                let v = value(layer, g, inputs, x, x.info.dtype)?;
+                let perm: Vec<i64> = moved_axes(layer, op, x.info.rank())?
                     .iter()
                     .map(|&a| a as i64)
                     .collect();
+                g.node_into("Transpose", &[&v], y, vec![attr_ints("perm", &perm)]);
+            }
+            "Pad" => {
+                let v = value(layer, g, inputs, x, x.info.dtype)?;
+                let widths = pad_widths(layer, x.info.rank())?;
+                let mut pads: Vec<i64> = widths.iter().map(|&(b, _)| b as i64).collect();
+                pads.extend(widths.iter().map(|&(_, a)| a as i64));
+                let pads = g.int64s(&format!("{name}/pads"), &pads);
+                let fill = match ops.get(1) {
+                    Some(o) => layer.weights[o.index]
+                        .to_f64_vec()
+                        .first()
+                        .copied()
+                        .unwrap_or(0.0),
+                    None => cfg.f64_or("constant_values", 0.0)?,
+                };
+                let fill = g.scalar(&format!("{name}/fill"), x.info.dtype, fill);
+                g.node_into("Pad", &[&v, &pads, &fill], y, vec![]);
+            }
+            "Flip" => {
+                let v = value(layer, g, inputs, x, x.info.dtype)?;
+                let axes = axis_list(layer, x.info.rank())?;
+                let n = axes.len();
+                let starts = g.int64s(&format!("{name}/starts"), &vec![-1; n]);
+                let ends = g.int64s(&format!("{name}/ends"), &vec![i64::MIN; n]);
+                let steps = g.int64s(&format!("{name}/steps"), &vec![-1; n]);
+                let axes = g.int64s(&format!("{name}/axes"), &axes);
+                g.node_into("Slice", &[&v, &starts, &ends, &axes, &steps], y, vec![]);
+            }
+            "Normalize" => {
+                let v = value(layer, g, inputs, x, out.dtype)?;
+                let axes = axes(layer, "axis", x.info.rank())?;
+                let epsilon = cfg.f64_or("epsilon", 1e-7)?;
+                if cfg.i64_or("order", 2)? == 2 {
+                    let input = ValueRef {
+                        name: &v,
+                        info: out,
+                        mask: None,
+                    };
+                    super::unit_normalization::l2_normalize(
+                        g,
+                        input,
+                        &axes,
+                        1.0 / epsilon,
+                        name,
+                        Some(y),
+                    );
+                } else {
+                    let axes: Vec<i64> = axes.iter().map(|&a| a as i64).collect();
+                    let axes = g.int64s(&format!("{name}/axes"), &axes);
+                    let norm = g.node(
+                        "ReduceL1",
+                        &[&v, &axes],
+                        &format!("{name}/norm"),
+                        vec![attr_int("keepdims", 1)],
+                    );
+                    let floor = g.scalar(&format!("{name}/epsilon"), out.dtype, epsilon);
+                    let denominator = g.node(
+                        "Max",
+                        &[&norm, &floor],
+                        &format!("{name}/denominator"),
+                        vec![],
+                    );
+                    g.node_into("Div", &[&v, &denominator], y, vec![]);
+                }
+            }
+            "Repeat" => {
+                let v = value(layer, g, inputs, x, x.info.dtype)?;
+                let (axis, repeats) = repeat_of(layer, &x.info)?;
+                let size = x.info.shape[axis].unwrap_or(0);
+                super::generated_len(layer, &[size, repeats])?;
+                let indices: Vec<i64> = (0..size as i64)
+                    .flat_map(|i| std::iter::repeat_n(i, repeats))
+                    .collect();
+                let indices = g.int64s(&format!("{name}/indices"), &indices);
+                g.node_into(
+                    "Gather",
+                    &[&v, &indices],
+                    y,
+                    vec![attr_int("axis", axis as i64)],
+                );
+            }
+            "Softmax" => {
+                let v = value(layer, g, inputs, x, out.dtype)?;
+                let axes = axis_list(layer, x.info.rank())?;
                 let axes = g.int64s(&format!("{name}/axes"), &axes);
                 let total = g.node(
                     "ReduceLogSumExp",
@@ -1363,10 +1793,7 @@ impl KerasOperation {
                     &format!("{name}/as_int"),
                     vec![attr_int("to", DType::I32.onnx() as i64)],
                 );
-                let axes: Vec<i64> = axes(layer, "axis", x.info.rank())?
-                    .iter()
-                    .map(|&a| a as i64)
-                    .collect();
+                let axes = axis_list(layer, x.info.rank())?;
                 let axes = g.int64s(&format!("{name}/axes"), &axes);
                 let keepdims = i64::from(cfg.bool_or("keepdims", false)?);
                 let reduce = if op == "Any" {
@@ -1603,6 +2030,32 @@ mod tests {
         assert!(err
             .to_string()
             .contains("index 6 is out of range for axis 1 of size 6"));
+    }
+
+    #[test]
+    fn axis_moves_and_pad_widths_read_as_numpy_does() {
+        let moved = |config| moved_axes(&layer(config, vec![]), "Moveaxis", 3).unwrap();
+        // np.moveaxis(np.zeros((2, 3, 4)), [0, 1], [2, 0]).shape == (3, 4, 2)
+        assert_eq!(
+            moved(json!({"source": [0, 1], "destination": [2, 0]})),
+            vec![1, 2, 0]
+        );
+        assert_eq!(
+            moved(json!({"source": 1, "destination": -1})),
+            vec![0, 2, 1]
+        );
+        let widths = |w| pad_widths(&layer(json!({"pad_width": w}), vec![]), 2);
+        assert_eq!(
+            widths(json!([[0, 1], [2, 3]])).unwrap(),
+            vec![(0, 1), (2, 3)]
+        );
+        assert_eq!(widths(json!([1, 2])).unwrap(), vec![(1, 2), (1, 2)]);
+        assert_eq!(widths(json!(3)).unwrap(), vec![(3, 3), (3, 3)]);
+        assert!(widths(json!([[0, -1], [2, 3]])).is_err());
+        let x = info(DType::F32, &[None, None, Some(4)]);
+        let repeat = json!({"op": "Repeat", "operands": ["tensor"], "repeats": 2, "axis": 1});
+        let err = infer(repeat, vec![], std::slice::from_ref(&x)).unwrap_err();
+        assert!(err.to_string().contains("dynamic axis 1"));
     }
 
     /// Sizes and steps at the ends of i64 (from a hostile file) give errors or valid
