@@ -410,6 +410,40 @@ def keras2_tf_calls(rng):
     return keras.Model([ids_in, x], outs, name="keras2_tf_calls"), inputs
 
 
+def keras2_tf_more(rng):
+    """The rest of the TensorFlow calls the importer converts from a tf.keras 2 graph:
+    inverse and hyperbolic functions, floormod and floor division (negative operands
+    too), logsumexp, variance and std, ones_like/zeros_like, is_nan/is_inf/is_finite
+    (NaN and infinity among the inputs), reverse, pad, l2_normalize, cumsum, tile and
+    one_hot (ids out of range included)."""
+    finite = keras.Input((3, 4), name="x")
+    x = keras.Input((3, 4), name="raw")
+    ids_in = keras.Input((3,), dtype="int32", name="ids")
+    outs = [
+        tf.math.atan(finite), tf.math.asin(tf.tanh(finite)), tf.math.acos(tf.tanh(finite)),
+        tf.math.sinh(finite), tf.math.cosh(finite), tf.math.atanh(tf.tanh(finite) * 0.9),
+        tf.math.asinh(finite), tf.math.acosh(tf.abs(finite) + 1.0),
+        tf.math.floormod(finite, 0.75), tf.math.floormod(finite, -0.75),
+        tf.cast(tf.math.floormod(ids_in - 2, -3), tf.float32),
+        tf.cast(tf.math.floordiv(ids_in - 2, 3), tf.float32),
+        tf.math.reduce_logsumexp(finite, axis=1), tf.math.reduce_variance(finite, axis=1),
+        tf.math.reduce_std(finite, axis=-1, keepdims=True), tf.ones_like(x),
+        tf.cast(tf.zeros_like(ids_in), tf.float32), tf.cast(tf.math.is_nan(x), tf.float32),
+        tf.cast(tf.math.is_inf(x), tf.float32), tf.cast(tf.math.is_finite(x), tf.float32),
+        tf.reverse(finite, axis=[1]), tf.pad(finite, [[0, 0], [1, 2], [0, 1]], constant_values=3.0),
+        tf.math.l2_normalize(finite, axis=-1), tf.math.cumsum(finite, axis=1),
+        tf.tile(finite, [1, 2, 1]), tf.one_hot(ids_in, 5),
+    ]
+    data = rng.normal(size=(BATCH, 3, 4)).astype("float32")
+    data[2, 0, 0] = 0.0
+    raw = rng.normal(size=(BATCH, 3, 4)).astype("float32")
+    raw[0, 0, 0] = np.nan
+    raw[1, 2, 3] = np.inf
+    raw[2, 1, 1] = -np.inf
+    ids = rng.integers(-1, 7, (BATCH, 3)).astype("int32")
+    return keras.Model([finite, x, ids_in], outs, name="keras2_tf_more"), [data, raw, ids]
+
+
 def main():
     tf.keras.utils.set_random_seed(SEED)
     rng = np.random.default_rng(SEED)
@@ -435,6 +469,7 @@ def main():
         ("keras2_dot", keras2_dot),
         ("keras2_group_norm", keras2_group_norm),
         ("keras2_tf_calls", keras2_tf_calls),
+        ("keras2_tf_more", keras2_tf_more),
     ]:
         model, inputs = build(rng)
         save_fixture(manifest, name, model, inputs, rng, zip_format=name.startswith("keras2_zip"))

@@ -917,6 +917,33 @@ pub const TF_OPERATIONS: &[(&str, &str)] = &[
     ("gather", "Take"),
     ("clip_by_value", "Clip"),
     ("__operators__.getitem", "GetItem"),
+    ("math.atan", "Arctan"),
+    ("math.asin", "Arcsin"),
+    ("math.acos", "Arccos"),
+    ("math.sinh", "Sinh"),
+    ("math.cosh", "Cosh"),
+    ("math.atanh", "Arctanh"),
+    ("math.asinh", "Arcsinh"),
+    ("math.acosh", "Arccosh"),
+    ("math.floormod", "Mod"),
+    ("compat.v1.floor_div", "FloorDivide"),
+    ("math.floordiv", "FloorDivide"),
+    ("math.reduce_logsumexp", "Logsumexp"),
+    ("math.reduce_variance", "Var"),
+    ("math.reduce_std", "Std"),
+    ("ones_like", "OnesLike"),
+    ("zeros_like", "ZerosLike"),
+    ("math.is_nan", "Isnan"),
+    ("math.is_inf", "Isinf"),
+    ("math.is_finite", "Isfinite"),
+    ("reverse", "Flip"),
+    ("compat.v1.pad", "Pad"),
+    ("pad", "Pad"),
+    ("math.l2_normalize", "Normalize"),
+    ("nn.l2_normalize", "Normalize"),
+    ("math.cumsum", "Cumsum"),
+    ("tile", "Tile"),
+    ("one_hot", "OneHot"),
 ];
 
 /// A tf.keras 2 TensorFlow call as a `KerasOperation`: TensorFlow's keyword names become
@@ -967,6 +994,35 @@ fn tf_keras_operation(
     rename(&mut config, "alpha", "negative_slope");
     rename(&mut config, "clip_value_min", "x_min");
     rename(&mut config, "clip_value_max", "x_max");
+    rename(&mut config, "paddings", "pad_width");
+    rename(&mut config, "constant_values", "constant_values");
+    rename(&mut config, "multiples", "repeats");
+    rename(&mut config, "depth", "num_classes");
+    // Options of TensorFlow's that keras.ops has no counterpart for are refused, not
+    // dropped: a cumulative sum that is exclusive or reversed, a one_hot of other values.
+    let set = |key: &str| {
+        kwargs
+            .get(key)
+            .is_some_and(|v| !v.is_null() && *v != json!(false))
+    };
+    if ["exclusive", "reverse", "on_value", "off_value"]
+        .iter()
+        .any(|k| set(k))
+    {
+        return Err(unsupported());
+    }
+    if let Some(mode) = kwargs.get("mode").and_then(|m| m.as_str()) {
+        config.insert("mode".into(), json!(mode.to_lowercase()));
+    }
+    // tf.math.l2_normalize bounds the sum of squares by its epsilon (1e-12 by default),
+    // keras.ops.normalize the norm: the same bound is the square root.
+    if op == "Normalize" {
+        let epsilon = kwargs
+            .get("epsilon")
+            .and_then(|e| e.as_f64())
+            .unwrap_or(1e-12);
+        config.insert("epsilon".into(), json!(epsilon.sqrt()));
+    }
     // TensorFlow's gelu is exact unless asked; keras.ops' is approximate by default.
     if op == "Gelu" {
         config.insert(

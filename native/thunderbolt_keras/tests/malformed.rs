@@ -570,8 +570,8 @@ fn masks_nested_in_concatenates_are_followed_within_a_bound() {
 
 #[test]
 fn keras2_tensorflow_calls_outside_the_converted_set_are_refused() {
-    // A tf.keras 2 functional graph: x -> tf.math.cumsum(x), then x -> tf.gather with
-    // batch_dims, which the conversion does not take.
+    // A tf.keras 2 functional graph: x -> tf.math.bincount(x), then calls with options the
+    // conversion does not take (tf.gather with batch_dims, an exclusive tf.math.cumsum).
     let graph = |function: &str, kwargs: serde_json::Value| {
         json!({"class_name": "Functional", "config": {
             "name": "m",
@@ -587,11 +587,11 @@ fn keras2_tensorflow_calls_outside_the_converted_set_are_refused() {
         }})
     };
     let mut parts = KerasParts::read(&keras2_fixture_dir().join("keras2_zip_sequential.keras"));
-    parts.config = graph("math.cumsum", json!({"axis": 1}));
+    parts.config = graph("math.bincount", json!({}));
     assert_contains(
         &error_of(parts.to_keras()),
         &[
-            "tf.math.cumsum",
+            "tf.math.bincount",
             "TensorFlow calls a tf.keras 2 functional graph records",
             "tf.math.reduce_mean",
         ],
@@ -601,6 +601,8 @@ fn keras2_tensorflow_calls_outside_the_converted_set_are_refused() {
         json!({"indices": [0], "axis": 1, "batch_dims": 1}),
     );
     assert_contains(&error_of(parts.to_keras()), &["tf.compat.v1.gather"]);
+    parts.config = graph("math.cumsum", json!({"axis": 1, "exclusive": true}));
+    assert_contains(&error_of(parts.to_keras()), &["tf.math.cumsum"]);
     // One it converts, with an argument it checks: an axis beyond the input's rank.
     parts.config = graph("math.reduce_mean", json!({"axis": 5}));
     assert_contains(
