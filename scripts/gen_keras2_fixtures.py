@@ -444,6 +444,21 @@ def keras2_tf_more(rng):
     return keras.Model([finite, x, ids_in], outs, name="keras2_tf_more"), [data, raw, ids]
 
 
+def keras2_tf_operands(rng):
+    """TensorFlow calls whose operands tf.keras records out of the usual place: a constant
+    first (`0.1 * x`, `2.0 - x`, `1.0 / x`, recorded as `_CONSTANT_VALUE`), tf.where's x
+    and y and tf.linalg.matmul's b passed by keyword."""
+    x = keras.Input((3, 4), name="x")
+    w = keras.Input((4, 2), name="w")
+    outs = [
+        0.1 * x, 2.0 - x, 1.0 / (1.0 + x * x), tf.where(x > 0, x, 0.1 * x),
+        tf.where(x > 0.5, x, tf.zeros_like(x)), tf.matmul(x, w), tf.linalg.matmul(x, w),
+    ]
+    inputs = [rng.normal(size=(BATCH, 3, 4)).astype("float32"),
+              rng.normal(size=(BATCH, 4, 2)).astype("float32")]
+    return keras.Model([x, w], outs, name="keras2_tf_operands"), inputs
+
+
 def main():
     tf.keras.utils.set_random_seed(SEED)
     rng = np.random.default_rng(SEED)
@@ -470,6 +485,7 @@ def main():
         ("keras2_group_norm", keras2_group_norm),
         ("keras2_tf_calls", keras2_tf_calls),
         ("keras2_tf_more", keras2_tf_more),
+        ("keras2_tf_operands", keras2_tf_operands),
     ]:
         model, inputs = build(rng)
         save_fixture(manifest, name, model, inputs, rng, zip_format=name.startswith("keras2_zip"))

@@ -495,14 +495,24 @@ fn parse_node(value: &Value, what: &str) -> Result<Node> {
             let entries = if is_reference(value) { bare } else { entries };
             let mut attention = [None, None];
             for entry in entries {
-                args.push(Arg::Tensor(parse_ref(entry, what)?));
+                let items = entry.as_array().map(Vec::as_slice).unwrap_or_default();
+                match items {
+                    // `0.5 * x`: tf.keras records a constant first operand in place of a
+                    // tensor reference.
+                    [Value::String(marker), _, constant, ..] if marker == "_CONSTANT_VALUE" => {
+                        args.push(operand(constant, what)?)
+                    }
+                    _ => args.push(Arg::Tensor(parse_ref(entry, what)?)),
+                }
                 let Some(Value::Object(kwargs)) = entry.as_array().and_then(|e| e.get(3)) else {
                     continue;
                 };
                 for (key, v) in kwargs {
                     match (key.as_str(), v.as_array()) {
-                        // A `TFOpLambda`'s second operand: a tensor or a constant.
-                        ("y", _) => args.push(operand(v, what)?),
+                        // A `TFOpLambda`'s other operands, by keyword: `y`, `tf.where`'s `x`
+                        // (before `y`: the keywords come sorted), `tf.linalg.matmul`'s `b`.
+                        ("x" | "y", _) => args.push(operand(v, what)?),
+                        ("b", _) if is_reference(v) => args.push(Arg::Tensor(parse_ref(v, what)?)),
                         ("value", Some(_)) => attention[0] = Some(parse_ref(v, what)?),
                         ("key", Some(_)) => attention[1] = Some(parse_ref(v, what)?),
                         _ if is_reference(v) => {

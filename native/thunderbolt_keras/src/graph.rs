@@ -944,6 +944,8 @@ pub const TF_OPERATIONS: &[(&str, &str)] = &[
     ("math.cumsum", "Cumsum"),
     ("tile", "Tile"),
     ("one_hot", "OneHot"),
+    ("where", "Where"),
+    ("linalg.matmul", "Matmul"),
 ];
 
 /// A tf.keras 2 TensorFlow call as a `KerasOperation`: TensorFlow's keyword names become
@@ -999,16 +1001,24 @@ fn tf_keras_operation(
     rename(&mut config, "multiples", "repeats");
     rename(&mut config, "depth", "num_classes");
     // Options of TensorFlow's that keras.ops has no counterpart for are refused, not
-    // dropped: a cumulative sum that is exclusive or reversed, a one_hot of other values.
+    // dropped: a cumulative sum that is exclusive or reversed, a one_hot of other values,
+    // a matmul of transposed operands.
     let set = |key: &str| {
         kwargs
             .get(key)
             .is_some_and(|v| !v.is_null() && *v != json!(false))
     };
-    if ["exclusive", "reverse", "on_value", "off_value"]
-        .iter()
-        .any(|k| set(k))
-    {
+    let unmatched = [
+        "exclusive",
+        "reverse",
+        "on_value",
+        "off_value",
+        "transpose_a",
+        "transpose_b",
+        "adjoint_a",
+        "adjoint_b",
+    ];
+    if unmatched.iter().any(|k| set(k)) {
         return Err(unsupported());
     }
     if let Some(mode) = kwargs.get("mode").and_then(|m| m.as_str()) {

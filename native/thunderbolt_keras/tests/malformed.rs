@@ -603,6 +603,11 @@ fn keras2_tensorflow_calls_outside_the_converted_set_are_refused() {
     assert_contains(&error_of(parts.to_keras()), &["tf.compat.v1.gather"]);
     parts.config = graph("math.cumsum", json!({"axis": 1, "exclusive": true}));
     assert_contains(&error_of(parts.to_keras()), &["tf.math.cumsum"]);
+    parts.config = graph(
+        "linalg.matmul",
+        json!({"b": ["x", 0, 0], "transpose_b": true}),
+    );
+    assert_contains(&error_of(parts.to_keras()), &["tf.linalg.matmul"]);
     // One it converts, with an argument it checks: an axis beyond the input's rank.
     parts.config = graph("math.reduce_mean", json!({"axis": 5}));
     assert_contains(
