@@ -447,12 +447,15 @@ def keras2_tf_more(rng):
 def keras2_tf_operands(rng):
     """TensorFlow calls whose operands tf.keras records out of the usual place: a constant
     first (`0.1 * x`, `2.0 - x`, `1.0 / x`, recorded as `_CONSTANT_VALUE`), tf.where's x
-    and y and tf.linalg.matmul's b passed by keyword."""
+    and y and tf.linalg.matmul's b passed by keyword; and argmax/argmin, whose int64
+    indices (TensorFlow's default; axis 0 when none is given) are cast for the comparison."""
     x = keras.Input((3, 4), name="x")
     w = keras.Input((4, 2), name="w")
     outs = [
         0.1 * x, 2.0 - x, 1.0 / (1.0 + x * x), tf.where(x > 0, x, 0.1 * x),
         tf.where(x > 0.5, x, tf.zeros_like(x)), tf.matmul(x, w), tf.linalg.matmul(x, w),
+        tf.cast(tf.math.argmax(x, axis=-1), tf.float32), tf.cast(tf.math.argmin(x, 1), tf.float32),
+        tf.cast(tf.math.argmax(x), tf.float32),
     ]
     inputs = [rng.normal(size=(BATCH, 3, 4)).astype("float32"),
               rng.normal(size=(BATCH, 4, 2)).astype("float32")]

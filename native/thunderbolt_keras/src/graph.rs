@@ -946,6 +946,8 @@ pub const TF_OPERATIONS: &[(&str, &str)] = &[
     ("one_hot", "OneHot"),
     ("where", "Where"),
     ("linalg.matmul", "Matmul"),
+    ("math.argmax", "Argmax"),
+    ("math.argmin", "Argmin"),
 ];
 
 /// A tf.keras 2 TensorFlow call as a `KerasOperation`: TensorFlow's keyword names become
@@ -1032,6 +1034,15 @@ fn tf_keras_operation(
             .and_then(|e| e.as_f64())
             .unwrap_or(1e-12);
         config.insert("epsilon".into(), json!(epsilon.sqrt()));
+    }
+    // TensorFlow's argmax gives int64 indices unless told; keras.ops' int32.
+    if matches!(op, "Argmax" | "Argmin") {
+        let index = kwargs
+            .get("output_type")
+            .and_then(|t| t.as_str())
+            .unwrap_or("int64");
+        config.insert("index_dtype".into(), json!(index));
+        config.entry("axis").or_insert(json!(0));
     }
     // TensorFlow's gelu is exact unless asked; keras.ops' is approximate by default.
     if op == "Gelu" {

@@ -703,7 +703,16 @@ fn infer_output(layer: &Layer, ops: &[Operand]) -> Result<TensorInfo, BuildError
             };
             let axis = checked_axis(layer, axis, x.info.rank())?;
             let shape = reduced_shape(&x.info.shape, &[axis], cfg.bool_or("keepdims", false)?);
-            Ok(TensorInfo::new(DType::I32, shape))
+            // keras.ops gives int32 indices; TensorFlow's argmax int64 unless told (the
+            // importer passes its `output_type` as `index_dtype`).
+            let index = match cfg.str_or("index_dtype", "int32")? {
+                "int32" => DType::I32,
+                "int64" => DType::I64,
+                other => {
+                    return Err(layer.error(format!("index_dtype {other:?} must be int32 or int64")))
+                }
+            };
+            Ok(TensorInfo::new(index, shape))
         }
         "GetItem" => {
             expect_operands(layer, ops, 1)?;
@@ -1542,18 +1551,18 @@ impl KerasOperation {
                 let axis = checked_axis(layer, cfg.i64_or("axis", -1)?, x.info.rank())? as i64;
                 let keepdims = i64::from(cfg.bool_or("keepdims", false)?);
                 let onnx = if op == "Argmax" { "ArgMax" } else { "ArgMin" };
-                let idx = g.node(
-                    onnx,
-                    &[&v],
-                    &format!("{name}/index"),
-                    vec![attr_int("axis", axis), attr_int("keepdims", keepdims)],
-                );
-                g.node_into(
-                    "Cast",
-                    &[&idx],
-                    y,
-                    vec![attr_int("to", DType::I32.onnx() as i64)],
-                );
+                let attrs = vec![attr_int("axis", axis), attr_int("keepdims", keepdims)];
+                if out.dtype == DType::I64 {
+                    g.node_into(onnx, &[&v], y, attrs);
+                } else {
+                    let idx = g.node(onnx, &[&v], &format!("{name}/index"), attrs);
+                    g.node_into(
+                        "Cast",
+                        &[&idx],
+                        y,
+                        vec![attr_int("to", out.dtype.onnx() as i64)],
+                    );
+                }
             }
             "Trunc" if !x.info.dtype.is_float() => {
                 let v = value(layer, g, inputs, x, x.info.dtype)?;
