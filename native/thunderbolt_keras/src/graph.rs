@@ -951,8 +951,8 @@ pub const TF_OPERATIONS: &[(&str, &str)] = &[
 ];
 
 /// A tf.keras 2 TensorFlow call as a `KerasOperation`: TensorFlow's keyword names become
-/// `keras.ops`' (`shape` → `newshape`, `perm` → `axes`, `alpha` → `negative_slope`), and
-/// `tf.gather`'s indices and `tf.clip_by_value`'s bounds, kept with the call, its operands.
+/// `keras.ops`' (`shape` → `newshape`, `perm` → `axes`, `alpha` → `negative_slope`, ...),
+/// and `tf.gather`'s indices, kept with the call's keywords, become its last operand.
 fn tf_keras_operation(
     layer: &LayerConfig,
     node: &Node,
@@ -990,7 +990,7 @@ fn tf_keras_operation(
             config.insert(to.into(), v.clone());
         }
     };
-    for key in ["axis", "keepdims", "dtype"] {
+    for key in ["axis", "keepdims", "dtype", "constant_values"] {
         rename(&mut config, key, key);
     }
     rename(&mut config, "shape", "newshape");
@@ -999,7 +999,6 @@ fn tf_keras_operation(
     rename(&mut config, "clip_value_min", "x_min");
     rename(&mut config, "clip_value_max", "x_max");
     rename(&mut config, "paddings", "pad_width");
-    rename(&mut config, "constant_values", "constant_values");
     rename(&mut config, "multiples", "repeats");
     rename(&mut config, "depth", "num_classes");
     // Options of TensorFlow's that keras.ops has no counterpart for are refused, not
@@ -1100,13 +1099,7 @@ fn tf_keras_operation(
         _ => {}
     }
     config.insert("operands".into(), json!(operands));
-    Ok(Layer {
-        name: name.to_string(),
-        class_name: "KerasOperation".to_string(),
-        config: serde_json::Value::Object(config),
-        inbound,
-        weights,
-    })
+    Ok(operation_layer(name, config.into(), inbound, weights))
 }
 
 /// A Keras 3 `keras.ops` call as a `KerasOperation` builder layer: its tensors become the
@@ -1131,18 +1124,13 @@ fn keras_operation(
         });
     }
     if layer.class_name == "GetItem" {
-        return Ok(Layer {
-            name: name.to_string(),
-            class_name: "KerasOperation".to_string(),
-            config: json!({
-                "name": layer.name,
-                "op": "GetItem",
-                "operands": ["tensor"],
-                "key": index_key(layer, node)?,
-            }),
-            inbound,
-            weights: vec![],
+        let config = json!({
+            "name": layer.name,
+            "op": "GetItem",
+            "operands": ["tensor"],
+            "key": index_key(layer, node)?,
         });
+        return Ok(operation_layer(name, config, inbound, vec![]));
     }
     let (operands, weights) = operands_of(node);
     let mut config = layer.config.clone();
@@ -1156,13 +1144,23 @@ fn keras_operation(
             }
         }
     }
-    Ok(Layer {
+    Ok(operation_layer(name, config, inbound, weights))
+}
+
+/// The builder layer of a `keras.ops` or TensorFlow call.
+fn operation_layer(
+    name: &str,
+    config: serde_json::Value,
+    inbound: Vec<String>,
+    weights: Vec<Tensor>,
+) -> Layer {
+    Layer {
         name: name.to_string(),
         class_name: "KerasOperation".to_string(),
         config,
         inbound,
         weights,
-    })
+    }
 }
 
 /// A `GetItem` call's key (`x[:, 1:4, ::2]`, `x[..., 0]`, `x[:, None]`) in the form the

@@ -70,6 +70,28 @@ pub(crate) fn encoded_shape(
     }
 }
 
+/// Whether each of the int64 `ids` (with a 1 at `axis` to broadcast along) equals each
+/// category `0..depth`, laid along `axis` of a result of rank `rank`: an id out of range
+/// matches none, as Keras' JAX backend encodes it (ONNX's `OneHot` would count a negative
+/// id from the end). `keras.ops.one_hot` uses this too.
+pub(crate) fn category_hits(
+    g: &mut GraphBuilder,
+    name: &str,
+    ids: &str,
+    depth: usize,
+    axis: usize,
+    rank: usize,
+) -> String {
+    let mut shape = vec![1; rank];
+    shape[axis] = depth;
+    let categories: Vec<i64> = (0..depth as i64).collect();
+    let table = g.initializer_owned(
+        &format!("{name}/categories"),
+        Tensor::from_i64(shape, &categories),
+    );
+    g.node("Equal", &[ids, &table], &format!("{name}/hits"), vec![])
+}
+
 /// Emits the encoding of the integer ids `ids` (typed `info`) into `output` (float32).
 pub(crate) fn encode(
     g: &mut GraphBuilder,
@@ -88,12 +110,7 @@ pub(crate) fn encode(
         let last = g.int64s(&format!("{name}/last_axis"), &[-1]);
         g.node("Unsqueeze", &[&ids, &last], &format!("{name}/ids"), vec![])
     };
-    let categories: Vec<i64> = (0..depth as i64).collect();
-    let table = g.initializer_owned(
-        &format!("{name}/categories"),
-        Tensor::from_i64(vec![depth], &categories),
-    );
-    let hits = g.node("Equal", &[&ids, &table], &format!("{name}/hits"), vec![]);
+    let hits = category_hits(g, name, &ids, depth, 0, 1);
     let to_float = attr_int("to", DType::F32.onnx() as i64);
     if mode == OutputMode::OneHot {
         g.node_into("Cast", &[&hits], output, vec![to_float]);

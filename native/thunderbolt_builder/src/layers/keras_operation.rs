@@ -351,18 +351,6 @@ fn expect_operands(layer: &Layer, ops: &[Operand], n: usize) -> Result<(), Build
     Ok(())
 }
 
-/// The tensor operand at `i`, refusing a constant there.
-fn tensor_at<'o>(layer: &Layer, ops: &'o [Operand], i: usize) -> Result<&'o Operand, BuildError> {
-    match ops.get(i) {
-        Some(o) if o.kind == Kind::Tensor => Ok(o),
-        _ => Err(layer.error(format!(
-            "{} needs a tensor as operand {}",
-            op_name(layer)?,
-            i + 1
-        ))),
-    }
-}
-
 fn reduced_shape(shape: &[Dim], axes: &[usize], keepdims: bool) -> Vec<Dim> {
     shape
         .iter()
@@ -511,11 +499,10 @@ fn check_concat(layer: &Layer, ops: &[Operand], axis: usize) -> Result<Dim, Buil
 fn infer_output(layer: &Layer, ops: &[Operand]) -> Result<TensorInfo, BuildError> {
     let op = op_name(layer)?;
     let cfg = Config::of(layer)?;
-    let x = tensor_at(layer, ops, 0).or_else(|_| {
-        ops.iter()
-            .find(|o| o.kind == Kind::Tensor)
-            .ok_or_else(|| layer.error("no tensor operand"))
-    })?;
+    let x = ops
+        .iter()
+        .find(|o| o.kind == Kind::Tensor)
+        .ok_or_else(|| layer.error("no tensor operand"))?;
     if same_type_unary(op).is_some() {
         expect_operands(layer, ops, 1)?;
         numeric(layer, "input", x.info.dtype)?;
@@ -677,16 +664,7 @@ fn infer_output(layer: &Layer, ops: &[Operand]) -> Result<TensorInfo, BuildError
             {
                 return Err(layer.dtype_error("indices", indices.info.dtype, "int32, int64"));
             }
-            let axis = match cfg.get("axis") {
-                Some(v) => v
-                    .as_i64()
-                    .ok_or_else(|| layer.error("axis must be an integer"))?,
-                None => {
-                    return Err(layer
-                        .error("take with axis=None (over the flattened input) is not supported"))
-                }
-            };
-            let axis = checked_axis(layer, axis, data.info.rank())?;
+            let axis = required_axis(layer, "take", data.info.rank())?;
             let mut shape = data.info.shape[..axis].to_vec();
             shape.extend(&indices.info.shape);
             shape.extend(&data.info.shape[axis + 1..]);
@@ -695,13 +673,7 @@ fn infer_output(layer: &Layer, ops: &[Operand]) -> Result<TensorInfo, BuildError
         "Argmax" | "Argmin" => {
             expect_operands(layer, ops, 1)?;
             numeric(layer, "input", x.info.dtype)?;
-            let axis = match cfg.get("axis") {
-                Some(v) => v
-                    .as_i64()
-                    .ok_or_else(|| layer.error("axis must be an integer"))?,
-                None => return Err(layer.error("argmax/argmin with axis=None is not supported")),
-            };
-            let axis = checked_axis(layer, axis, x.info.rank())?;
+            let axis = required_axis(layer, "argmax/argmin", x.info.rank())?;
             let shape = reduced_shape(&x.info.shape, &[axis], cfg.bool_or("keepdims", false)?);
             // keras.ops gives int32 indices; TensorFlow's argmax int64 unless told (the
             // importer passes its `output_type` as `index_dtype`).
@@ -854,13 +826,7 @@ fn infer_output(layer: &Layer, ops: &[Operand]) -> Result<TensorInfo, BuildError
             if cfg.get("dtype").is_some() {
                 return Err(layer.error("cumsum with a dtype is not supported"));
             }
-            let axis = match cfg.get("axis") {
-                Some(v) => v
-                    .as_i64()
-                    .ok_or_else(|| layer.error("axis must be an integer"))?,
-                None => return Err(layer.error("cumsum with axis=None is not supported")),
-            };
-            checked_axis(layer, axis, x.info.rank())?;
+            required_axis(layer, "cumsum", x.info.rank())?;
             let dtype = reduction_type(layer, "Sum", x.info.dtype)?;
             if !matches!(dtype, DType::F32 | DType::F64 | DType::I32 | DType::I64) {
                 return Err(layer.dtype_error("input", dtype, "float32, float64, int32, int64"));
@@ -1192,19 +1158,29 @@ fn pad_widths(layer: &Layer, rank: usize) -> Result<Vec<(usize, usize)>, BuildEr
     }
 }
 
+/// The one `axis` an operation needs (`take`, `argmax`, `cumsum`, `repeat`; Keras' `None`,
+/// over the flattened input, is refused), as an index into a shape of `rank`.
+fn required_axis(layer: &Layer, what: &str, rank: usize) -> Result<usize, BuildError> {
+    let axis = match Config::of(layer)?.get("axis") {
+        Some(v) => v
+            .as_i64()
+            .ok_or_else(|| layer.error("axis must be an integer"))?,
+        None => {
+            return Err(layer.error(format!(
+                "{what} with axis=None (over the flattened input) is not supported"
+            )))
+        }
+    };
+    checked_axis(layer, axis, rank)
+}
+
 /// `repeat`'s axis and count: one count, over an axis of static size.
 fn repeat_of(layer: &Layer, x: &TensorInfo) -> Result<(usize, usize), BuildError> {
     let cfg = Config::of(layer)?;
     let repeats = cfg.opt_usize("repeats").ok().flatten().ok_or_else(|| {
         layer.error("repeat needs one non-negative count (lists are not supported)")
     })?;
-    let axis = match cfg.get("axis") {
-        Some(v) => v
-            .as_i64()
-            .ok_or_else(|| layer.error("axis must be an integer"))?,
-        None => return Err(layer.error("repeat with axis=None is not supported")),
-    };
-    let axis = checked_axis(layer, axis, x.rank())?;
+    let axis = required_axis(layer, "repeat", x.rank())?;
     if x.shape[axis].is_none() {
         return Err(layer.error(format!(
             "repeat over the dynamic axis {axis} is not supported"
@@ -1543,12 +1519,12 @@ impl KerasOperation {
             "Take" => {
                 let data = value(layer, g, inputs, x, out.dtype)?;
                 let idx = value(layer, g, inputs, &ops[1], ops[1].info.dtype)?;
-                let axis = checked_axis(layer, cfg.i64_or("axis", 0)?, x.info.rank())? as i64;
+                let axis = required_axis(layer, "take", x.info.rank())? as i64;
                 g.node_into("Gather", &[&data, &idx], y, vec![attr_int("axis", axis)]);
             }
             "Argmax" | "Argmin" => {
                 let v = value(layer, g, inputs, x, x.info.dtype)?;
-                let axis = checked_axis(layer, cfg.i64_or("axis", -1)?, x.info.rank())? as i64;
+                let axis = required_axis(layer, "argmax/argmin", x.info.rank())? as i64;
                 let keepdims = i64::from(cfg.bool_or("keepdims", false)?);
                 let onnx = if op == "Argmax" { "ArgMax" } else { "ArgMin" };
                 let attrs = vec![attr_int("axis", axis), attr_int("keepdims", keepdims)];
@@ -1766,8 +1742,7 @@ impl KerasOperation {
                 );
             }
             "OneHot" => {
-                // As jax.nn.one_hot: an id outside 0..num_classes (negative ones too) is all
-                // zeros, where ONNX's OneHot would count negative ids from the end.
+                // As jax.nn.one_hot: an id outside 0..num_classes is all zeros.
                 let axis = checked_axis(layer, cfg.i64_or("axis", -1)?, out.rank())?;
                 let classes = out.shape[axis].unwrap_or(0);
                 let axis = axis as i64;
@@ -1779,14 +1754,14 @@ impl KerasOperation {
                     &format!("{name}/ids"),
                     vec![],
                 );
-                let mut range_shape = vec![1usize; out.rank()];
-                range_shape[axis as usize] = classes;
-                let range: Vec<i64> = (0..classes as i64).collect();
-                let range = g.initializer_owned(
-                    &format!("{name}/classes"),
-                    Tensor::from_i64(range_shape, &range),
+                let hot = super::category_encoding::category_hits(
+                    g,
+                    name,
+                    &ids,
+                    classes,
+                    axis as usize,
+                    out.rank(),
                 );
-                let hot = g.node("Equal", &[&ids, &range], &format!("{name}/hot"), vec![]);
                 g.node_into(
                     "Cast",
                     &[&hot],
@@ -1825,7 +1800,7 @@ impl KerasOperation {
             }
             "Cumsum" => {
                 let v = value(layer, g, inputs, x, out.dtype)?;
-                let axis = checked_axis(layer, cfg.i64_or("axis", 0)?, x.info.rank())? as i64;
+                let axis = required_axis(layer, "cumsum", x.info.rank())? as i64;
                 let axis = g.scalar(&format!("{name}/axis"), DType::I64, axis as f64);
                 g.node_into("CumSum", &[&v, &axis], y, vec![]);
             }
