@@ -27,6 +27,7 @@ class Manifest:
             np.dtype("int32"): "s32",
             np.dtype("int64"): "s64",
             np.dtype("uint8"): "u8",
+            np.dtype("int8"): "s8",
         }[array.dtype]
         fname = f"{fixture}.{role}.{name}.bin".replace("/", "_")
         (self.out / fname).write_bytes(array.astype(array.dtype.newbyteorder("<")).tobytes())

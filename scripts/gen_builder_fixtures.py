@@ -1581,6 +1581,51 @@ def case_keras_operation():
     return c
 
 
+def rms_norm(x, axes, scale=None, eps=1e-6):
+    y = x / np.sqrt(np.mean(x * x, axis=tuple(axes), keepdims=True) + eps)
+    return y if scale is None else y * scale
+
+
+def case_einsum():
+    c = Case("einsum", "EinsumDense (MatMul form, Einsum form, ellipses, bias axes, activation), RMSNormalization, keras.ops einsum and rms_normalization", 39)
+    x = c.input("x", "float32", [None, 5, 8], c.normal(2, 5, 8))
+    w = c.input("w", "float64", [None, 3, 4], c.normal(2, 3, 4).astype(np.float64))
+    n = c.input("n", "int32", [None, 4], np.array([[1, -2, 3, 0], [4, 5, -6, 7]], dtype=np.int32))
+    x64 = x.astype(np.float64)
+    k1, b1 = c.normal(8, 6), c.normal(6)
+    c.layer("proj", "EinsumDense", {"equation": "...c,cd->...d", "output_shape": 6, "bias_axes": "d"}, ["x"], [k1, b1])
+    c.output("out_proj", "proj", np.einsum("...c,cd->...d", x64, k1) + b1)
+    k2, b2 = c.normal(8, 2, 3), c.normal(2, 3)
+    c.layer("heads", "EinsumDense", {"equation": "abc,cde->abde", "output_shape": [None, 2, 3], "bias_axes": "de"}, ["x"], [k2, b2])
+    c.output("out_heads", "heads", np.einsum("abc,cde->abde", x64, k2) + b2)
+    # Keras shapes a bias from its first biased output axis on: (d, 1) for "adc".
+    k3, b3 = c.normal(5, 3), c.normal(3, 1)
+    c.layer("gated", "EinsumDense", {"equation": "abc,bd->adc", "output_shape": [3, 8], "bias_axes": "d",
+                                     "activation": "relu"}, ["x"], [k3, b3])
+    c.output("out_gated", "gated", np.maximum(np.einsum("abc,bd->adc", x64, k3) + b3, 0.0))
+    k4 = c.normal(4, 2).astype(np.float64)
+    c.layer("plain64", "EinsumDense", {"equation": "abc,cd->abd", "output_shape": [3, 2]}, ["w"], [k4])
+    c.output("out_plain64", "plain64", np.einsum("abc,cd->abd", w, k4), dtype=np.float64)
+    s1 = c.uniform(0.5, 1.5, 8)
+    c.layer("rms", "RMSNormalization", {"axis": [-1], "epsilon": 1e-6}, ["x"], [s1])
+    c.output("out_rms", "rms", rms_norm(x64, [2], s1))
+    s2 = c.uniform(0.5, 1.5, 5, 8)
+    c.layer("rms_both", "RMSNormalization", {"axis": [1, 2], "epsilon": 1e-3}, ["x"], [s2])
+    c.output("out_rms_both", "rms_both", rms_norm(x64, [1, 2], s2, 1e-3))
+    c.layer("scores", "KerasOperation", {"op": "Einsum", "operands": ["tensor", "tensor"], "subscripts": "btc,bsc->bts"}, ["x", "x"])
+    c.output("out_scores", "scores", np.einsum("btc,bsc->bts", x64, x64))
+    t = c.normal(8, 3)
+    c.layer("implicit", "KerasOperation", {"op": "Einsum", "operands": ["tensor", "array"], "subscripts": "bij,jk"}, ["x"], [t])
+    c.output("out_implicit", "implicit", np.einsum("bij,jk", x64, t))
+    c.layer("dots", "KerasOperation", {"op": "Einsum", "operands": ["tensor", "tensor"], "subscripts": "bi,bi->b"}, ["n", "n"])
+    c.output("out_dots", "dots", np.einsum("bi,bi->b", n, n), dtype=np.int32)
+    c.layer("rms_op", "KerasOperation", {"op": "RMSNorm", "operands": ["tensor"], "axis": -1, "epsilon": None}, ["x"])
+    c.output("out_rms_op", "rms_op", rms_norm(x64, [2], None, 1e-7))
+    c.layer("rms_scaled", "KerasOperation", {"op": "RMSNorm", "operands": ["tensor", "tensor"], "axis": 1, "epsilon": 1e-2}, ["x", "x"])
+    c.output("out_rms_scaled", "rms_scaled", rms_norm(x64, [1], x64, 1e-2))
+    return c
+
+
 CASES = [
     case_embedding,
     case_dense_activations,
@@ -1620,6 +1665,7 @@ CASES = [
     case_group_normalization,
     case_tabular_encoding,
     case_keras_operation,
+    case_einsum,
 ]
 
 

@@ -1275,6 +1275,40 @@ def keras_ops_extra(rng):
     return keras.Model([x, n], outs, name="keras_ops_extra"), [data, rng.integers(-6, 7, (BATCH, 3)).astype("int32")]
 
 
+def einsum_layers(rng):
+    """EinsumDense as transformer blocks use it (per-head projections, the output
+    projection, a right-hand ellipsis, a MatMul-shaped one with LoRA merged in, one with an
+    activation and a bias over two axes), keras.ops.einsum (explicit, implicit, ellipsis,
+    diagonal, int8 operands accumulated as int32), RMSNormalization (one axis and two) and
+    keras.ops.rms_normalization (no scale, an array scale, a tensor scale)."""
+    x = keras.Input((5, 8), name="x")
+    k = keras.Input((8,), dtype="int8", name="k")
+    heads = layers.EinsumDense("abc,cde->abde", output_shape=(None, 2, 3), bias_axes="de",
+                               name="heads")(x)
+    merged = layers.EinsumDense("abcd,cde->abe", output_shape=(None, 4), bias_axes="e",
+                                name="merge_heads")(heads)
+    lora_out = layers.EinsumDense("...c,cd->...d", output_shape=6, bias_axes="d", lora_rank=2,
+                                  name="lora_dense")(x)
+    right = layers.EinsumDense("ab...,bc->ac...", output_shape=(3, 8), name="right_ellipsis")(x)
+    gated = layers.EinsumDense("abc,cd->abd", output_shape=(5, 4), bias_axes="bd",
+                               activation="gelu", name="gated")(x)
+    scores = ops.einsum("btc,bsc->bts", x, x)
+    summed = ops.einsum("bij->bj", x)
+    implicit = ops.einsum("bij,jk", x, ops.ones((8, 3)) * 0.5)
+    diagonal = ops.einsum("...ii->...i", ops.reshape(x[:, :4, :4], (-1, 4, 4)))
+    ints = ops.einsum("bi,bi->b", k, k)
+    rms = layers.RMSNormalization(name="rms")(x)
+    rms_both = layers.RMSNormalization(axis=[1, 2], epsilon=1e-3, name="rms_both")(x)
+    rms_op = ops.rms_normalization(x)
+    rms_array = ops.rms_normalization(x, scale=np.linspace(0.5, 1.5, 8).astype("float32"))
+    rms_tensor = ops.rms_normalization(x, scale=ops.sigmoid(x), axis=1, epsilon=1e-2)
+    outs = [heads, merged, lora_out, right, gated, scores, summed, implicit, diagonal, ints,
+            rms, rms_both, rms_op, rms_array, rms_tensor]
+    # Every weight is randomized when saved, LoRA's too, so the file's merged kernel counts.
+    model = keras.Model([x, k], outs, name="einsum_layers")
+    return model, [floats(rng, 5, 8), rng.integers(-20, 21, (BATCH, 8)).astype("int8")]
+
+
 def main():
     keras.utils.set_random_seed(SEED)
     rng = np.random.default_rng(SEED)
@@ -1344,6 +1378,7 @@ def main():
         ("keras_ops_more", keras_ops_more, {}),
         ("mixed_precision", mixed_precision, {"options": {"tolerance": "5e-3"}}),
         ("keras_ops_extra", keras_ops_extra, {}),
+        ("einsum_layers", einsum_layers, {}),
     ]
     for name, build, how in fixtures:
         model, inputs = build(rng)

@@ -59,6 +59,7 @@
 mod activation;
 mod builder;
 mod config;
+mod einsum;
 mod error;
 mod graph;
 pub mod layers;

@@ -283,6 +283,8 @@ impl Default for LayerRegistry {
             group_normalization::GroupNormalization,
         );
         r.register("UnitNormalization", unit_normalization::UnitNormalization);
+        r.register("RMSNormalization", rms_normalization::RmsNormalization);
+        r.register("EinsumDense", einsum_dense::EinsumDense);
         r.register("Dot", dot::Dot);
         r.register("Masking", masking::MaskingLayer);
         r.register("LSTM", recurrent::Recurrent::Lstm);

@@ -61,6 +61,10 @@ pub struct Node {
     /// The call's positional arguments as a Keras 3 file writes them (`Null` elsewhere), for
     /// the calls whose structure the flattened `args` lose: a `GetItem` key of slices.
     pub raw_args: Value,
+    /// A `keras.ops` call's tensors and constants passed by keyword
+    /// (`ops.rms_normalization(x, scale=w)`), in the order the file lists them. Other
+    /// layers' keyword tensors are refused while parsing.
+    pub keyword_operands: Vec<(String, Arg)>,
 }
 
 /// The call keywords in which Keras records an attention layer's input masks.
@@ -80,7 +84,8 @@ pub enum CallMask {
 
 impl Node {
     pub fn tensors(&self) -> impl Iterator<Item = &TensorRef> {
-        self.args.iter().filter_map(|a| match a {
+        let keywords = self.keyword_operands.iter().map(|(_, a)| a);
+        self.args.iter().chain(keywords).filter_map(|a| match a {
             Arg::Tensor(t) => Some(t),
             _ => None,
         })
@@ -329,6 +334,7 @@ fn parse_sequential(config: &Map<String, Value>, depth: usize) -> Result<ModelCo
             mask: CallMask::Implicit,
             attention_masks: Vec::new(),
             raw_args: Value::Null,
+            keyword_operands: Vec::new(),
         }];
     }
     let first = TensorRef {
@@ -418,7 +424,7 @@ fn parse_layer(value: &Value, depth: usize, functional: bool) -> Result<LayerCon
             None | Some(Value::Null) => vec![],
             Some(Value::Array(nodes)) => nodes
                 .iter()
-                .map(|n| parse_node(n, &what))
+                .map(|n| parse_node(n, &what, kind == LayerKind::Operation))
                 .collect::<Result<_>>()?,
             Some(_) => {
                 return Err(ImportError::config(format!(
@@ -439,9 +445,11 @@ fn parse_layer(value: &Value, depth: usize, functional: bool) -> Result<LayerCon
     })
 }
 
-/// One entry of `inbound_nodes`, in either serialization.
-fn parse_node(value: &Value, what: &str) -> Result<Node> {
+/// One entry of `inbound_nodes`, in either serialization; `operation` for a `keras.ops`
+/// call, whose keyword tensors and constants are kept as operands.
+fn parse_node(value: &Value, what: &str, operation: bool) -> Result<Node> {
     let mut args = Vec::new();
+    let mut keyword_operands = Vec::new();
     let mut plain_kwargs = Map::new();
     let mut mask = CallMask::Implicit;
     let mut attention_masks = Vec::new();
@@ -474,6 +482,12 @@ fn parse_node(value: &Value, what: &str) -> Result<Node> {
                                 )))
                             }
                         }
+                        continue;
+                    }
+                    if let (true, [one @ (Arg::Tensor(_) | Arg::Constant(_))]) =
+                        (operation, &found[..])
+                    {
+                        keyword_operands.push((key.clone(), one.clone()));
                         continue;
                     }
                     if found.iter().any(|a| matches!(a, Arg::Tensor(_))) {
@@ -552,6 +566,7 @@ fn parse_node(value: &Value, what: &str) -> Result<Node> {
         mask,
         attention_masks,
         raw_args,
+        keyword_operands,
     })
 }
 
@@ -774,7 +789,7 @@ mod tests {
     #[test]
     fn keras3_nodes_with_list_args_and_constants() {
         let node = json!({"args": [[tensor("a", 0), tensor("b", 1)], {"class_name": "__numpy__", "config": {"value": [[1.0, 2.0], [3.0, 4.0]], "dtype": "float32"}}, 0.5], "kwargs": {"mask": null}});
-        let parsed = parse_node(&node, "layer").unwrap();
+        let parsed = parse_node(&node, "layer", false).unwrap();
         assert_eq!(
             parsed
                 .tensors()
@@ -795,7 +810,7 @@ mod tests {
     #[test]
     fn keras2_nodes() {
         let node = json!([["dense_1", 0, 0, {}], ["input_2", 1, 0, {}]]);
-        let parsed = parse_node(&node, "layer").unwrap();
+        let parsed = parse_node(&node, "layer", false).unwrap();
         let refs: Vec<_> = parsed.tensors().cloned().collect();
         assert_eq!(
             refs[1],
@@ -816,16 +831,16 @@ mod tests {
         };
         let node = json!([["q", 0, 0, {"key": ["k", 0, 0], "value": ["v", 0, 0],
                                        "use_causal_mask": true}]]);
-        let parsed = parse_node(&node, "layer").unwrap();
+        let parsed = parse_node(&node, "layer", false).unwrap();
         let refs: Vec<_> = parsed.tensors().cloned().collect();
         assert_eq!(refs, [reference("q"), reference("v"), reference("k")]);
         assert_eq!(parsed.kwargs.get("use_causal_mask"), Some(&json!(true)));
 
         let node = json!([["q", 0, 0, {"key": ["k", 0, 0]}]]);
-        let err = parse_node(&node, "layer").unwrap_err().to_string();
+        let err = parse_node(&node, "layer", false).unwrap_err().to_string();
         assert!(err.contains("a key but no value"), "{err}");
         let node = json!([["q", 0, 0, {"bias": ["b", 0, 0]}]]);
-        let err = parse_node(&node, "layer").unwrap_err().to_string();
+        let err = parse_node(&node, "layer", false).unwrap_err().to_string();
         assert!(err.contains("keyword argument \"bias\""), "{err}");
     }
 
@@ -833,28 +848,44 @@ mod tests {
     fn keras2_tensorflow_calls_take_their_operand() {
         // TFOpLambda writes its call as a bare entry; `y` is a tensor, a number or lists.
         let node = json!(["x", 0, 0, {"y": ["d", 0, 0], "name": null}]);
-        let parsed = parse_node(&node, "layer").unwrap();
+        let parsed = parse_node(&node, "layer", false).unwrap();
         assert_eq!(parsed.tensors().count(), 2);
         let node = json!(["x", 0, 0, {"y": 1.5}]);
         assert_eq!(
-            parse_node(&node, "layer").unwrap().args[1],
+            parse_node(&node, "layer", false).unwrap().args[1],
             Arg::Scalar(1.5)
         );
         let node = json!(["x", 0, 0, {"y": [[1.0, 2.0], [3.0, 4.0]]}]);
-        match &parse_node(&node, "layer").unwrap().args[1] {
+        match &parse_node(&node, "layer", false).unwrap().args[1] {
             Arg::Constant(t) => assert_eq!(t.shape, vec![2, 2]),
             other => panic!("{other:?}"),
         }
         let node = json!(["x", 0, 0, {"y": "text"}]);
-        let err = parse_node(&node, "layer").unwrap_err().to_string();
+        let err = parse_node(&node, "layer", false).unwrap_err().to_string();
         assert!(err.contains("neither a tensor nor numbers"), "{err}");
     }
 
     #[test]
     fn tensor_in_kwargs_is_refused() {
         let node = json!({"args": [tensor("a", 0)], "kwargs": {"value": tensor("b", 0)}});
-        let err = parse_node(&node, "layer \"mha\"").unwrap_err().to_string();
+        let err = parse_node(&node, "layer \"mha\"", false)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("keyword argument \"value\""), "{err}");
+    }
+
+    #[test]
+    fn an_operations_keyword_tensors_and_constants_are_operands() {
+        let scale =
+            json!({"class_name": "__numpy__", "config": {"value": [1.0, 2.0], "dtype": "float32"}});
+        let node = json!({"args": [tensor("x", 0)], "kwargs": {"scale": scale, "epsilon": 0.1}});
+        let parsed = parse_node(&node, "layer", true).unwrap();
+        assert!(matches!(&parsed.keyword_operands[..], [(k, Arg::Constant(_))] if k == "scale"));
+        assert_eq!(parsed.kwargs.get("epsilon"), Some(&json!(0.1)));
+        let node = json!({"args": [tensor("x", 0)], "kwargs": {"scale": tensor("s", 0)}});
+        let parsed = parse_node(&node, "layer", true).unwrap();
+        let names: Vec<&str> = parsed.tensors().map(|t| t.layer.as_str()).collect();
+        assert_eq!(names, ["x", "s"]);
     }
 
     #[test]
@@ -862,7 +893,7 @@ mod tests {
         let node = json!({"args": [tensor("q", 0), tensor("v", 0)],
                           "kwargs": {"query_mask": tensor("not_equal", 0), "key_mask": null,
                                      "value_mask": tensor("logical_or", 0)}});
-        let parsed = parse_node(&node, "layer").unwrap();
+        let parsed = parse_node(&node, "layer", false).unwrap();
         assert_eq!(parsed.tensors().count(), 2);
         let recorded: Vec<_> = parsed
             .attention_masks
@@ -879,7 +910,7 @@ mod tests {
         );
         for bad in [json!(1), json!([tensor("a", 0), tensor("b", 0)])] {
             let node = json!({"args": [tensor("q", 0)], "kwargs": {"value_mask": bad}});
-            let err = parse_node(&node, "layer").unwrap_err().to_string();
+            let err = parse_node(&node, "layer", false).unwrap_err().to_string();
             assert!(err.contains("\"value_mask\" is not one mask"), "{err}");
         }
     }
@@ -887,14 +918,14 @@ mod tests {
     #[test]
     fn ragged_constant_is_refused() {
         let node = json!({"args": [{"class_name": "__numpy__", "config": {"value": [[1.0], [2.0, 3.0]], "dtype": "float32"}}]});
-        let err = parse_node(&node, "layer").unwrap_err().to_string();
+        let err = parse_node(&node, "layer", false).unwrap_err().to_string();
         assert!(err.contains("not a rectangular array"), "{err}");
     }
 
     #[test]
     fn constant_of_unknown_dtype_is_refused() {
         let node = json!({"args": [{"class_name": "__numpy__", "config": {"value": [1.0], "dtype": "complex64"}}]});
-        let err = parse_node(&node, "layer").unwrap_err().to_string();
+        let err = parse_node(&node, "layer", false).unwrap_err().to_string();
         assert!(err.contains("unsupported dtype \"complex64\""), "{err}");
     }
 

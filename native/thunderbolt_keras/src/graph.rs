@@ -1132,7 +1132,25 @@ fn keras_operation(
         });
         return Ok(operation_layer(name, config, inbound, vec![]));
     }
-    let (operands, weights) = operands_of(node);
+    let (mut operands, mut weights) = operands_of(node);
+    for (key, arg) in &node.keyword_operands {
+        // `ops.rms_normalization` passes its scale by keyword; elsewhere a keyword's
+        // position among the operands is not known.
+        if layer.class_name != "RMSNorm" || key != "scale" {
+            return Err(ImportError::config(format!(
+                "keras.ops operation {:?} ({}): a tensor or array passed as keyword argument \
+                 {key:?} is not supported",
+                layer.name, layer.class_name
+            )));
+        }
+        match arg {
+            Arg::Constant(t) => {
+                operands.push("array");
+                weights.push(t.clone());
+            }
+            _ => operands.push("tensor"),
+        }
+    }
     let mut config = layer.config.clone();
     if let serde_json::Value::Object(map) = &mut config {
         map.insert("op".into(), json!(layer.class_name));

@@ -34,7 +34,7 @@ fn every_fixture_matches_keras_predictions() {
     }
     assert!(
         failures.is_empty(),
-        "{} of {} fixtures failed:\n{}",
+        "{} mismatches in {} fixtures:\n{}",
         failures.len(),
         fixtures.len(),
         failures.join("\n")

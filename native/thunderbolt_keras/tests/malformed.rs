@@ -257,12 +257,28 @@ fn unsupported_layer_names_layer_class_and_registration() {
 fn keras_operations_outside_the_supported_set_are_named() {
     let mut parts = base();
     let pooling = parts.layer_mut("pooling");
-    pooling["class_name"] = json!("Einsum");
+    pooling["class_name"] = json!("Sort");
     pooling["module"] = json!("keras.src.ops.numpy");
-    pooling["config"] = json!({"name": "pooling", "subscripts": "bij->bj"});
+    pooling["config"] = json!({"name": "pooling", "axis": -1});
     assert_contains(
         &error_of(parts.to_keras()),
-        &["layer \"pooling\"", "keras.ops.Einsum", "Matmul", "Take"],
+        &["layer \"pooling\"", "keras.ops.Sort", "Matmul", "Einsum"],
+    );
+
+    // Only rms_normalization's scale is taken by keyword: elsewhere its place is unknown.
+    let mut parts = base();
+    let pooling = parts.layer_mut("pooling");
+    pooling["class_name"] = json!("Multiply");
+    pooling["module"] = json!("keras.src.ops.numpy");
+    pooling["config"] = json!({"name": "pooling"});
+    let tensor = pooling["inbound_nodes"][0]["args"][0].clone();
+    pooling["inbound_nodes"][0]["kwargs"] = json!({"x2": tensor});
+    assert_contains(
+        &error_of(parts.to_keras()),
+        &[
+            "\"pooling\" (Multiply)",
+            "keyword argument \"x2\" is not supported",
+        ],
     );
 
     let mut parts = base();

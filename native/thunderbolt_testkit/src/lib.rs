@@ -66,6 +66,10 @@ pub fn run(
                 OrtTensor::from_array((shape, values.iter().map(|&v| v as u8).collect::<Vec<_>>()))
                     .map(Into::into)
             }
+            DType::I8 => {
+                OrtTensor::from_array((shape, values.iter().map(|&v| v as i8).collect::<Vec<_>>()))
+                    .map(Into::into)
+            }
             other => return Err(format!("feed dtype {other} not handled by the test")),
         }
         .map_err(|e| e.to_string())?;

@@ -16,6 +16,7 @@ use crate::graph::GraphBuilder;
 use crate::registry::{LayerConverter, Masking, ValueRef};
 use crate::shape::{format_shape, TensorInfo};
 use crate::spec::Layer;
+use onnx_protobuf::AttributeProto;
 
 pub struct Dense;
 
@@ -79,30 +80,38 @@ impl LayerConverter for Dense {
         output: ValueRef<'_>,
         g: &mut GraphBuilder,
     ) -> Result<String, BuildError> {
-        let activation = Activation::parse(layer, Config::of(layer)?.get("activation"))?;
-        let name = &layer.name;
-        let has_bias = layer.weights.len() == 2;
-        let kernel = g.initializer(&format!("{name}/kernel"), &layer.weights[0]);
-        let pre = if activation.is_linear() {
-            output.name.to_string()
-        } else {
-            g.fresh(&format!("{name}/pre_activation"))
-        };
-        if has_bias {
-            let bias = g.initializer(&format!("{name}/bias"), &layer.weights[1]);
-            let mm = g.node(
-                "MatMul",
-                &[inputs[0].name, &kernel],
-                &format!("{name}/MatMul"),
-                vec![],
-            );
-            g.node_into("Add", &[&mm, &bias], &pre, vec![]);
-        } else {
-            g.node_into("MatMul", &[inputs[0].name, &kernel], &pre, vec![]);
-        }
-        if !activation.is_linear() {
-            activation.emit(g, &pre, output.info, name, output.name);
-        }
-        Ok(output.name.to_string())
+        project(layer, "MatMul", vec![], inputs[0].name, output, g)
     }
+}
+
+/// `activation(op(x, kernel) + bias)` into `output`, from the layer's `kernel` and optional
+/// `bias` weights and its `activation`: `Dense` with `MatMul`, `EinsumDense` with `MatMul`
+/// or `Einsum`.
+pub(crate) fn project(
+    layer: &Layer,
+    op: &str,
+    attrs: Vec<AttributeProto>,
+    x: &str,
+    output: ValueRef<'_>,
+    g: &mut GraphBuilder,
+) -> Result<String, BuildError> {
+    let activation = Activation::parse(layer, Config::of(layer)?.get("activation"))?;
+    let name = &layer.name;
+    let kernel = g.initializer(&format!("{name}/kernel"), &layer.weights[0]);
+    let pre = if activation.is_linear() {
+        output.name.to_string()
+    } else {
+        g.fresh(&format!("{name}/pre_activation"))
+    };
+    if let Some(bias) = layer.weights.get(1) {
+        let bias = g.initializer(&format!("{name}/bias"), bias);
+        let product = g.node(op, &[x, &kernel], &format!("{name}/{op}"), attrs);
+        g.node_into("Add", &[&product, &bias], &pre, vec![]);
+    } else {
+        g.node_into(op, &[x, &kernel], &pre, attrs);
+    }
+    if !activation.is_linear() {
+        activation.emit(g, &pre, output.info, name, output.name);
+    }
+    Ok(output.name.to_string())
 }

@@ -15,11 +15,13 @@
 //! otherwise takes the tensors' type; true division, `mean` and the transcendental
 //! functions give float32 for integer input. Masks end, as Keras' operations drop them.
 
-use super::{cast_to, checked_axis, float_output};
+use super::rms_normalization::{check_scale, rms_axes, rms_normalize};
+use super::{cast_to, checked_axis, float_output, require_float};
 use crate::activation::Activation;
 use crate::config::Config;
+use crate::einsum::Equation;
 use crate::error::BuildError;
-use crate::graph::{attr_int, attr_ints, GraphBuilder};
+use crate::graph::{attr_int, attr_ints, attr_string, GraphBuilder};
 use crate::registry::{LayerConverter, Masking, ValueRef};
 use crate::shape::{broadcast, format_shape, Dim, TensorInfo};
 use crate::spec::Layer;
@@ -42,7 +44,7 @@ pub const OPERATIONS: &[&str] = &[
     "Cumsum", "Tile", "Arctan", "Arcsin", "Arccos", "Sinh", "Cosh", "Arctanh", "Arcsinh",
     "Arccosh", "Log2", "Log10", "Trunc", "Isnan", "Isinf", "Isfinite", "Logsumexp", "OnesLike",
     "ZerosLike", "FullLike", "Moveaxis", "Swapaxes", "Mod", "FloorDivide", "Var", "Std", "Pad",
-    "Flip", "Normalize", "Repeat",
+    "Flip", "Normalize", "Repeat", "Einsum", "RMSNorm",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -641,6 +643,29 @@ fn infer_output(layer: &Layer, ops: &[Operand]) -> Result<TensorInfo, BuildError
                 dtype,
                 matmul_shape(layer, &ops[0].info.shape, &ops[1].info.shape)?,
             ))
+        }
+        "Einsum" => {
+            let dtype = einsum_type(layer, ops)?;
+            let shapes: Vec<&[Dim]> = ops.iter().map(|o| o.info.shape.as_slice()).collect();
+            let shape = einsum_equation(layer, ops.len())?
+                .output_shape(&shapes)
+                .map_err(|why| layer.error(why))?;
+            Ok(TensorInfo::new(dtype, shape))
+        }
+        "RMSNorm" => {
+            if !(1..=2).contains(&ops.len()) {
+                return Err(layer.error(format!(
+                    "rms_normalization takes x and an optional scale, got {} operand(s)",
+                    ops.len()
+                )));
+            }
+            require_float(layer, "input", x.info.dtype)?;
+            rms_axes(layer, "axis", x.info.rank())?;
+            if let Some(scale) = ops.get(1) {
+                numeric(layer, "scale", scale.info.dtype)?;
+                check_scale(layer, &x.info.shape, &scale.info.shape)?;
+            }
+            Ok(x.info.clone())
         }
         "Clip" => {
             expect_operands(layer, ops, 1)?;
@@ -1247,6 +1272,36 @@ fn reduction_type(layer: &Layer, op: &str, dtype: DType) -> Result<DType, BuildE
     })
 }
 
+/// The config's `subscripts` for `operands` operands.
+fn einsum_equation(layer: &Layer, operands: usize) -> Result<Equation, BuildError> {
+    let subscripts = Config::of(layer)?
+        .get("subscripts")
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| layer.error("config key \"subscripts\" (a string) is required"))?;
+    Equation::parse(subscripts, operands).map_err(|why| layer.error(why))
+}
+
+/// Keras' result type of an einsum: the operands' promoted type, except that int8
+/// operands alone give int32 (Keras asks for int32 accumulation there).
+fn einsum_type(layer: &Layer, ops: &[Operand]) -> Result<DType, BuildError> {
+    let dtype = promote(ops);
+    match dtype {
+        DType::Bool => Err(layer.dtype_error("operand", dtype, "a number type")),
+        DType::I8 if ops.iter().all(|o| o.info.dtype == DType::I8) => Ok(DType::I32),
+        d => Ok(d),
+    }
+}
+
+/// The type ONNX Runtime's `Einsum` computes `dtype` in: its own float and 32/64-bit
+/// integer types; narrower integers in int32, whose wrapped result casts back to the
+/// same value.
+fn einsum_compute_type(dtype: DType) -> DType {
+    match dtype {
+        DType::I8 | DType::I16 | DType::U8 => DType::I32,
+        d => d,
+    }
+}
+
 fn clip_bounds(layer: &Layer) -> Result<(f64, f64), BuildError> {
     let cfg = Config::of(layer)?;
     let bound = |key: &str| {
@@ -1502,6 +1557,46 @@ impl KerasOperation {
             "Matmul" => {
                 let v = values(layer, g, inputs, ops, out.dtype)?;
                 g.node_into("MatMul", &[&v[0], &v[1]], y, vec![]);
+            }
+            "Einsum" => {
+                let compute = einsum_compute_type(out.dtype);
+                let v = values(layer, g, inputs, ops, compute)?;
+                let refs: Vec<&str> = v.iter().map(String::as_str).collect();
+                let equation = einsum_equation(layer, ops.len())?.render();
+                let attrs = vec![attr_string("equation", &equation)];
+                if compute == out.dtype {
+                    g.node_into("Einsum", &refs, y, attrs);
+                } else {
+                    let wide = g.node("Einsum", &refs, &format!("{name}/einsum"), attrs);
+                    g.node_into(
+                        "Cast",
+                        &[&wide],
+                        y,
+                        vec![attr_int("to", out.dtype.onnx() as i64)],
+                    );
+                }
+            }
+            "RMSNorm" => {
+                let axes = rms_axes(layer, "axis", x.info.rank())?;
+                let epsilon = cfg.f64_or("epsilon", 1e-7)?;
+                // Keras converts the scale to the type it computes in (float32 at least).
+                let compute = if x.info.dtype == DType::F16 {
+                    DType::F32
+                } else {
+                    x.info.dtype
+                };
+                let scale = match ops.get(1) {
+                    Some(scale) => Some((value(layer, g, inputs, scale, compute)?, compute)),
+                    None => None,
+                };
+                let v = value(layer, g, inputs, x, x.info.dtype)?;
+                let input = ValueRef {
+                    name: &v,
+                    info: &x.info,
+                    mask: None,
+                };
+                let scale = scale.as_ref().map(|(v, d)| (v.as_str(), *d));
+                rms_normalize(g, input, &axes, epsilon, scale, name, y);
             }
             "Clip" => {
                 let v = value(layer, g, inputs, x, out.dtype)?;
@@ -2079,11 +2174,29 @@ mod tests {
         )
         .contains("more constant operands"));
         assert!(message(
+            json!({"op": "Sort", "operands": ["tensor"]}),
+            vec![],
+            std::slice::from_ref(&x)
+        )
+        .contains("\"Sort\" is not supported"));
+        assert!(message(
             json!({"op": "Einsum", "operands": ["tensor"]}),
             vec![],
             std::slice::from_ref(&x)
         )
-        .contains("\"Einsum\" is not supported"));
+        .contains("\"subscripts\" (a string) is required"));
+        assert!(message(
+            json!({"op": "Einsum", "operands": ["tensor"], "subscripts": "ab,bc->ac"}),
+            vec![],
+            std::slice::from_ref(&x)
+        )
+        .contains("2 input term(s) for 1 operand(s)"));
+        assert!(message(
+            json!({"op": "RMSNorm", "operands": ["tensor", "array"]}),
+            vec![Tensor::from_f64(vec![5], &[1.0; 5])],
+            std::slice::from_ref(&x)
+        )
+        .contains("does not broadcast"));
         assert!(message(
             json!({"op": "Squeeze", "operands": ["tensor"]}),
             vec![],
