@@ -462,6 +462,22 @@ def keras2_tf_operands(rng):
     return keras.Model([x, w], outs, name="keras2_tf_operands"), inputs
 
 
+def keras2_einsum_dense(rng):
+    """tf.keras 2's EinsumDense: per-head projections and their merge, an ellipsis, a bias
+    over two axes with an activation, as in Keras 3 (same config, same weights)."""
+    x = keras.Input((5, 8), name="x")
+    heads = keras.layers.EinsumDense("abc,cde->abde", output_shape=(None, 2, 3), bias_axes="de",
+                                     name="heads")(x)
+    merged = keras.layers.EinsumDense("abcd,cde->abe", output_shape=(None, 4), bias_axes="e",
+                                      name="merge_heads")(heads)
+    proj = keras.layers.EinsumDense("...c,cd->...d", output_shape=6, bias_axes="d",
+                                    name="proj")(x)
+    gated = keras.layers.EinsumDense("abc,cd->abd", output_shape=(5, 4), bias_axes="bd",
+                                     activation="gelu", name="gated")(x)
+    inputs = [rng.normal(size=(BATCH, 5, 8)).astype("float32")]
+    return keras.Model(x, [heads, merged, proj, gated], name="keras2_einsum_dense"), inputs
+
+
 def main():
     tf.keras.utils.set_random_seed(SEED)
     rng = np.random.default_rng(SEED)
@@ -489,6 +505,7 @@ def main():
         ("keras2_tf_calls", keras2_tf_calls),
         ("keras2_tf_more", keras2_tf_more),
         ("keras2_tf_operands", keras2_tf_operands),
+        ("keras2_einsum_dense", keras2_einsum_dense),
     ]:
         model, inputs = build(rng)
         save_fixture(manifest, name, model, inputs, rng, zip_format=name.startswith("keras2_zip"))
