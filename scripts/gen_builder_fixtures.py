@@ -1626,6 +1626,50 @@ def case_einsum():
     return c
 
 
+def luong_attention(q, v, k, scale=None, concat_weight=None, causal=False, additive_scale=None,
+                    additive=False):
+    if additive or concat_weight is not None:
+        s = q[:, :, None, :] + k[:, None, :, :]
+        if additive:
+            t = np.tanh(s)
+            scores = np.sum(t * (additive_scale if additive_scale is not None else 1.0), axis=-1)
+        else:
+            t = np.tanh(s * scale if scale is not None else s)
+            scores = concat_weight * np.sum(t, axis=-1)
+    else:
+        scores = q @ k.transpose(0, 2, 1)
+        if scale is not None:
+            scores = scores * scale
+    if causal:
+        tq, tv = scores.shape[-2:]
+        scores = scores - 1e9 * (1.0 - np.tril(np.ones((tq, tv))))
+    return softmax(scores, axis=-1) @ v
+
+
+def case_attention():
+    c = Case("attention", "Attention (dot, concat, scaled, causal, separate key) and AdditiveAttention", 40)
+    q = c.input("q", "float32", [None, 4, 8], c.normal(2, 4, 8))
+    v = c.input("v", "float32", [None, None, 8], c.normal(2, 6, 8))
+    k = c.input("k", "float32", [None, None, 8], c.normal(2, 6, 8))
+    q64, v64, k64 = (t.astype(np.float64) for t in (q, v, k))
+    c.layer("dot", "Attention", {}, ["q", "v"])
+    c.output("out_dot", "dot", luong_attention(q64, v64, v64))
+    scale = np.array(0.7, dtype=np.float32)
+    c.layer("dot_scaled", "Attention", {"use_scale": True}, ["q", "v", "k"], [scale])
+    c.output("out_dot_scaled", "dot_scaled", luong_attention(q64, v64, k64, scale=0.7))
+    weight = np.array(1.3, dtype=np.float32)
+    c.layer("concat", "Attention", {"use_scale": True, "score_mode": "concat"}, ["q", "v", "k"], [scale, weight])
+    c.output("out_concat", "concat", luong_attention(q64, v64, k64, scale=0.7, concat_weight=1.3))
+    c.layer("causal", "Attention", {"use_causal_mask": True}, ["q", "q"])
+    c.output("out_causal", "causal", luong_attention(q64, q64, q64, causal=True))
+    vec = c.normal(8)
+    c.layer("additive", "AdditiveAttention", {}, ["q", "v", "k"], [vec])
+    c.output("out_additive", "additive", luong_attention(q64, v64, k64, additive=True, additive_scale=vec))
+    c.layer("additive_plain", "AdditiveAttention", {"use_scale": False, "use_causal_mask": True}, ["v", "v"])
+    c.output("out_additive_plain", "additive_plain", luong_attention(v64, v64, v64, additive=True, causal=True))
+    return c
+
+
 CASES = [
     case_embedding,
     case_dense_activations,
@@ -1666,6 +1710,7 @@ CASES = [
     case_tabular_encoding,
     case_keras_operation,
     case_einsum,
+    case_attention,
 ]
 
 

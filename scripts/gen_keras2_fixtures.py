@@ -478,6 +478,31 @@ def keras2_einsum_dense(rng):
     return keras.Model(x, [heads, merged, proj, gated], name="keras2_einsum_dense"), inputs
 
 
+def keras2_attention_classes(rng):
+    """tf.keras 2's Attention (dot and concat, scaled, causal) and AdditiveAttention, on
+    plain floats and over padded token ids, whose masks tf.keras passes implicitly."""
+    q = keras.Input((4, 8), name="q")
+    v = keras.Input((6, 8), name="v")
+    ids_in = keras.Input((8,), dtype="int32", name="ids")
+    ctx_in = keras.Input((5,), dtype="int32", name="ctx")
+    x = keras.layers.Embedding(30, 8, mask_zero=True)(ids_in)
+    c = keras.layers.Embedding(30, 8, mask_zero=True)(ctx_in)
+    self_att = keras.layers.Attention(use_scale=True, name="self_att")([x, x], use_causal_mask=True)
+    outs = [
+        keras.layers.Attention(name="dot")([q, v]),
+        keras.layers.Attention(use_scale=True, score_mode="concat", name="concat")([q, v, v]),
+        keras.layers.AdditiveAttention(name="additive")([q, v]),
+        keras.layers.Attention(name="causal")([q, q], use_causal_mask=True),
+        self_att,
+        keras.layers.AdditiveAttention(name="masked_additive")([c, x, x]),
+        keras.layers.GlobalAveragePooling1D(name="pooled")(self_att),
+    ]
+    ids_data, ctx = padded_attention_ids(rng, BATCH)
+    inputs = [rng.normal(size=(BATCH, 4, 8)).astype("float32"),
+              rng.normal(size=(BATCH, 6, 8)).astype("float32"), ids_data, ctx]
+    return keras.Model([q, v, ids_in, ctx_in], outs, name="keras2_attention_classes"), inputs
+
+
 def main():
     tf.keras.utils.set_random_seed(SEED)
     rng = np.random.default_rng(SEED)
@@ -506,6 +531,7 @@ def main():
         ("keras2_tf_more", keras2_tf_more),
         ("keras2_tf_operands", keras2_tf_operands),
         ("keras2_einsum_dense", keras2_einsum_dense),
+        ("keras2_attention_classes", keras2_attention_classes),
     ]:
         model, inputs = build(rng)
         save_fixture(manifest, name, model, inputs, rng, zip_format=name.startswith("keras2_zip"))

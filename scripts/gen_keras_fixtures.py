@@ -1309,6 +1309,53 @@ def einsum_layers(rng):
     return model, [floats(rng, 5, 8), rng.integers(-20, 21, (BATCH, 8)).astype("int8")]
 
 
+def attention_classes(rng):
+    """Attention (dot and concat scores, with and without scale, a separate key, causal
+    self-attention) and AdditiveAttention (with and without scale, causal), on static and
+    dynamic steps, and a small text model with causal self-attention."""
+    q = keras.Input((4, 8), name="q")
+    v = keras.Input((None, 8), name="v")
+    k = keras.Input((None, 8), name="k")
+    ids_in = keras.Input((7,), dtype="int32", name="ids")
+    outs = [
+        layers.Attention(name="dot")([q, v]),
+        layers.Attention(use_scale=True, name="dot_scaled")([q, v, k]),
+        layers.Attention(score_mode="concat", name="concat")([q, v]),
+        layers.Attention(use_scale=True, score_mode="concat", name="concat_scaled")([q, v, k]),
+        layers.Attention(use_scale=True, name="causal")([q, q], use_causal_mask=True),
+        layers.Attention(name="causal_cross")([q, v], use_causal_mask=True),
+        layers.AdditiveAttention(name="additive")([q, v, k]),
+        layers.AdditiveAttention(use_scale=False, name="additive_plain")([q, v]),
+        layers.AdditiveAttention(name="additive_causal")([v, v], use_causal_mask=True),
+    ]
+    x = layers.Embedding(50, 8)(ids_in)
+    x = layers.Attention(use_scale=True, name="self_attention")([x, x], use_causal_mask=True)
+    x = layers.GlobalAveragePooling1D()(x)
+    outs.append(layers.Dense(3, activation="softmax", name="probs")(x))
+    inputs = [floats(rng, 4, 8), floats(rng, 6, 8), floats(rng, 6, 8), ids(rng, 50, 7)]
+    return keras.Model([q, v, k, ids_in], outs, name="attention_classes"), inputs
+
+
+def masked_attention_classes(rng):
+    """Attention and AdditiveAttention over padded token ids: the value's mask hides the
+    padding from every query step (with and without the causal mask; a context of nothing
+    but padding hides every step), the query's zeroes the padded output steps and travels
+    on to the pooling (Keras records it as convert_to_tensor of the query's mask)."""
+    ids_in = keras.Input((8,), dtype="int32", name="ids")
+    ctx_in = keras.Input((5,), dtype="int32", name="ctx")
+    x = layers.Embedding(30, 8, mask_zero=True)(ids_in)
+    c = layers.Embedding(30, 8, mask_zero=True)(ctx_in)
+    self_att = layers.Attention(use_scale=True, name="self_att")([x, x], use_causal_mask=True)
+    cross = layers.Attention(score_mode="concat", name="cross")([x, c])
+    additive = layers.AdditiveAttention(name="additive")([c, x, x])
+    outs = [
+        self_att, cross, additive,
+        layers.GlobalAveragePooling1D(name="pooled")(self_att),
+        layers.GlobalAveragePooling1D(name="pooled_additive")(additive),
+    ]
+    ids_data, ctx = padded_attention_ids(rng, BATCH)
+    return keras.Model([ids_in, ctx_in], outs, name="masked_attention_classes"), [ids_data, ctx]
+
 def main():
     keras.utils.set_random_seed(SEED)
     rng = np.random.default_rng(SEED)
@@ -1379,6 +1426,8 @@ def main():
         ("mixed_precision", mixed_precision, {"options": {"tolerance": "5e-3"}}),
         ("keras_ops_extra", keras_ops_extra, {}),
         ("einsum_layers", einsum_layers, {}),
+        ("attention_classes", attention_classes, {}),
+        ("masked_attention_classes", masked_attention_classes, {}),
     ]
     for name, build, how in fixtures:
         model, inputs = build(rng)

@@ -66,7 +66,11 @@ defmodule Thunderbolt.TestModels do
     end
   end
 
-  @doc "Asserts two flat float lists agree within rtol/atol, with a useful message."
+  @doc """
+  Asserts two flat float lists agree within rtol/atol, with a useful message. NaN and
+  the infinities (`:nan`, `:infinity`, `:neg_infinity` in `Thunderbolt.Tensor.to_flat_list/1`)
+  must stand where and only where they are expected.
+  """
   defmacro assert_close(actual, expected, opts \\ []) do
     quote bind_quoted: [actual: actual, expected: expected, opts: opts] do
       rtol = Keyword.get(opts, :rtol, 1.0e-5)
@@ -81,7 +85,10 @@ defmodule Thunderbolt.TestModels do
         actual
         |> Enum.zip(expected)
         |> Enum.with_index()
-        |> Enum.find(fn {{a, e}, _} -> abs(a - e) > atol + rtol * abs(e) end)
+        |> Enum.find(fn
+          {{a, e}, _} when is_number(a) and is_number(e) -> abs(a - e) > atol + rtol * abs(e)
+          {{a, e}, _} -> a != e
+        end)
 
       ExUnit.Assertions.assert(bad == nil, "values differ: #{inspect(bad)}")
     end

@@ -83,7 +83,7 @@ defmodule Thunderbolt.BuilderTest do
                RandomRotation RandomZoom RandomTranslation RandomContrast RandomBrightness
                Conv1DTranspose Conv2DTranspose Conv3DTranspose Resizing CenterCrop Dot
                UnitNormalization GroupNormalization Discretization CategoryEncoding
-               KerasOperation EinsumDense RMSNormalization) do
+               KerasOperation EinsumDense RMSNormalization Attention AdditiveAttention) do
         assert class in classes, "no fixture uses #{class}"
       end
     end

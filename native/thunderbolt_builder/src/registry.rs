@@ -296,6 +296,8 @@ impl Default for LayerRegistry {
             "MultiHeadAttention",
             multi_head_attention::MultiHeadAttention,
         );
+        r.register("Attention", attention::Attention::Luong);
+        r.register("AdditiveAttention", attention::Attention::Additive);
         r.register("AddConstant", add_constant::AddConstant);
         r.register("InterleavedRoPE", interleaved_rope::InterleavedRoPE);
         r

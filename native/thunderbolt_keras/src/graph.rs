@@ -687,6 +687,8 @@ impl<'a> Flattener<'a> {
                     }
                 }
                 (true, "LogicalOr", [Arg::Tensor(_), Arg::Tensor(_)]) => pending.extend(tensors),
+                // The query's mask as `Attention.compute_mask` hands it on.
+                (true, "ConvertToTensor", [Arg::Tensor(_)]) => pending.extend(tensors),
                 _ => return Err(unknown()),
             }
         }
@@ -1274,7 +1276,9 @@ fn with_call_options(
     node: &Node,
 ) -> serde_json::Value {
     let keys: &[&str] = match class_name {
-        "MultiHeadAttention" => &["use_causal_mask", "return_attention_scores"],
+        "MultiHeadAttention" | "Attention" | "AdditiveAttention" => {
+            &["use_causal_mask", "return_attention_scores"]
+        }
         _ => &[],
     };
     let mut config = config.clone();

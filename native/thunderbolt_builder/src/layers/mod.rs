@@ -5,6 +5,7 @@
 pub mod activation;
 pub mod activation_classes;
 pub mod add_constant;
+pub mod attention;
 pub mod augmentation;
 pub mod batch_normalization;
 pub mod bidirectional;

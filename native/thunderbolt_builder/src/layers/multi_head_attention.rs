@@ -149,14 +149,7 @@ fn allowed_steps(
             &format!("{name}/mask_shape"),
             vec![attr_int("axis", 0)],
         );
-        let one = g.scalar(&format!("{name}/one"), DType::F32, 1.0);
-        let ones = g.node("Expand", &[&one, &dims], &format!("{name}/ones"), vec![]);
-        let lower = g.node(
-            "Trilu",
-            &[&ones],
-            &format!("{name}/lower"),
-            vec![attr_int("upper", 0)],
-        );
+        let lower = lower_triangle(g, name, &dims, DType::F32);
         parts.push(g.node(
             "Cast",
             &[&lower],
@@ -166,6 +159,19 @@ fn allowed_steps(
     }
     let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
     g.fold("And", &parts, &format!("{name}/allowed"))
+}
+
+/// Ones of shape `dims` (a `[query steps, key steps]` value) in `dtype`, with the part above
+/// the diagonal zero: a query step sees the key steps up to its own, as Keras' causal masks.
+pub(crate) fn lower_triangle(g: &mut GraphBuilder, name: &str, dims: &str, dtype: DType) -> String {
+    let one = g.scalar(&format!("{name}/one"), dtype, 1.0);
+    let ones = g.node("Expand", &[&one, dims], &format!("{name}/ones"), vec![]);
+    g.node(
+        "Trilu",
+        &[&ones],
+        &format!("{name}/lower"),
+        vec![attr_int("upper", 0)],
+    )
 }
 
 /// The attention weights: the softmax of `scores`, with the steps `allowed` (when given)
