@@ -1356,6 +1356,26 @@ def masked_attention_classes(rng):
     ids_data, ctx = padded_attention_ids(rng, BATCH)
     return keras.Model([ids_in, ctx_in], outs, name="masked_attention_classes"), [ids_data, ctx]
 
+def layer_norm_ops(rng):
+    """keras.ops.layer_normalization: no gamma or beta, arrays over the last axis, a tensor
+    gamma, beta alone (gamma passed as None), over two axes, over a middle axis with a
+    vector gamma (which Keras reshapes onto that axis), and the deprecated rms_scaling."""
+    x = keras.Input((5, 8), name="x")
+    g8 = np.linspace(0.5, 1.5, 8).astype("float32")
+    b8 = np.linspace(-0.3, 0.3, 8).astype("float32")
+    g5 = np.linspace(0.8, 1.2, 5).astype("float32")
+    outs = [
+        ops.layer_normalization(x),
+        ops.layer_normalization(x, g8, b8, epsilon=1e-3),
+        ops.layer_normalization(x, ops.sigmoid(x) + 0.5),
+        ops.layer_normalization(x, None, b8),
+        ops.layer_normalization(x, np.ones((5, 8), "float32") * 0.9, axis=[1, 2]),
+        ops.layer_normalization(x, g5, None, axis=1),
+        ops.layer_normalization(x, g8, rms_scaling=True),
+    ]
+    return keras.Model(x, outs, name="layer_norm_ops"), [floats(rng, 5, 8)]
+
+
 def main():
     keras.utils.set_random_seed(SEED)
     rng = np.random.default_rng(SEED)
@@ -1428,6 +1448,7 @@ def main():
         ("einsum_layers", einsum_layers, {}),
         ("attention_classes", attention_classes, {}),
         ("masked_attention_classes", masked_attention_classes, {}),
+        ("layer_norm_ops", layer_norm_ops, {}),
     ]
     for name, build, how in fixtures:
         model, inputs = build(rng)

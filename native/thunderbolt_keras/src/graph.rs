@@ -1135,6 +1135,25 @@ fn keras_operation(
         return Ok(operation_layer(name, config, inbound, vec![]));
     }
     let (mut operands, mut weights) = operands_of(node);
+    let mut extra = serde_json::Map::new();
+    if layer.class_name == "LayerNorm" {
+        // `ops.layer_normalization` passes `(x, gamma, beta)` with `None` for an absent
+        // one, which the flattened operands leave out: say which are there.
+        let positions: Vec<bool> = match node.raw_args.as_array() {
+            Some(raw) => (1..3)
+                .map(|i| raw.get(i).is_some_and(|v| !v.is_null()))
+                .collect(),
+            None => vec![false, false],
+        };
+        if operands.len() != 1 + positions.iter().filter(|p| **p).count() {
+            return Err(ImportError::config(format!(
+                "keras.ops operation {:?} (LayerNorm): expected x, gamma and beta",
+                layer.name
+            )));
+        }
+        extra.insert("gamma".into(), json!(positions[0]));
+        extra.insert("beta".into(), json!(positions[1]));
+    }
     for (key, arg) in &node.keyword_operands {
         // `ops.rms_normalization` passes its scale by keyword; elsewhere a keyword's
         // position among the operands is not known.
@@ -1157,6 +1176,7 @@ fn keras_operation(
     if let serde_json::Value::Object(map) = &mut config {
         map.insert("op".into(), json!(layer.class_name));
         map.insert("operands".into(), json!(operands));
+        map.extend(extra);
         // Arguments the call passed by keyword (`ops.pad(x, w, constant_values=7)`).
         for (key, value) in &node.kwargs {
             if !value.is_null() && !map.contains_key(key) {

@@ -44,7 +44,7 @@ pub const OPERATIONS: &[&str] = &[
     "Cumsum", "Tile", "Arctan", "Arcsin", "Arccos", "Sinh", "Cosh", "Arctanh", "Arcsinh",
     "Arccosh", "Log2", "Log10", "Trunc", "Isnan", "Isinf", "Isfinite", "Logsumexp", "OnesLike",
     "ZerosLike", "FullLike", "Moveaxis", "Swapaxes", "Mod", "FloorDivide", "Var", "Std", "Pad",
-    "Flip", "Normalize", "Repeat", "Einsum", "RMSNorm",
+    "Flip", "Normalize", "Repeat", "Einsum", "RMSNorm", "LayerNorm",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -667,6 +667,19 @@ fn infer_output(layer: &Layer, ops: &[Operand]) -> Result<TensorInfo, BuildError
             }
             Ok(x.info.clone())
         }
+        "LayerNorm" => {
+            let (gamma, beta) = layer_norm_parts(layer, ops)?;
+            require_float(layer, "input", x.info.dtype)?;
+            let axes = rms_axes(layer, "axis", x.info.rank())?;
+            for (what, part) in [("gamma", gamma), ("beta", beta)] {
+                if let Some(part) = part {
+                    numeric(layer, what, part.info.dtype)?;
+                    let shape = layer_norm_shape(layer, &x.info, &axes, &part.info)?;
+                    check_scale(layer, &x.info.shape, &shape)?;
+                }
+            }
+            Ok(x.info.clone())
+        }
         "Clip" => {
             expect_operands(layer, ops, 1)?;
             let dtype = if x.info.dtype == DType::Bool {
@@ -1272,6 +1285,57 @@ fn reduction_type(layer: &Layer, op: &str, dtype: DType) -> Result<DType, BuildE
     })
 }
 
+/// `ops.layer_normalization`'s gamma and beta among the operands, as the importer's
+/// config keys `gamma` and `beta` say which follow `x`.
+fn layer_norm_parts<'o>(
+    layer: &Layer,
+    ops: &'o [Operand],
+) -> Result<(Option<&'o Operand>, Option<&'o Operand>), BuildError> {
+    let cfg = Config::of(layer)?;
+    let (has_gamma, has_beta) = (cfg.bool_or("gamma", false)?, cfg.bool_or("beta", false)?);
+    let expected = 1 + usize::from(has_gamma) + usize::from(has_beta);
+    if ops.len() != expected {
+        return Err(layer.error(format!(
+            "layer_normalization with gamma {has_gamma} and beta {has_beta} takes {expected} \
+             operand(s), got {}",
+            ops.len()
+        )));
+    }
+    let mut rest = ops[1..].iter();
+    let gamma = if has_gamma { rest.next() } else { None };
+    let beta = if has_beta { rest.next() } else { None };
+    Ok((gamma, beta))
+}
+
+/// The shape gamma or beta multiplies with, as Keras' `_broadcast` makes it: reshaped to
+/// the normalized axes' dimensions (ones elsewhere) when its rank differs from the input's
+/// and the axes are not the last one alone; otherwise as it is.
+fn layer_norm_shape(
+    layer: &Layer,
+    x: &TensorInfo,
+    axes: &[usize],
+    part: &TensorInfo,
+) -> Result<Vec<Dim>, BuildError> {
+    let rank = x.rank();
+    if part.rank() == rank || axes == [rank - 1] {
+        return Ok(part.shape.clone());
+    }
+    let mut shape = vec![Some(1); rank];
+    for &a in axes {
+        shape[a] = x.shape[a];
+    }
+    let wanted: Option<usize> = shape.iter().try_fold(1usize, |n, d| d.map(|d| n * d));
+    let has: Option<usize> = part.shape.iter().try_fold(1usize, |n, d| d.map(|d| n * d));
+    match (wanted, has) {
+        (Some(a), Some(b)) if a == b => Ok(shape),
+        _ => Err(layer.error(format!(
+            "a gamma or beta of shape {} does not reshape to the normalized axes {}",
+            format_shape(&part.shape),
+            format_shape(&shape)
+        ))),
+    }
+}
+
 /// The config's `subscripts` for `operands` operands.
 fn einsum_equation(layer: &Layer, operands: usize) -> Result<Equation, BuildError> {
     let subscripts = Config::of(layer)?
@@ -1597,6 +1661,53 @@ impl KerasOperation {
                 };
                 let scale = scale.as_ref().map(|(v, d)| (v.as_str(), *d));
                 rms_normalize(g, input, &axes, epsilon, scale, name, y);
+            }
+            "LayerNorm" => {
+                let (gamma, beta) = layer_norm_parts(layer, ops)?;
+                let axes = rms_axes(layer, "axis", x.info.rank())?;
+                let epsilon = cfg.f64_or("epsilon", 1e-7)?;
+                // Keras computes in float32 at least and converts gamma and beta to it.
+                let compute = if x.info.dtype == DType::F16 {
+                    DType::F32
+                } else {
+                    x.info.dtype
+                };
+                let v = value(layer, g, inputs, x, compute)?;
+                let axes_i64: Vec<i64> = axes.iter().map(|&a| a as i64).collect();
+                let (centered, std) = super::layer_normalization::centered_and_deviation(
+                    g, &v, &axes_i64, epsilon, compute, name,
+                );
+                // `rms_scaling` (deprecated in Keras) divides x itself by the deviation and
+                // leaves beta out.
+                let rms_scaling = cfg.bool_or("rms_scaling", false)?;
+                let top = if rms_scaling { v.clone() } else { centered };
+                let mut steps = vec![("normalized", "Div", std)];
+                let beta = if rms_scaling { None } else { beta };
+                for (what, part, op) in [("gamma", gamma, "Mul"), ("beta", beta, "Add")] {
+                    let Some(part) = part else { continue };
+                    let mut p = value(layer, g, inputs, part, compute)?;
+                    let shape = layer_norm_shape(layer, &x.info, &axes, &part.info)?;
+                    if shape != part.info.shape {
+                        let dims: Vec<i64> =
+                            shape.iter().map(|d| d.map_or(-1, |n| n as i64)).collect();
+                        let dims = g.int64s(&format!("{name}/{what}_shape"), &dims);
+                        p = g.node("Reshape", &[&p, &dims], &format!("{name}/{what}"), vec![]);
+                    }
+                    steps.push((what, op, p));
+                }
+                let last = steps.len() - 1;
+                let mut acc = top;
+                for (i, (what, op, operand)) in steps.into_iter().enumerate() {
+                    if i == last && compute == out.dtype {
+                        g.node_into(op, &[&acc, &operand], y, vec![]);
+                    } else {
+                        acc = g.node(op, &[&acc, &operand], &format!("{name}/{what}"), vec![]);
+                    }
+                }
+                if compute != out.dtype {
+                    let to = vec![attr_int("to", out.dtype.onnx() as i64)];
+                    g.node_into("Cast", &[&acc], y, to);
+                }
             }
             "Clip" => {
                 let v = value(layer, g, inputs, x, out.dtype)?;
@@ -2191,6 +2302,18 @@ mod tests {
             std::slice::from_ref(&x)
         )
         .contains("2 input term(s) for 1 operand(s)"));
+        assert!(message(
+            json!({"op": "LayerNorm", "operands": ["tensor", "array"], "gamma": false}),
+            vec![Tensor::from_f64(vec![3], &[1.0; 3])],
+            std::slice::from_ref(&x)
+        )
+        .contains("takes 1 operand(s), got 2"));
+        assert!(message(
+            json!({"op": "LayerNorm", "operands": ["tensor", "array"], "gamma": true, "axis": 0}),
+            vec![Tensor::from_f64(vec![2], &[1.0; 2])],
+            std::slice::from_ref(&x)
+        )
+        .contains("does not reshape"));
         assert!(message(
             json!({"op": "RMSNorm", "operands": ["tensor", "array"]}),
             vec![Tensor::from_f64(vec![5], &[1.0; 5])],
