@@ -15,7 +15,7 @@
 //! otherwise takes the tensors' type; true division, `mean` and the transcendental
 //! functions give float32 for integer input. Masks end, as Keras' operations drop them.
 
-use super::rms_normalization::{check_scale, rms_axes, rms_normalize};
+use super::rms_normalization::{check_scale, norm_axes, normalization_type, rms_normalize};
 use super::{cast_to, checked_axis, float_output, require_float};
 use crate::activation::Activation;
 use crate::config::Config;
@@ -660,7 +660,7 @@ fn infer_output(layer: &Layer, ops: &[Operand]) -> Result<TensorInfo, BuildError
                 )));
             }
             require_float(layer, "input", x.info.dtype)?;
-            rms_axes(layer, "axis", x.info.rank())?;
+            norm_axes(layer, "axis", x.info.rank())?;
             if let Some(scale) = ops.get(1) {
                 numeric(layer, "scale", scale.info.dtype)?;
                 check_scale(layer, &x.info.shape, &scale.info.shape)?;
@@ -670,7 +670,7 @@ fn infer_output(layer: &Layer, ops: &[Operand]) -> Result<TensorInfo, BuildError
         "LayerNorm" => {
             let (gamma, beta) = layer_norm_parts(layer, ops)?;
             require_float(layer, "input", x.info.dtype)?;
-            let axes = rms_axes(layer, "axis", x.info.rank())?;
+            let axes = norm_axes(layer, "axis", x.info.rank())?;
             for (what, part) in [("gamma", gamma), ("beta", beta)] {
                 if let Some(part) = part {
                     numeric(layer, what, part.info.dtype)?;
@@ -1641,14 +1641,10 @@ impl KerasOperation {
                 }
             }
             "RMSNorm" => {
-                let axes = rms_axes(layer, "axis", x.info.rank())?;
+                let axes = norm_axes(layer, "axis", x.info.rank())?;
                 let epsilon = cfg.f64_or("epsilon", 1e-7)?;
-                // Keras converts the scale to the type it computes in (float32 at least).
-                let compute = if x.info.dtype == DType::F16 {
-                    DType::F32
-                } else {
-                    x.info.dtype
-                };
+                // Keras converts the scale to the type it computes in.
+                let compute = normalization_type(x.info.dtype);
                 let scale = match ops.get(1) {
                     Some(scale) => Some((value(layer, g, inputs, scale, compute)?, compute)),
                     None => None,
@@ -1664,14 +1660,10 @@ impl KerasOperation {
             }
             "LayerNorm" => {
                 let (gamma, beta) = layer_norm_parts(layer, ops)?;
-                let axes = rms_axes(layer, "axis", x.info.rank())?;
+                let axes = norm_axes(layer, "axis", x.info.rank())?;
                 let epsilon = cfg.f64_or("epsilon", 1e-7)?;
-                // Keras computes in float32 at least and converts gamma and beta to it.
-                let compute = if x.info.dtype == DType::F16 {
-                    DType::F32
-                } else {
-                    x.info.dtype
-                };
+                // Keras converts gamma and beta to the type it computes in.
+                let compute = normalization_type(x.info.dtype);
                 let v = value(layer, g, inputs, x, compute)?;
                 let axes_i64: Vec<i64> = axes.iter().map(|&a| a as i64).collect();
                 let (centered, std) = super::layer_normalization::centered_and_deviation(

@@ -15,8 +15,18 @@ use crate::tensor::DType;
 
 pub struct RmsNormalization;
 
+/// The type Keras' `rms_normalization` and `layer_normalization` compute `dtype` in:
+/// float32 at least.
+pub(crate) fn normalization_type(dtype: DType) -> DType {
+    if dtype == DType::F16 {
+        DType::F32
+    } else {
+        dtype
+    }
+}
+
 /// The normalized axes of `key` (an integer or a list, default -1), sorted.
-pub(crate) fn rms_axes(layer: &Layer, key: &str, rank: usize) -> Result<Vec<usize>, BuildError> {
+pub(crate) fn norm_axes(layer: &Layer, key: &str, rank: usize) -> Result<Vec<usize>, BuildError> {
     let mut axes = Config::of(layer)?
         .axes_or(key, -1)?
         .into_iter()
@@ -53,11 +63,7 @@ pub(crate) fn rms_normalize(
     output: &str,
 ) {
     let dtype = x.info.dtype;
-    let compute = if dtype == DType::F16 {
-        DType::F32
-    } else {
-        dtype
-    };
+    let compute = normalization_type(dtype);
     let to = |d: DType| vec![attr_int("to", d.onnx() as i64)];
     let value = if compute == dtype {
         x.name.to_string()
@@ -125,7 +131,7 @@ impl LayerConverter for RmsNormalization {
         require_float(layer, "input", x.dtype)?;
         expect_weights(layer, &["scale"])?;
         require_weight_dtype(layer, 0, "scale", x.dtype)?;
-        rms_axes(layer, "axis", x.rank())?;
+        norm_axes(layer, "axis", x.rank())?;
         let scale: Vec<Dim> = layer.weights[0].shape.iter().map(|&d| Some(d)).collect();
         check_scale(layer, &x.shape, &scale)?;
         Ok(x.clone())
@@ -138,7 +144,7 @@ impl LayerConverter for RmsNormalization {
         output: ValueRef<'_>,
         g: &mut GraphBuilder,
     ) -> Result<String, BuildError> {
-        let axes = rms_axes(layer, "axis", inputs[0].info.rank())?;
+        let axes = norm_axes(layer, "axis", inputs[0].info.rank())?;
         let epsilon = Config::of(layer)?.f64_or("epsilon", 1e-6)?;
         let scale = g.initializer(&format!("{}/scale", layer.name), &layer.weights[0]);
         rms_normalize(
