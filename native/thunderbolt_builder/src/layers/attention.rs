@@ -68,7 +68,7 @@ impl Attention {
         Ok(Params {
             concat,
             use_scale: cfg.bool_or("use_scale", matches!(self, Attention::Additive))?,
-            // tf.keras 2.4 to 2.9 kept it in the config as `causal`.
+            // Older tf.keras kept it in the config as `causal`.
             causal: cfg.bool_or("use_causal_mask", false)? || cfg.bool_or("causal", false)?,
         })
     }
