@@ -1376,6 +1376,20 @@ def layer_norm_ops(rng):
     return keras.Model(x, outs, name="layer_norm_ops"), [floats(rng, 5, 8)]
 
 
+def sort_ops(rng):
+    """keras.ops.sort and argsort over the last axis, a middle one and a dynamic one, and
+    over integers with ties (which JAX's stable sort keeps in their order)."""
+    x = keras.Input((5, 6), name="x")
+    n = keras.Input((8,), dtype="int32", name="n")
+    d = keras.Input((None, 3), name="d")
+    outs = [
+        ops.sort(x), ops.sort(x, axis=1), ops.argsort(x), ops.argsort(x, axis=1),
+        ops.sort(n), ops.argsort(n), ops.argsort(-n), ops.sort(d, axis=1), ops.argsort(d, axis=1),
+    ]
+    ties = rng.integers(-3, 4, (BATCH, 8)).astype("int32")
+    return keras.Model([x, n, d], outs, name="sort_ops"), [floats(rng, 5, 6), ties, floats(rng, 7, 3)]
+
+
 def main():
     keras.utils.set_random_seed(SEED)
     rng = np.random.default_rng(SEED)
@@ -1449,6 +1463,7 @@ def main():
         ("attention_classes", attention_classes, {}),
         ("masked_attention_classes", masked_attention_classes, {}),
         ("layer_norm_ops", layer_norm_ops, {}),
+        ("sort_ops", sort_ops, {}),
     ]
     for name, build, how in fixtures:
         model, inputs = build(rng)

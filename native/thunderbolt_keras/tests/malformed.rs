@@ -257,12 +257,18 @@ fn unsupported_layer_names_layer_class_and_registration() {
 fn keras_operations_outside_the_supported_set_are_named() {
     let mut parts = base();
     let pooling = parts.layer_mut("pooling");
-    pooling["class_name"] = json!("Sort");
+    pooling["class_name"] = json!("Split");
     pooling["module"] = json!("keras.src.ops.numpy");
-    pooling["config"] = json!({"name": "pooling", "axis": -1});
+    pooling["config"] = json!({"name": "pooling", "indices_or_sections": 2, "axis": -1});
     assert_contains(
         &error_of(parts.to_keras()),
-        &["layer \"pooling\"", "keras.ops.Sort", "Matmul", "Einsum"],
+        &[
+            "layer \"pooling\"",
+            "keras.ops.Split",
+            "Matmul",
+            "Einsum",
+            "Argsort",
+        ],
     );
 
     // Only rms_normalization's scale is taken by keyword: elsewhere its place is unknown.

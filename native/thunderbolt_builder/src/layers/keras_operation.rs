@@ -44,7 +44,7 @@ pub const OPERATIONS: &[&str] = &[
     "Cumsum", "Tile", "Arctan", "Arcsin", "Arccos", "Sinh", "Cosh", "Arctanh", "Arcsinh",
     "Arccosh", "Log2", "Log10", "Trunc", "Isnan", "Isinf", "Isfinite", "Logsumexp", "OnesLike",
     "ZerosLike", "FullLike", "Moveaxis", "Swapaxes", "Mod", "FloorDivide", "Var", "Std", "Pad",
-    "Flip", "Normalize", "Repeat", "Einsum", "RMSNorm", "LayerNorm",
+    "Flip", "Normalize", "Repeat", "Einsum", "RMSNorm", "LayerNorm", "Sort", "Argsort",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -679,6 +679,23 @@ fn infer_output(layer: &Layer, ops: &[Operand]) -> Result<TensorInfo, BuildError
                 }
             }
             Ok(x.info.clone())
+        }
+        "Sort" | "Argsort" => {
+            expect_operands(layer, ops, 1)?;
+            if !matches!(
+                x.info.dtype,
+                DType::F32 | DType::F64 | DType::I32 | DType::I64
+            ) {
+                let want = "float32, float64, int32, int64";
+                return Err(layer.dtype_error("input", x.info.dtype, want));
+            }
+            required_axis(layer, "sort/argsort", x.info.rank())?;
+            let dtype = if op == "Sort" {
+                x.info.dtype
+            } else {
+                DType::I32
+            };
+            Ok(TensorInfo::new(dtype, x.info.shape.clone()))
         }
         "Clip" => {
             expect_operands(layer, ops, 1)?;
@@ -1701,6 +1718,33 @@ impl KerasOperation {
                     g.node_into("Cast", &[&acc], y, to);
                 }
             }
+            "Sort" | "Argsort" => {
+                // TopK over the whole axis, smallest first; equal values keep their order,
+                // as JAX's stable sort does.
+                let v = value(layer, g, inputs, x, x.info.dtype)?;
+                let axis = required_axis(layer, "sort/argsort", x.info.rank())? as i64;
+                let count = g.node(
+                    "Shape",
+                    &[&v],
+                    &format!("{name}/count"),
+                    vec![attr_int("start", axis), attr_int("end", axis + 1)],
+                );
+                let attrs = vec![
+                    attr_int("axis", axis),
+                    attr_int("largest", 0),
+                    attr_int("sorted", 1),
+                ];
+                // TopK's two outputs are both required: each gets a name.
+                let order = g.fresh(&format!("{name}/order"));
+                if op == "Sort" {
+                    g.node_outputs("TopK", &[&v, &count], &[y, &order], attrs);
+                } else {
+                    let sorted = g.fresh(&format!("{name}/sorted"));
+                    g.node_outputs("TopK", &[&v, &count], &[&sorted, &order], attrs);
+                    let to = vec![attr_int("to", DType::I32.onnx() as i64)];
+                    g.node_into("Cast", &[&order], y, to);
+                }
+            }
             "Clip" => {
                 let v = value(layer, g, inputs, x, out.dtype)?;
                 let (lo, hi) = clip_bounds(layer)?;
@@ -2277,11 +2321,11 @@ mod tests {
         )
         .contains("more constant operands"));
         assert!(message(
-            json!({"op": "Sort", "operands": ["tensor"]}),
+            json!({"op": "Split", "operands": ["tensor"]}),
             vec![],
             std::slice::from_ref(&x)
         )
-        .contains("\"Sort\" is not supported"));
+        .contains("\"Split\" is not supported"));
         assert!(message(
             json!({"op": "Einsum", "operands": ["tensor"]}),
             vec![],
@@ -2306,6 +2350,18 @@ mod tests {
             std::slice::from_ref(&x)
         )
         .contains("does not reshape"));
+        assert!(message(
+            json!({"op": "Argsort", "operands": ["tensor"], "axis": null}),
+            vec![],
+            std::slice::from_ref(&x)
+        )
+        .contains("sort/argsort with axis=None (over the flattened input) is not supported"));
+        assert!(message(
+            json!({"op": "Sort", "operands": ["tensor"], "axis": -1}),
+            vec![],
+            &[info(DType::Bool, &[None, Some(3)])]
+        )
+        .contains("float32, float64, int32, int64"));
         assert!(message(
             json!({"op": "RMSNorm", "operands": ["tensor", "array"]}),
             vec![Tensor::from_f64(vec![5], &[1.0; 5])],
