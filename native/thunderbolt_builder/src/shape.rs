@@ -62,6 +62,11 @@ pub fn broadcast(a: &[Dim], b: &[Dim]) -> Option<Vec<Dim>> {
     Some(out)
 }
 
+/// A shape known in full (a weight's, a constant's) as dimensions.
+pub fn static_dims(shape: &[usize]) -> Vec<Dim> {
+    shape.iter().map(|&d| Some(d)).collect()
+}
+
 /// Product of static dimensions; `None` if any is dynamic (or on overflow).
 pub fn static_product(dims: &[Dim]) -> Option<usize> {
     dims.iter()

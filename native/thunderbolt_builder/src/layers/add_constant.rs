@@ -7,7 +7,7 @@ use super::{expect_weights, require_weight_dtype, single_input};
 use crate::error::BuildError;
 use crate::graph::GraphBuilder;
 use crate::registry::{LayerConverter, Masking, ValueRef};
-use crate::shape::{broadcast, format_shape, Dim, TensorInfo};
+use crate::shape::{broadcast, format_shape, static_dims, Dim, TensorInfo};
 use crate::spec::Layer;
 use crate::tensor::DType;
 
@@ -26,7 +26,7 @@ impl LayerConverter for AddConstant {
             return Err(layer.dtype_error("input", x.dtype, "numeric types"));
         }
         require_weight_dtype(layer, 0, "constant", x.dtype)?;
-        let constant: Vec<Dim> = layer.weights[0].shape.iter().map(|&d| Some(d)).collect();
+        let constant: Vec<Dim> = static_dims(&layer.weights[0].shape);
         let shape = broadcast(&x.shape, &constant).ok_or_else(|| {
             super::weight_shape_error(
                 layer,

@@ -17,7 +17,7 @@ use crate::einsum::Equation;
 use crate::error::BuildError;
 use crate::graph::{attr_string, GraphBuilder};
 use crate::registry::{LayerConverter, Masking, ValueRef};
-use crate::shape::{broadcast, format_shape, TensorInfo};
+use crate::shape::{broadcast, format_shape, static_dims, TensorInfo};
 use crate::spec::Layer;
 
 pub struct EinsumDense;
@@ -64,7 +64,7 @@ impl LayerConverter for EinsumDense {
         let equation = equation(layer)?;
         let kernel = &layer.weights[0];
         require_weight_dtype(layer, 0, "kernel", x.dtype)?;
-        let kernel_dims: Vec<_> = kernel.shape.iter().map(|&d| Some(d)).collect();
+        let kernel_dims = static_dims(&kernel.shape);
         let shape = equation
             .output_shape(&[&x.shape, &kernel_dims])
             .map_err(|why| {
@@ -77,7 +77,7 @@ impl LayerConverter for EinsumDense {
             })?;
         if bias {
             require_weight_dtype(layer, 1, "bias", x.dtype)?;
-            let bias_dims: Vec<_> = layer.weights[1].shape.iter().map(|&d| Some(d)).collect();
+            let bias_dims = static_dims(&layer.weights[1].shape);
             if broadcast(&shape, &bias_dims).as_deref() != Some(shape.as_slice()) {
                 return Err(weight_shape_error(
                     layer,

@@ -23,7 +23,7 @@ use crate::einsum::Equation;
 use crate::error::BuildError;
 use crate::graph::{attr_int, attr_ints, attr_string, GraphBuilder};
 use crate::registry::{LayerConverter, Masking, ValueRef};
-use crate::shape::{broadcast, format_shape, Dim, TensorInfo};
+use crate::shape::{broadcast, format_shape, static_dims, static_product, Dim, TensorInfo};
 use crate::spec::Layer;
 use crate::tensor::{DType, Tensor};
 
@@ -119,7 +119,7 @@ fn operands(layer: &Layer, inputs: &[TensorInfo]) -> Result<Vec<Operand>, BuildE
                 Kind::Int => DType::I32,
                 _ => w.dtype,
             };
-            let shape = w.shape.iter().map(|&d| Some(d)).collect();
+            let shape = static_dims(&w.shape);
             Operand {
                 kind,
                 info: TensorInfo::new(dtype, shape),
@@ -1341,9 +1341,7 @@ fn layer_norm_shape(
     for &a in axes {
         shape[a] = x.shape[a];
     }
-    let wanted: Option<usize> = shape.iter().try_fold(1usize, |n, d| d.map(|d| n * d));
-    let has: Option<usize> = part.shape.iter().try_fold(1usize, |n, d| d.map(|d| n * d));
-    match (wanted, has) {
+    match (static_product(&shape), static_product(&part.shape)) {
         (Some(a), Some(b)) if a == b => Ok(shape),
         _ => Err(layer.error(format!(
             "a gamma or beta of shape {} does not reshape to the normalized axes {}",

@@ -183,7 +183,7 @@ pub fn expect_weight_shape(
 ) -> Result<(), BuildError> {
     let got = &layer.weights[index].shape;
     if got.as_slice() != expected {
-        let expected: Vec<_> = expected.iter().map(|&d| Some(d)).collect();
+        let expected = crate::shape::static_dims(expected);
         return Err(weight_shape_error(
             layer,
             name,

@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::error::BuildError;
 use crate::graph::GraphBuilder;
 use crate::registry::{LayerConverter, Masking, ValueRef};
-use crate::shape::{broadcast, format_shape, TensorInfo};
+use crate::shape::{broadcast, format_shape, static_dims, TensorInfo};
 use crate::spec::Layer;
 use crate::tensor::Tensor;
 
@@ -42,7 +42,7 @@ impl LayerConverter for Rescaling {
         let dtype = float_output(layer, x.dtype)?;
         let (scale, offset) = constants(layer)?;
         for (key, (shape, _)) in [("scale", &scale), ("offset", &offset)] {
-            let dims: Vec<_> = shape.iter().map(|&d| Some(d)).collect();
+            let dims = static_dims(shape);
             if dims.len() > x.rank() || broadcast(&x.shape, &dims).as_deref() != Some(&x.shape[..])
             {
                 return Err(layer.error(format!(

@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::error::BuildError;
 use crate::graph::{attr_int, GraphBuilder};
 use crate::registry::{LayerConverter, Masking, ValueRef};
-use crate::shape::{broadcast, format_shape, Dim, TensorInfo};
+use crate::shape::{broadcast, format_shape, static_dims, Dim, TensorInfo};
 use crate::spec::Layer;
 use crate::tensor::DType;
 
@@ -132,7 +132,7 @@ impl LayerConverter for RmsNormalization {
         expect_weights(layer, &["scale"])?;
         require_weight_dtype(layer, 0, "scale", x.dtype)?;
         norm_axes(layer, "axis", x.rank())?;
-        let scale: Vec<Dim> = layer.weights[0].shape.iter().map(|&d| Some(d)).collect();
+        let scale = static_dims(&layer.weights[0].shape);
         check_scale(layer, &x.shape, &scale)?;
         Ok(x.clone())
     }
